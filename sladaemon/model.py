@@ -1,0 +1,112 @@
+"""Normalized domain values shared by every layer: tickets, their events, SLA events.
+
+These are plain frozen values. Pydantic lives at the boundaries (config, API payloads); the core
+sees only what is defined here. Every datetime is aware and in UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+EMPTY_FIELDS: Mapping[str, str] = MappingProxyType({})
+
+
+class StatusCategory(enum.StrEnum):
+    """What a helpdesk status means for SLA clocks, whatever the helpdesk calls it."""
+
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the customer
+    ON_HOLD = "on_hold"  # waiting on a third party
+    SOLVED = "solved"
+    CLOSED = "closed"
+
+    @property
+    def is_done(self) -> bool:
+        return self in (StatusCategory.SOLVED, StatusCategory.CLOSED)
+
+
+class EventKind(enum.StrEnum):
+    CREATED = "created"
+    AGENT_REPLY = "agent_reply"
+    CUSTOMER_REPLY = "customer_reply"
+    INTERNAL_NOTE = "internal_note"
+    STATUS_CHANGED = "status_changed"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+
+
+# The category an event implies when its row carries no status of its own.
+IMPLIED_CATEGORY: Mapping[EventKind, StatusCategory] = MappingProxyType(
+    {
+        EventKind.CREATED: StatusCategory.NEW,
+        EventKind.RESOLVED: StatusCategory.SOLVED,
+        EventKind.CLOSED: StatusCategory.CLOSED,
+        EventKind.REOPENED: StatusCategory.OPEN,
+    }
+)
+
+
+class Metric(enum.StrEnum):
+    FIRST_RESPONSE = "first_response"
+    NEXT_RESPONSE = "next_response"
+    PERIODIC_UPDATE = "periodic_update"
+    RESOLUTION = "resolution"
+
+
+class MetricState(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    MET = "met"
+    BREACHED = "breached"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class SlaEventKind(enum.StrEnum):
+    WARNING = "warning"  # a ladder level below 100 % was reached
+    BREACH = "breach"  # elapsed business time passed the target
+    ESCALATION = "escalation"  # a ladder level after the breach was reached
+    MET = "met"  # the metric was fulfilled within its target
+    PREDICTED_BREACH = "predicted_breach"
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    """One thing that happened to a ticket.
+
+    ``status`` is the helpdesk's raw status (may be empty), ``category`` what it maps to, or
+    ``None`` when the event does not change the status. ``fields`` holds the ticket fields this
+    event sets (priority, channel, queue and any extra column); empty values are left out.
+    """
+
+    ticket_id: str
+    at: datetime
+    kind: EventKind
+    status: str = ""
+    category: StatusCategory | None = None
+    fields: Mapping[str, str] = EMPTY_FIELDS
+    line: int = 0  # where it came from (CSV line), 0 when unknown
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError(f"naive timestamp for ticket {self.ticket_id}: {self.at.isoformat()}")
+
+
+@dataclass(frozen=True, slots=True)
+class SlaEvent:
+    """An SLA fact about one ticket metric at one instant."""
+
+    ticket_id: str
+    policy: str
+    metric: Metric
+    kind: SlaEventKind
+    at: datetime
+    deadline: datetime | None
+    level: str | None = None  # ladder level label: "75%", "breach", "breach+30m"
+    cycle: int = 0
+    details: Mapping[str, object] = field(default=EMPTY_FIELDS)
