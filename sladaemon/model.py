@@ -89,7 +89,7 @@ class TicketEvent:
     kind: EventKind
     status: str = ""
     category: StatusCategory | None = None
-    fields: Mapping[str, str] = EMPTY_FIELDS
+    fields: Mapping[str, str] = field(default_factory=lambda: EMPTY_FIELDS)
     line: int = 0  # where it came from (CSV line), 0 when unknown
 
     def __post_init__(self) -> None:
@@ -109,4 +109,4 @@ class SlaEvent:
     deadline: datetime | None
     level: str | None = None  # ladder level label: "75%", "breach", "breach+30m"
     cycle: int = 0
-    details: Mapping[str, object] = field(default=EMPTY_FIELDS)
+    details: Mapping[str, object] = field(default_factory=lambda: EMPTY_FIELDS)

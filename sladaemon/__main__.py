@@ -1,0 +1,3 @@
+from sladaemon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""Command line: ``sladaemon check | explain | backtest | import``.
+
+Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from sladaemon.config import Config, load_config
+from sladaemon.errors import ConfigError, EventLogError
+from sladaemon.eventlog import EventLog, parse_timestamp, read_events
+from sladaemon.sla.backtest import backtest, format_compliance
+from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.explain import explain_json, explain_text, iso
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the arguments given on the command line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"config error{'s' if len(exc.issues) > 1 else ''}:", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (EventLogError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sladaemon", description="SLA monitoring and escalation for helpdesks."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate a config file (exit 0, or 2 listing every error)")
+    p.add_argument("--config", required=True, type=Path)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("explain", help="show how a ticket's SLA deadlines were computed")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--events", required=True, type=Path, help="normalized event CSV")
+    p.add_argument("ticket_id")
+    p.add_argument("--at", help="evaluate at this ISO 8601 instant (default: end of history)")
+    p.add_argument("--source", help="csv source whose status mapping applies")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("backtest", help="replay a history: SLA events and compliance table")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--events", required=True, type=Path, help="normalized event CSV")
+    p.add_argument("--out", type=Path, help="write SLA events as JSON lines here")
+    p.add_argument("--until", help="stop the replay at this ISO 8601 instant")
+    p.add_argument("--source", help="csv source whose status mapping applies")
+    p.add_argument("--strict", action="store_true", help="reject the file if any row is bad")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("simulate", help="write a synthetic history from the built-in simulator")
+    p.add_argument("output", type=Path)
+    p.add_argument("--start", default="2026-01-05T00:00:00Z", help="ISO 8601 start instant")
+    p.add_argument("--days", type=float, default=14.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("import", help="convert a public ticket log to the normalized CSV")
+    p.add_argument("--format", required=True, help="helpdesk-italian | bpic2013 | servicenow")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path)
+    p.set_defaults(func=cmd_import)
+    return parser
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(
+        f"{args.config}: ok — {len(cfg.calendars)} calendars, {len(cfg.policies)} policies, "
+        f"{len(cfg.receivers)} receivers, {len(cfg.sources)} sources"
+    )
+    return EXIT_OK
+
+
+def _read_log(cfg: Config, args: argparse.Namespace, strict: bool = False) -> EventLog:
+    if args.source and args.source not in cfg.sources:
+        raise UsageError(f"no source {args.source!r} in {cfg.path}")
+    log = read_events(args.events, cfg.status_map(args.source), strict=strict)
+    for issue in log.issues[:20]:
+        print(f"{args.events}:{issue.line}: skipped: {issue.message}", file=sys.stderr)
+    if len(log.issues) > 20:
+        print(f"{args.events}: ... {len(log.issues) - 20} more rows skipped", file=sys.stderr)
+    for status in sorted(log.unknown_statuses):
+        print(f"{args.events}: unknown status {status!r} counted as open", file=sys.stderr)
+    return log
+
+
+def _instant(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    log = _read_log(cfg, args)
+    events = log.tickets.get(args.ticket_id)
+    if not events:
+        raise UsageError(f"ticket {args.ticket_id!r} is not in {args.events}")
+    at = _instant(args.at, "--at") or max(e[-1].at for e in log.tickets.values())
+    replay = TicketReplay(args.ticket_id, cfg.policies)
+    for event in events:
+        if event.at <= at:
+            replay.feed(event)
+    if not replay.events:
+        raise UsageError(f"ticket {args.ticket_id!r} was created after {iso(at)}")
+    evaluation = replay.evaluate(at)
+    if args.json:
+        print(json.dumps(explain_json(evaluation), indent=2))
+    else:
+        print(explain_text(evaluation, cfg.calendars))
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if not cfg.policies:
+        raise UsageError(f"{args.config} defines no policies: nothing to evaluate")
+    started = time.perf_counter()
+    log = _read_log(cfg, args, strict=args.strict)
+    until = _instant(args.until, "--until")
+    result = backtest(log.tickets, cfg.policies, until, _progress_bar(sys.stderr))
+    if args.out:
+        with args.out.open("w", encoding="utf-8") as out:
+            for e in result.events:
+                record = {
+                    "ticket_id": e.ticket_id,
+                    "policy": e.policy,
+                    "metric": e.metric.value,
+                    "event": e.kind.value,
+                    "level": e.level,
+                    "at": iso(e.at),
+                    "deadline": iso(e.deadline),
+                }
+                out.write(json.dumps(record) + "\n")
+    elapsed = time.perf_counter() - started
+    counts: dict[str, int] = {}
+    for e in result.events:
+        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no SLA events"
+    print(
+        f"replayed {result.ticket_events} events of {result.tickets} tickets "
+        f"up to {iso(result.until)} in {elapsed:.1f}s: {summary}"
+    )
+    if result.unmatched_tickets:
+        print(f"{result.unmatched_tickets} tickets matched no policy")
+    print()
+    print(format_compliance(result.compliance))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sladaemon.eventlog import EventWriter
+    from sladaemon.sources.simulator.simulation import HelpdeskSimulation, SimulationSettings
+
+    start = _instant(args.start, "--start")
+    assert start is not None
+    if args.days <= 0:
+        raise UsageError("--days must be positive")
+    simulation = HelpdeskSimulation(SimulationSettings(seed=args.seed), start)
+    with args.output.open("w", encoding="utf-8", newline="") as stream:
+        writer = EventWriter(stream)
+        rows = writer.write_all(simulation.run(start + timedelta(days=args.days)))
+    print(f"wrote {rows} events to {args.output}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sladaemon.eventlog.importers import IMPORTERS, convert
+
+    if args.format not in IMPORTERS:
+        raise UsageError(f"unknown format {args.format!r} (one of {', '.join(IMPORTERS)})")
+    started = time.perf_counter()
+    report = convert(args.format, args.input, args.output)
+    for issue in report.skipped[:20]:
+        print(f"{args.input}:{issue.line}: skipped: {issue.message}", file=sys.stderr)
+    if len(report.skipped) > 20:
+        print(f"{args.input}: ... {len(report.skipped) - 20} more rows skipped", file=sys.stderr)
+    print(
+        f"wrote {report.events} events of {report.tickets} tickets to {args.output} "
+        f"in {time.perf_counter() - started:.1f}s ({len(report.skipped)} rows skipped)"
+    )
+    return EXIT_OK
+
+
+def _progress_bar(stream: TextIO) -> ProgressBar | None:
+    return ProgressBar(stream) if stream.isatty() else None
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tickets")
+        if done >= total:
+            self.stream.write("\r" + " " * (width + 30) + "\r")
+        self.stream.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

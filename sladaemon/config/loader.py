@@ -1,0 +1,360 @@
+"""Loading a config file: YAML (with line numbers) -> pydantic-settings -> runtime objects.
+
+Precedence: ``SLADAEMON_*`` environment variables (``__`` between nested keys, e.g.
+``SLADAEMON_DAEMON__STATE=/tmp/state.sqlite``) override the YAML file. ``load_config`` either
+returns a ready ``Config`` or raises ``ConfigError`` listing every problem with file, line and
+YAML path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from sladaemon.calendar import BusinessCalendar, CalendarSpec
+from sladaemon.config import models
+from sladaemon.config.models import (
+    CalendarConfig,
+    DaemonConfig,
+    PolicyConfig,
+    ReceiverConfig,
+    SourceConfig,
+    parse_level,
+    weekly_hours,
+)
+from sladaemon.config.yamlfile import Path_, YamlDocument, format_path, load_yaml
+from sladaemon.errors import ConfigError, ConfigIssue
+from sladaemon.model import Metric, StatusCategory
+from sladaemon.sla.policy import (
+    FieldMatch,
+    LadderLevel,
+    MetricRule,
+    SlaPolicy,
+)
+from sladaemon.statuses import StatusMap
+
+ENV_PREFIX = "SLADAEMON_"
+_document: ContextVar[YamlDocument] = ContextVar("sladaemon_config_document")
+
+
+class _LocatedYamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, fed with the document parsed with line numbers."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return _document.get().data
+
+
+class Settings(BaseSettings):
+    """The whole config file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    calendars: dict[str, CalendarConfig] = {}
+    policies: list[PolicyConfig] = []
+    receivers: dict[str, ReceiverConfig] = {}
+    sources: dict[str, SourceConfig] = {}
+    daemon: DaemonConfig = DaemonConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        doc = _document.get(None)
+        if doc is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, _LocatedYamlSource(settings_cls, yaml_file=doc.file)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config with its runtime objects built."""
+
+    path: Path
+    settings: Settings
+    calendars: Mapping[str, BusinessCalendar]
+    policies: tuple[SlaPolicy, ...]
+
+    @property
+    def receivers(self) -> Mapping[str, ReceiverConfig]:
+        return self.settings.receivers
+
+    @property
+    def sources(self) -> Mapping[str, SourceConfig]:
+        return self.settings.sources
+
+    @property
+    def daemon(self) -> DaemonConfig:
+        return self.settings.daemon
+
+    def status_map(self, source: str | None = None) -> StatusMap:
+        """The status mapping of a source (or of the only csv source; else the defaults)."""
+        if source is None:
+            csv_sources = [s for s in self.sources.values() if s.type == "csv"]
+            statuses = csv_sources[0].statuses if len(csv_sources) == 1 else {}
+        else:
+            statuses = self.sources[source].statuses
+        return StatusMap(statuses)
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Load, validate and compile a config file. Raises ConfigError listing every problem."""
+    path = Path(path)
+    env = dict(os.environ if environ is None else environ)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(file, None, "", "not a UTF-8 text file")]) from None
+    doc = load_yaml(text, file, env)
+    issues = list(doc.issues)
+    settings: Settings | None = None
+    token = _document.set(doc)
+    saved_env = _swap_environ(env) if environ is not None else None
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        issues.extend(_issue_from_error(err, doc, env) for err in exc.errors())
+    finally:
+        _document.reset(token)
+        if saved_env is not None:
+            _swap_environ(saved_env)
+    issues.extend(_reference_issues(doc))
+    if issues or settings is None:
+        raise ConfigError(_dedupe(issues))
+    return _compile(path, settings)
+
+
+def _swap_environ(new: Mapping[str, str]) -> dict[str, str]:
+    """pydantic-settings reads os.environ; a given environ replaces the SLADAEMON_ part."""
+    old = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    for k in old:
+        del os.environ[k]
+    os.environ.update({k: v for k, v in new.items() if k.startswith(ENV_PREFIX)})
+    return old
+
+
+def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    seen: set[tuple[int | None, str, str]] = set()
+    out = []
+    for issue in issues:
+        key = (issue.line, issue.path, issue.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(issue)
+    return out
+
+
+# ---------------------------------------------------------------------------- error messages
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set(Settings.model_fields)
+    for obj in vars(models).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            keys.update(obj.model_fields)
+    keys.update(m.value for m in Metric)
+    return keys
+
+
+_KNOWN_KEYS = _known_keys()
+
+
+def _resolve(loc: tuple[str | int, ...], data: Any) -> Path_:
+    """The YAML path of a pydantic error location (dropping union tags and validator names)."""
+    path: list[str | int] = []
+    current = data
+    for part in loc:
+        if _has_child(current, part):
+            path.append(part)
+            current = current[part]
+        elif isinstance(part, str) and (
+            "[" in part or part in ("duration", "per_priority") or _is_tag(current, part)
+        ):
+            continue  # union member or validator name, not a key of the file
+        else:
+            path.append(part)
+            current = None
+    return tuple(path)
+
+
+def _has_child(current: Any, part: str | int) -> bool:
+    if isinstance(current, dict):
+        return part in current
+    return isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+
+
+def _is_tag(current: Any, part: str) -> bool:
+    return isinstance(current, dict) and current.get("type") == part
+
+
+def _issue_from_error(err: Any, doc: YamlDocument, env: Mapping[str, str]) -> ConfigIssue:
+    loc = tuple(err["loc"])
+    path = _resolve(loc, doc.data)
+    kind = err["type"]
+    msg = str(err["msg"])
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1, cutoff=0.75)
+        msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    elif kind == "missing":
+        msg = f"missing required key {path[-1]!r}" if path else "missing value"
+    elif kind == "union_tag_invalid":
+        expected = str(ctx.get("expected_tags", "")).replace("'", "")
+        msg = f"unknown type {ctx.get('tag')!r} (one of {expected})"
+    elif kind == "union_tag_not_found":
+        msg = "missing required key 'type'"
+    else:
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if kind in ("literal_error", "enum") and "input" in err:
+            msg = f"{msg}, got {err['input']!r}"
+    line = doc.lines.line_of(path)
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in path if isinstance(p, str))
+    if path not in doc.lines.lines and any(k.startswith(env_name) for k in env):
+        msg += f" (from environment {env_name})"
+    return ConfigIssue(doc.file, line, format_path(path), msg)
+
+
+# ---------------------------------------------------------------------------- references
+
+
+def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
+    """Names that must refer to something defined elsewhere in the file."""
+    data = doc.data
+    calendars = set(_mapping(data.get("calendars")))
+    receivers = set(_mapping(data.get("receivers")))
+    issues: list[ConfigIssue] = []
+
+    def report(path: Path_, message: str) -> None:
+        issues.append(ConfigIssue(doc.file, doc.lines.line_of(path), format_path(path), message))
+
+    def check(path: Path_, name: object, known: set[str], what: str) -> None:
+        if isinstance(name, str) and name not in known:
+            shown = ", ".join(sorted(known)) or f"no {what}s are defined"
+            report(path, f"unknown {what} {name!r} ({shown})")
+
+    seen_names: dict[str, int] = {}
+    policies = data.get("policies")
+    for i, policy in enumerate(policies if isinstance(policies, list) else []):
+        if not isinstance(policy, dict):
+            continue
+        base: Path_ = ("policies", i)
+        name = policy.get("name")
+        if isinstance(name, str):
+            if name in seen_names:
+                report(
+                    (*base, "name"),
+                    f"duplicate policy name {name!r} (also policies[{seen_names[name]}])",
+                )
+            seen_names.setdefault(name, i)
+        check((*base, "calendar"), policy.get("calendar"), calendars, "calendar")
+        for metric, override in _mapping(policy.get("overrides")).items():
+            if isinstance(override, dict):
+                path = (*base, "overrides", metric, "calendar")
+                check(path, override.get("calendar"), calendars, "calendar")
+        ladder = policy.get("escalation")
+        for j, level in enumerate(ladder if isinstance(ladder, list) else []):
+            notify = level.get("notify") if isinstance(level, dict) else None
+            for k, receiver in enumerate(notify if isinstance(notify, list) else []):
+                check((*base, "escalation", j, "notify", k), receiver, receivers, "receiver")
+    daemon = _mapping(data.get("daemon"))
+    check(("daemon", "operator"), daemon.get("operator"), receivers, "receiver")
+    return issues
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------------------- compilation
+
+
+def build_calendar(name: str, cfg: CalendarConfig) -> BusinessCalendar:
+    holidays = cfg.holidays
+    return BusinessCalendar(
+        CalendarSpec(
+            name=name,
+            timezone=cfg.timezone,
+            weekly=weekly_hours(cfg.hours),
+            holiday_country=holidays.country.upper() if holidays and holidays.country else None,
+            holiday_subdivision=holidays.subdivision if holidays else None,
+            holiday_dates=frozenset(holidays.dates) if holidays else frozenset(),
+            breaks={day: tuple(sorted(ranges)) for day, ranges in cfg.breaks.items()},
+        )
+    )
+
+
+def _compile(path: Path, settings: Settings) -> Config:
+    calendars = {name: build_calendar(name, cfg) for name, cfg in settings.calendars.items()}
+    policies = tuple(compile_policy(i, p, calendars) for i, p in enumerate(settings.policies))
+    return Config(path=path, settings=settings, calendars=calendars, policies=policies)
+
+
+def compile_policy(
+    index: int, cfg: PolicyConfig, calendars: Mapping[str, BusinessCalendar]
+) -> SlaPolicy:
+    default_pause = frozenset(StatusCategory(c) for c in cfg.pause_on)
+    rules = []
+    for metric, target in cfg.targets.given().items():
+        override = cfg.overrides.get(metric)
+        calendar = calendars[override.calendar if override and override.calendar else cfg.calendar]
+        pause_on = default_pause
+        if override and override.pause_on is not None:
+            pause_on = frozenset(StatusCategory(c) for c in override.pause_on)
+        if isinstance(target, dict):
+            per_priority = {k.lower(): v for k, v in target.items() if k.lower() != "default"}
+            default = next((v for k, v in target.items() if k.lower() == "default"), None)
+        else:
+            per_priority, default = {}, target
+        rules.append(MetricRule(metric, per_priority, default, calendar, pause_on))
+    ladder = []
+    for level in cfg.escalation:
+        label, fraction, after, predicted = parse_level(level.at)
+        ladder.append(
+            LadderLevel(
+                label=label,
+                fraction=fraction,
+                after_breach=after,
+                predicted=predicted,
+                notify=tuple(level.notify),
+                metrics=frozenset(level.metrics) if level.metrics else None,
+            )
+        )
+    ladder.sort(key=lambda lv: (lv.predicted is False, lv.fraction, lv.after_breach))
+    return SlaPolicy(
+        name=cfg.name,
+        index=index,
+        match=tuple(
+            FieldMatch(field, tuple(v.lower() for v in values))
+            for field, values in cfg.match.items()
+        ),
+        metrics=tuple(rules),
+        ladder=tuple(ladder),
+        calendar=calendars[cfg.calendar],
+    )

@@ -1,0 +1,349 @@
+"""The config file, as pydantic models. Unknown keys are errors (``extra="forbid"``).
+
+Every top-level section is optional. Secrets (receiver URLs, tokens) are ``SecretStr`` so they
+never print; each may also be given as ``<name>_file`` (a path whose content is the value, e.g.
+a systemd credential) or through ``${ENV_VAR}`` references.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from sladaemon.calendar.hours import (
+    TimeRange,
+    WeeklyHours,
+    check_no_overlap,
+    parse_date,
+    parse_day_key,
+)
+from sladaemon.config.durations import Duration, format_duration, parse_duration
+from sladaemon.model import Metric, StatusCategory
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _custom(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, "{reason}", {"reason": message})
+
+
+# ---------------------------------------------------------------------------- calendars
+
+
+def _time_range(value: object) -> TimeRange:
+    try:
+        return TimeRange.parse(value)
+    except ValueError as exc:
+        raise _custom("time_range", str(exc)) from None
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+def _day_key(value: object) -> str:
+    try:
+        parse_day_key(str(value))
+    except ValueError as exc:
+        raise _custom("day_key", str(exc)) from None
+    return str(value)
+
+
+def _date(value: object) -> date:
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise _custom("date", str(exc)) from None
+
+
+TimeRangeText = Annotated[TimeRange, BeforeValidator(_time_range)]
+Ranges = Annotated[list[TimeRangeText], BeforeValidator(_one_or_many)]
+DayKey = Annotated[str, BeforeValidator(_day_key)]
+Date = Annotated[date, BeforeValidator(_date)]
+
+
+class HolidaysConfig(StrictModel):
+    country: str | None = Field(None, description="ISO country code for the holidays package")
+    subdivision: str | None = None
+    dates: list[Date] = []
+
+    @model_validator(mode="after")
+    def _known_country(self) -> HolidaysConfig:
+        if self.subdivision and not self.country:
+            raise _custom("holidays", "subdivision needs a country")
+        if self.country:
+            import holidays
+
+            supported = holidays.list_supported_countries()
+            if self.country.upper() not in supported:
+                raise _custom("holidays", f"unknown holiday country {self.country!r}")
+            subdivisions = supported[self.country.upper()]
+            if self.subdivision and self.subdivision.upper() not in {
+                s.upper() for s in subdivisions
+            }:
+                shown = ", ".join(subdivisions[:12]) + (" ..." if len(subdivisions) > 12 else "")
+                raise _custom(
+                    "holidays",
+                    f"unknown subdivision {self.subdivision!r} of {self.country} ({shown})",
+                )
+        return self
+
+
+class CalendarConfig(StrictModel):
+    timezone: str
+    hours: dict[DayKey, Ranges]
+    holidays: HolidaysConfig | None = None
+    breaks: dict[Date, Ranges] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise _custom("timezone", f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_week(cls, hours: dict[str, list[TimeRange]]) -> dict[str, list[TimeRange]]:
+        weekly_hours(hours)
+        return hours
+
+
+def weekly_hours(hours: dict[str, list[TimeRange]]) -> WeeklyHours:
+    per_day: list[list[TimeRange]] = [[] for _ in range(7)]
+    owner: dict[int, str] = {}
+    for key, ranges in hours.items():
+        for day in parse_day_key(key):
+            if day in owner:
+                raise _custom("hours", f"{key}: day given twice (also in {owner[day]!r})")
+            owner[day] = key
+            per_day[day].extend(ranges)
+    weekly = WeeklyHours(tuple(tuple(sorted(d)) for d in per_day))
+    if weekly.empty:
+        raise _custom("hours", "the calendar has no business hours")
+    try:
+        check_no_overlap(weekly)
+    except ValueError as exc:
+        raise _custom("hours", str(exc)) from None
+    return weekly
+
+
+# ---------------------------------------------------------------------------- policies
+
+PAUSABLE_NAMES = ("new", "open", "pending", "on_hold")
+PauseCategory = Literal["new", "open", "pending", "on_hold"]
+MatchValue = Annotated[
+    list[str],
+    BeforeValidator(lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)]),
+]
+
+
+def _level(value: object) -> str:
+    try:
+        return parse_level(value)[0]
+    except ValueError as exc:
+        raise _custom("ladder_level", str(exc)) from None
+
+
+LevelText = Annotated[str, BeforeValidator(_level)]
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_BREACH = re.compile(r"^\s*breach\s*(?:\+\s*(\S+))?\s*$", re.IGNORECASE)
+
+
+def parse_level(text: object) -> tuple[str, float, timedelta, bool]:
+    """'75%' | 'breach' | 'breach+30m' | 'predicted' -> (label, fraction, after, predicted)."""
+    hint = "use e.g. '75%', 'breach', 'breach+30m' or 'predicted'"
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        raise ValueError(f"invalid ladder level {text!r} ({hint}; percentages need a '%')")
+    if not isinstance(text, str):
+        raise ValueError(f"invalid ladder level {text!r} ({hint})")
+    if text.strip().lower() == "predicted":
+        return "predicted", 0.0, timedelta(0), True
+    m = _PERCENT.match(text)
+    if m:
+        pct = float(m.group(1))
+        if pct <= 0:
+            raise ValueError(f"invalid ladder level {text!r}: the percentage must be above 0")
+        return ("breach" if pct == 100 else f"{pct:g}%"), pct / 100, timedelta(0), False
+    m = _BREACH.match(text)
+    if m:
+        if m.group(1) is None:
+            return "breach", 1.0, timedelta(0), False
+        after = parse_duration(m.group(1))
+        if after <= timedelta(0):
+            raise ValueError(f"invalid ladder level {text!r}: the offset must be positive")
+        return f"breach+{format_duration(after)}", 1.0, after, False
+    raise ValueError(f"invalid ladder level {text!r} ({hint})")
+
+
+class LadderLevelConfig(StrictModel):
+    at: LevelText
+    notify: list[str] = []
+    metrics: list[Metric] | None = None
+
+
+def _target_kind(value: Any) -> str:
+    return "per_priority" if isinstance(value, dict) else "duration"
+
+
+# One duration, or priority -> duration. The discriminator keeps errors about the form used.
+TargetConfig = Annotated[
+    Annotated[Duration, Tag("duration")]
+    | Annotated[dict[Annotated[str, BeforeValidator(str)], Duration], Tag("per_priority")],
+    Discriminator(_target_kind),
+]
+
+
+class TargetsConfig(StrictModel):
+    """Per metric: one duration, or a map of priority -> duration with an optional default."""
+
+    first_response: TargetConfig | None = None
+    next_response: TargetConfig | None = None
+    periodic_update: TargetConfig | None = None
+    resolution: TargetConfig | None = None
+
+    @model_validator(mode="after")
+    def _positive_targets(self) -> TargetsConfig:
+        for metric in Metric:
+            value = getattr(self, metric.value)
+            values = value.values() if isinstance(value, dict) else [value]
+            for v in values:
+                if v is not None and v <= timedelta(0):
+                    raise _custom("duration", f"{metric.value}: a target must be longer than 0s")
+        return self
+
+    def given(self) -> dict[Metric, timedelta | dict[str, timedelta]]:
+        return {m: getattr(self, m.value) for m in Metric if getattr(self, m.value) is not None}
+
+
+class MetricOverride(StrictModel):
+    calendar: str | None = None
+    pause_on: list[PauseCategory] | None = None
+
+
+class PolicyConfig(StrictModel):
+    name: str
+    match: dict[str, MatchValue] = {}
+    calendar: str
+    pause_on: list[PauseCategory] = ["pending", "on_hold"]
+    targets: TargetsConfig
+    overrides: dict[Metric, MetricOverride] = {}
+    escalation: list[LadderLevelConfig] = []
+
+    @model_validator(mode="after")
+    def _has_targets(self) -> PolicyConfig:
+        if not self.targets.given():
+            raise _custom(
+                "targets", "no targets: give at least one of " + ", ".join(m.value for m in Metric)
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------- receivers
+
+
+def _secret_from_file(data: Any, name: str, *, as_lines: bool = False) -> Any:
+    """Replace ``<name>_file: PATH`` by ``<name>``: the file's content (lines for lists)."""
+    key = f"{name}_file"
+    if not isinstance(data, dict) or key not in data:
+        return data
+    if name in data:
+        raise _custom("secret_file", f"give either {name} or {key}, not both")
+    path = Path(str(data[key]))
+    try:
+        content = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _custom("secret_file", f"{key}: cannot read {path}: {exc.strerror}") from None
+    data = {k: v for k, v in data.items() if k != key}
+    if as_lines:
+        data[name] = [ln.strip() for ln in content.splitlines() if ln.strip()]
+    else:
+        data[name] = content.strip()
+    return data
+
+
+class ReceiverConfig(StrictModel):
+    """Where alerts go: apprise URLs (mailto://, slack://, json://, ...) or ``console://``."""
+
+    urls: list[SecretStr] = Field(min_length=1)
+    template: str | None = None
+    title: str | None = None
+    timeout: Duration = timedelta(seconds=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urls_file(cls, data: Any) -> Any:
+        return _secret_from_file(data, "urls", as_lines=True)
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+class SourceCommon(StrictModel):
+    poll_interval: Duration = timedelta(seconds=60)
+    stale_after: Duration = timedelta(minutes=10)
+    statuses: dict[str, StatusCategory] = {}
+    channels: dict[str, str] = {}
+
+
+class CsvSourceConfig(SourceCommon):
+    type: Literal["csv"]
+    path: Path
+    follow: bool = True
+    speed: float | None = Field(None, gt=0)
+    poll_interval: Duration = timedelta(seconds=2)
+
+
+class SimulatorSourceConfig(SourceCommon):
+    type: Literal["simulator"]
+    seed: int = 1
+    speed: float = Field(60.0, gt=0)
+    tickets_per_hour: float = Field(30.0, gt=0)
+    poll_interval: Duration = timedelta(seconds=1)
+
+
+SourceConfig = Annotated[CsvSourceConfig | SimulatorSourceConfig, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------- daemon
+
+
+class HttpConfig(StrictModel):
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _custom("listen", f"invalid listen address {value!r} (use host:port)")
+        return value
+
+
+class DaemonConfig(StrictModel):
+    state: Path = Path("/var/lib/sladaemon/state.sqlite")
+    operator: str | None = Field(None, description="receiver for alerts about sladaemon itself")
+    http: HttpConfig = HttpConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,637 @@
+"""The SLA engine: a ticket's history + policies + ``now`` -> metric states and SLA events.
+
+Pure: no clock, no I/O. ``TicketReplay`` consumes a ticket's events in time order and keeps,
+per metric, the clock of the current cycle. Between two events nothing changes, so the instants
+of the ladder levels are fixed and are emitted as they are passed. ``evaluate`` is the one-shot
+form: replay the history up to ``now`` and report states, past SLA events and upcoming ones.
+
+Metric semantics (business time on the metric's calendar, paused while the status category is
+in ``pause_on``):
+
+* ``first_response`` — created -> first ``agent_reply``. Solving without a reply also stops it.
+* ``next_response`` — the first ``customer_reply`` after an agent reply starts a cycle; the next
+  ``agent_reply`` (or solving) stops it. Cycles are numbered.
+* ``periodic_update`` — every ``agent_reply`` while not solved starts a cycle that the next one
+  stops; a reopen starts one. Measures the gaps between public agent updates.
+* ``resolution`` — created -> solved/closed; a reopen resumes the same clock.
+
+A stopped cycle is ``met`` when its business time is <= the target, else ``breached``; a running
+one is ``breached`` once business time exceeds the target (just after its deadline). A
+``customer_reply`` without a status of its own moves a pending ticket back to open, as helpdesks
+do. A change of policy or target (e.g. a priority change) re-evaluates the whole history under
+the new policy; levels already sent are never sent again (keys omit the policy), levels the new
+policy has already passed are caught up at the instant of the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sladaemon.calendar import BusinessCalendar, from_us, to_us
+from sladaemon.model import (
+    IMPLIED_CATEGORY,
+    EventKind,
+    Metric,
+    MetricState,
+    SlaEvent,
+    SlaEventKind,
+    StatusCategory,
+    TicketEvent,
+)
+from sladaemon.sla.policy import LadderLevel, MetricRule, SlaPolicy, select_policy
+
+BREACH = LadderLevel("breach", 1.0)
+LevelKey = tuple[Metric, int, str]  # (metric, cycle, level label) — never re-sent
+
+
+def _us(d: timedelta) -> int:
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class LevelInstant:
+    label: str
+    at: datetime | None  # None while the clock is paused
+    reached: bool
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    metric: Metric
+    cycle: int
+    started_at: datetime
+    ended_at: datetime | None
+    state: MetricState
+    business_elapsed: timedelta
+    breached_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricStatus:
+    metric: Metric
+    state: MetricState
+    calendar: str
+    target: timedelta | None
+    cycle: int = 0
+    started_at: datetime | None = None
+    deadline: datetime | None = None
+    business_elapsed: timedelta = timedelta(0)
+    remaining: timedelta | None = None  # negative once overdue
+    fraction: float | None = None
+    ended_at: datetime | None = None
+    paused_since: datetime | None = None
+    pauses: tuple[tuple[datetime, datetime | None], ...] = ()
+    levels: tuple[LevelInstant, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvaluation:
+    ticket_id: str
+    at: datetime
+    policy: SlaPolicy | None
+    skipped_policies: tuple[tuple[str, str], ...]  # (policy, why it did not match)
+    fields: Mapping[str, str]
+    category: StatusCategory | None
+    metrics: Mapping[Metric, MetricStatus]
+    timeline: tuple[SlaEvent, ...]  # SLA events up to ``at``
+    upcoming: tuple[SlaEvent, ...]  # ladder instants after ``at`` if nothing changes
+    cycles: tuple[CycleResult, ...]  # every cycle, finished or not
+
+
+# ---------------------------------------------------------------------------- working state
+
+
+class _Cycle:
+    __slots__ = (
+        "breached_at",
+        "deadline_at_end",
+        "elapsed",
+        "ended",
+        "number",
+        "outcome",
+        "pauses",
+        "since",
+        "start",
+    )
+
+    def __init__(self, number: int, start: int, running: bool) -> None:
+        self.number = number
+        self.start = start
+        self.elapsed = 0  # business µs counted before ``since``
+        self.since: int | None = start if running else None
+        self.ended: int | None = None
+        self.outcome: MetricState | None = None
+        self.breached_at: int | None = None
+        self.deadline_at_end: int | None = None
+        self.pauses: list[list[int | None]] = [] if running else [[start, None]]
+
+
+class _Clock:
+    """One metric of one ticket under one policy."""
+
+    __slots__ = ("calendar", "current", "cycles", "levels", "metric", "rule", "schedule", "target")
+
+    def __init__(self, rule: MetricRule, target: int, levels: tuple[LadderLevel, ...]) -> None:
+        self.rule = rule
+        self.metric = rule.metric
+        self.calendar: BusinessCalendar = rule.calendar
+        self.target = target
+        # The breach itself is always a level; ladder levels add warnings and escalations.
+        if not any(lv.is_breach for lv in levels):
+            levels = (*levels, BREACH)
+        self.levels = tuple(lv for lv in levels if not lv.predicted)
+        self.cycles: list[_Cycle] = []
+        self.current: _Cycle | None = None
+        self.schedule: list[tuple[int, LadderLevel]] | None = None
+
+    # -- clock operations
+
+    def start(self, t: int, running: bool) -> None:
+        self.current = _Cycle(len(self.cycles), t, running)
+        self.cycles.append(self.current)
+        self.schedule = None
+
+    def _settle(self, c: _Cycle, t: int) -> None:
+        """Count the running segment up to ``t``; note the breach if it happened inside."""
+        if c.since is None:
+            return
+        total = c.elapsed + self.calendar.elapsed_us(c.since, t)
+        if c.breached_at is None and c.elapsed <= self.target < total:
+            c.breached_at = self.deadline_us(c)
+        c.elapsed = total
+        c.since = None
+        self.schedule = None
+
+    def pause(self, t: int) -> None:
+        c = self.current
+        if c is not None and c.since is not None and c.ended is None:
+            self._settle(c, t)
+            c.pauses.append([t, None])
+
+    def resume(self, t: int) -> None:
+        c = self.current
+        if c is not None and c.since is None and c.ended is None:
+            c.since = t
+            if c.pauses and c.pauses[-1][1] is None:
+                c.pauses[-1][1] = t
+            self.schedule = None
+
+    def stop(self, t: int) -> _Cycle | None:
+        c = self.current
+        if c is None or c.ended is not None:
+            return None
+        if c.since is not None:
+            c.deadline_at_end = self.deadline_us(c)
+            self._settle(c, t)
+        elif c.pauses and c.pauses[-1][1] is None:
+            c.pauses[-1][1] = t
+        c.ended = t
+        c.outcome = MetricState.MET if c.elapsed <= self.target else MetricState.BREACHED
+        self.schedule = None
+        return c
+
+    def reopen(self, t: int, running: bool) -> None:
+        """Resume a stopped cycle (resolution after a reopen)."""
+        c = self.current
+        if c is None or c.ended is None:
+            return
+        c.ended = None
+        c.outcome = None
+        c.deadline_at_end = None
+        c.since = t if running else None
+        if not running:
+            c.pauses.append([t, None])
+        self.schedule = None
+
+    # -- queries
+
+    def elapsed_at(self, c: _Cycle, t: int) -> int:
+        if c.since is None or t <= c.since:
+            return c.elapsed
+        return c.elapsed + self.calendar.elapsed_us(c.since, t)
+
+    def deadline_us(self, c: _Cycle) -> int | None:
+        """Latest instant with elapsed <= target, while running and not yet breached."""
+        if c.since is None or c.elapsed > self.target:
+            return None
+        return self.calendar.add_us(c.since, self.target - c.elapsed)
+
+    def instant_of(self, c: _Cycle, level: LadderLevel) -> int | None:
+        """When the running cycle reaches ``level`` (None while paused)."""
+        if c.since is None:
+            return None
+        threshold = level.threshold_us(self.target)
+        if level.before_breach:
+            return self.calendar.reach_us(c.since, max(0, threshold - c.elapsed))
+        if threshold < c.elapsed:
+            return c.since
+        return self.calendar.add_us(c.since, threshold - c.elapsed)
+
+    def reached(self, c: _Cycle, level: LadderLevel, t: int) -> bool:
+        elapsed = self.elapsed_at(c, t)
+        threshold = level.threshold_us(self.target)
+        if level.before_breach:
+            return elapsed >= threshold
+        # Breach levels: strictly past, or exactly at the instant it fires while running.
+        if elapsed > threshold:
+            return True
+        instant = self.instant_of(c, level)
+        return instant is not None and instant <= t and c.ended is None
+
+    def pending(self) -> list[tuple[int, LadderLevel]]:
+        """Ladder instants of the running cycle, in time order (cached until it changes)."""
+        if self.schedule is None:
+            c = self.current
+            out: list[tuple[int, LadderLevel]] = []
+            if c is not None and c.ended is None and c.since is not None:
+                for level in self.levels:
+                    at = self.instant_of(c, level)
+                    if at is not None:
+                        out.append((at, level))
+                out.sort(key=lambda p: p[0])
+            self.schedule = out
+        return self.schedule
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+class TicketReplay:
+    """Replays one ticket's events in time order and records its SLA events."""
+
+    def __init__(self, ticket_id: str, policies: Sequence[SlaPolicy]) -> None:
+        self.ticket_id = ticket_id
+        self.policies = policies
+        self.fields: dict[str, str] = {}
+        self.category: StatusCategory | None = None
+        self.events: list[TicketEvent] = []
+        self.policy: SlaPolicy | None = None
+        self._signature: tuple[object, ...] | None = None
+        self.clocks: dict[Metric, _Clock] = {}
+        self.not_applicable: dict[Metric, str] = {}
+        self.fired: set[LevelKey] = set()
+        self.timeline: list[SlaEvent] = []
+        self._agent_replied = False
+        self._last = -(2**62)
+
+    # -- feeding
+
+    def feed(self, event: TicketEvent) -> None:
+        t = to_us(event.at)
+        if t < self._last:
+            raise ValueError(f"events of ticket {self.ticket_id} out of order at {event.at}")
+        self.advance(t)
+        self._last = t
+        self.events.append(event)
+        before = self.category
+        self._update(event)
+        signature = self._policy_signature()
+        if signature != self._signature:
+            self._rebuild(t)
+            self._signature = signature
+        self._apply(event, before, t, emit=True)
+
+    def advance(self, until: int, *, inclusive: bool = False) -> None:
+        """Emit every ladder instant before ``until`` (or at it, when inclusive)."""
+        due: list[tuple[int, _Clock, LadderLevel]] = []
+        for clock in self.clocks.values():
+            for at, level in clock.pending():
+                if at < until or (inclusive and at == until):
+                    due.append((at, clock, level))
+                else:
+                    break
+        due.sort(key=lambda d: (d[0], d[1].metric.value, d[2].fraction, d[2].after_breach))
+        for at, clock, level in due:
+            self._fire(clock, level, at)
+
+    def _fire(self, clock: _Clock, level: LadderLevel, at: int) -> None:
+        c = clock.current
+        assert c is not None
+        key = (clock.metric, c.number, level.label)
+        if level.is_breach and c.breached_at is None:
+            c.breached_at = clock.deadline_us(c) if c.since is not None else at
+        if key in self.fired:
+            return
+        self.fired.add(key)
+        if level.before_breach:
+            kind = SlaEventKind.WARNING
+        elif level.is_breach:
+            kind = SlaEventKind.BREACH
+        else:
+            kind = SlaEventKind.ESCALATION
+        deadline = c.breached_at if c.breached_at is not None else clock.deadline_us(c)
+        self.timeline.append(self._sla_event(clock, c, kind, at, deadline, level))
+
+    def _sla_event(
+        self,
+        clock: _Clock,
+        c: _Cycle,
+        kind: SlaEventKind,
+        at: int,
+        deadline: int | None,
+        level: LadderLevel | None,
+    ) -> SlaEvent:
+        return SlaEvent(
+            ticket_id=self.ticket_id,
+            policy=self.policy.name if self.policy else "",
+            metric=clock.metric,
+            kind=kind,
+            at=from_us(at),
+            deadline=from_us(deadline) if deadline is not None else None,
+            level=level.label if level else None,
+            cycle=c.number,
+            details={"notify": level.notify} if level and level.notify else {},
+        )
+
+    # -- status and fields
+
+    def _update(self, event: TicketEvent) -> None:
+        self.fields.update(event.fields)
+        if event.status:
+            self.fields["status"] = event.status
+        self.category = next_category(self.category, event)
+
+    def _policy_signature(self) -> tuple[object, ...]:
+        policy = select_policy(self.policies, self.fields)
+        if policy is None:
+            return (None,)
+        priority = self.fields.get("priority")
+        return (policy.name, tuple(r.target_for(priority) for r in policy.metrics))
+
+    def _rebuild(self, t: int) -> None:
+        """Re-evaluate the history so far under the (new) policy; catch up passed levels."""
+        self.policy = select_policy(self.policies, self.fields)
+        self.clocks = {}
+        self.not_applicable = {}
+        if self.policy is None:
+            return
+        priority = self.fields.get("priority")
+        for rule in self.policy.metrics:
+            target = rule.target_for(priority)
+            if target is None:
+                self.not_applicable[rule.metric] = (
+                    f"no {rule.metric.value} target for priority {priority or '(none)'!r}"
+                )
+                continue
+            self.clocks[rule.metric] = _Clock(
+                rule, _us(target), self.policy.levels_for(rule.metric)
+            )
+        category, replied = self.category, self._agent_replied
+        self.category, self._agent_replied = None, False
+        before: StatusCategory | None
+        for event in self.events[:-1]:
+            before = self.category
+            self.category = next_category(before, event)
+            self._apply(event, before, to_us(event.at), emit=False)
+        self.category, self._agent_replied = category, replied
+        if len(self.events) > 1:
+            for clock in self.clocks.values():
+                c = clock.current
+                if c is None or c.ended is not None:
+                    continue
+                for level in clock.levels:
+                    if (clock.metric, c.number, level.label) not in self.fired and clock.reached(
+                        c, level, t
+                    ):
+                        self._fire(clock, level, t)
+
+    # -- metric transitions
+
+    def _apply(self, event: TicketEvent, before: StatusCategory | None, t: int, emit: bool) -> None:
+        kind = event.kind
+        after = self.category
+        done = after is not None and after.is_done
+        was_done = before is not None and before.is_done
+        reopened = was_done and not done
+        replied_before = self._agent_replied
+        if kind is EventKind.AGENT_REPLY:
+            self._agent_replied = True
+        for metric, clock in self.clocks.items():
+            paused = after in clock.rule.pause_on
+            ended: _Cycle | None = None
+            active = clock.current is not None and clock.current.ended is None
+            if metric is Metric.FIRST_RESPONSE:
+                if kind is EventKind.CREATED and clock.current is None:
+                    clock.start(t, not paused and not done)
+                elif active and (kind is EventKind.AGENT_REPLY or done):
+                    ended = clock.stop(t)
+            elif metric is Metric.RESOLUTION:
+                if kind is EventKind.CREATED and clock.current is None:
+                    clock.start(t, not paused and not done)
+                elif active and done:
+                    ended = clock.stop(t)
+                elif reopened or (kind is EventKind.REOPENED and not active):
+                    clock.reopen(t, not paused)
+            elif metric is Metric.NEXT_RESPONSE:
+                if active and (kind is EventKind.AGENT_REPLY or done):
+                    ended = clock.stop(t)
+                elif (
+                    kind is EventKind.CUSTOMER_REPLY and replied_before and not active and not done
+                ):
+                    clock.start(t, not paused)
+            elif metric is Metric.PERIODIC_UPDATE:
+                if active and (kind is EventKind.AGENT_REPLY or done):
+                    ended = clock.stop(t)
+                starts = kind is EventKind.AGENT_REPLY or (reopened and replied_before)
+                if starts and not done:
+                    clock.start(t, not paused)
+            c = clock.current
+            if ended is None and c is not None and c.ended is None:
+                if paused:
+                    clock.pause(t)
+                else:
+                    clock.resume(t)
+            if ended is not None and emit and ended.outcome is MetricState.MET:
+                key = (metric, ended.number, "met")
+                if key not in self.fired:
+                    self.fired.add(key)
+                    self.timeline.append(
+                        self._sla_event(
+                            clock, ended, SlaEventKind.MET, t, self._deadline_of(clock, ended), None
+                        )
+                    )
+
+    @staticmethod
+    def _deadline_of(clock: _Clock, c: _Cycle) -> int | None:
+        if c.breached_at is not None:
+            return c.breached_at
+        if c.ended is not None:
+            return c.deadline_at_end
+        return clock.deadline_us(c)
+
+    # -- results
+
+    def evaluate(self, now: datetime) -> TicketEvaluation:
+        """States at ``now`` (after every event fed so far), past and upcoming SLA events."""
+        t = to_us(now)
+        self.advance(t, inclusive=True)
+        metrics: dict[Metric, MetricStatus] = {}
+        upcoming: list[SlaEvent] = []
+        cycles: list[CycleResult] = []
+        if self.policy is not None:
+            for rule in self.policy.metrics:
+                clock = self.clocks.get(rule.metric)
+                if clock is None:
+                    metrics[rule.metric] = MetricStatus(
+                        rule.metric,
+                        MetricState.NOT_APPLICABLE,
+                        rule.calendar.name,
+                        None,
+                        reason=self.not_applicable.get(rule.metric, ""),
+                    )
+                    continue
+                metrics[rule.metric] = self._status(clock, t)
+                cycles.extend(self._cycle_result(clock, c, t) for c in clock.cycles)
+                c = clock.current
+                for at, level in clock.pending():
+                    if at > t and c is not None:
+                        key = (clock.metric, c.number, level.label)
+                        if key not in self.fired:
+                            kind = (
+                                SlaEventKind.WARNING
+                                if level.before_breach
+                                else SlaEventKind.BREACH
+                                if level.is_breach
+                                else SlaEventKind.ESCALATION
+                            )
+                            upcoming.append(
+                                self._sla_event(clock, c, kind, at, clock.deadline_us(c), level)
+                            )
+        upcoming.sort(key=lambda e: e.at)
+        skipped: list[tuple[str, str]] = []
+        for policy in self.policies:
+            if policy is self.policy:
+                break
+            skipped.append((policy.name, policy.mismatch(self.fields) or ""))
+        return TicketEvaluation(
+            ticket_id=self.ticket_id,
+            at=now,
+            policy=self.policy,
+            skipped_policies=tuple(skipped),
+            fields=dict(self.fields),
+            category=self.category,
+            metrics=metrics,
+            timeline=tuple(self.timeline),
+            upcoming=tuple(upcoming),
+            cycles=tuple(cycles),
+        )
+
+    def _status(self, clock: _Clock, t: int) -> MetricStatus:
+        c = clock.current
+        target = timedelta(microseconds=clock.target)
+        if c is None:
+            return MetricStatus(
+                clock.metric,
+                MetricState.NOT_APPLICABLE,
+                clock.calendar.name,
+                target,
+                reason=_not_started(clock.metric),
+            )
+        elapsed = clock.elapsed_at(c, t)
+        if c.ended is not None:
+            state = c.outcome or MetricState.MET
+        elif elapsed > clock.target:
+            state = MetricState.BREACHED
+        elif c.since is None:
+            state = MetricState.PAUSED
+        else:
+            state = MetricState.RUNNING
+        deadline = self._deadline_of(clock, c)
+        levels = []
+        for level in clock.levels:
+            at = clock.instant_of(c, level) if c.ended is None else None
+            reached = (clock.metric, c.number, level.label) in self.fired
+            levels.append(
+                LevelInstant(level.label, from_us(at) if at else None, reached, level.notify)
+            )
+        paused_since = c.pauses[-1][0] if c.pauses and c.pauses[-1][1] is None else None
+        return MetricStatus(
+            metric=clock.metric,
+            state=state,
+            calendar=clock.calendar.name,
+            target=target,
+            cycle=c.number,
+            started_at=from_us(c.start),
+            deadline=from_us(deadline) if deadline is not None else None,
+            business_elapsed=timedelta(microseconds=elapsed),
+            remaining=timedelta(microseconds=clock.target - elapsed),
+            fraction=elapsed / clock.target if clock.target else None,
+            ended_at=from_us(c.ended) if c.ended is not None else None,
+            paused_since=from_us(paused_since) if paused_since is not None else None,
+            pauses=tuple(
+                (from_us(a), from_us(b) if b is not None else None)
+                for a, b in c.pauses
+                if a is not None
+            ),
+            levels=tuple(levels),
+        )
+
+    def _cycle_result(self, clock: _Clock, c: _Cycle, t: int) -> CycleResult:
+        elapsed = clock.elapsed_at(c, t)
+        if c.ended is not None:
+            state = c.outcome or MetricState.MET
+        elif elapsed > clock.target:
+            state = MetricState.BREACHED
+        else:
+            state = MetricState.PAUSED if c.since is None else MetricState.RUNNING
+        return CycleResult(
+            metric=clock.metric,
+            cycle=c.number,
+            started_at=from_us(c.start),
+            ended_at=from_us(c.ended) if c.ended is not None else None,
+            state=state,
+            business_elapsed=timedelta(microseconds=elapsed),
+            breached_at=from_us(c.breached_at) if c.breached_at is not None else None,
+        )
+
+
+def next_category(current: StatusCategory | None, event: TicketEvent) -> StatusCategory | None:
+    """The status category after ``event``: its own, the one its kind implies, or unchanged —
+    except that a customer reply moves a pending ticket back to open."""
+    category = event.category or IMPLIED_CATEGORY.get(event.kind)
+    if category is not None:
+        return category
+    if event.kind is EventKind.CUSTOMER_REPLY and current in (
+        StatusCategory.PENDING,
+        StatusCategory.ON_HOLD,
+    ):
+        return StatusCategory.OPEN
+    return current
+
+
+def _not_started(metric: Metric) -> str:
+    return {
+        Metric.NEXT_RESPONSE: "no customer reply waiting for an answer",
+        Metric.PERIODIC_UPDATE: "no agent update yet",
+    }.get(metric, "not started")
+
+
+def evaluate(
+    events: Iterable[TicketEvent], policies: Sequence[SlaPolicy], now: datetime
+) -> TicketEvaluation:
+    """Evaluate one ticket's history (events at or before ``now``, in time order)."""
+    replay: TicketReplay | None = None
+    for event in events:
+        if event.at > now:
+            break
+        if replay is None:
+            replay = TicketReplay(event.ticket_id, policies)
+        replay.feed(event)
+    if replay is None:
+        raise ValueError("no events at or before now")
+    return replay.evaluate(now)
+
+
+@dataclass
+class ReplayResult:
+    """SLA events and final cycle outcomes of a replayed history."""
+
+    events: list[SlaEvent] = field(default_factory=list)
+    evaluations: list[TicketEvaluation] = field(default_factory=list)

@@ -1,0 +1,117 @@
+"""``explain``: why a ticket got the policy and deadlines it has, with the business-time
+accounting behind every figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sladaemon.calendar import BusinessCalendar
+from sladaemon.config.durations import format_duration
+from sladaemon.sla.engine import MetricStatus, TicketEvaluation
+
+
+def iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def explain_json(ev: TicketEvaluation) -> dict[str, Any]:
+    return {
+        "ticket_id": ev.ticket_id,
+        "policy": ev.policy.name if ev.policy else None,
+        "metrics": {
+            metric.value: {
+                "state": st.state.value,
+                "started_at": iso(st.started_at),
+                "deadline": iso(st.deadline),
+                "business_elapsed_s": st.business_elapsed.total_seconds(),
+                "remaining_s": st.remaining.total_seconds() if st.remaining is not None else None,
+            }
+            for metric, st in ev.metrics.items()
+        },
+    }
+
+
+def explain_text(ev: TicketEvaluation, calendars: Mapping[str, BusinessCalendar]) -> str:
+    out: list[str] = []
+    shown = ", ".join(f"{k} {v}" for k, v in ev.fields.items() if v)
+    category = ev.category.value if ev.category else "unknown"
+    out.append(f"ticket {ev.ticket_id} at {iso(ev.at)}: {category} ({shown or 'no fields'})")
+    for name, why in ev.skipped_policies:
+        out.append(f"  policy {name}: skipped, {why}")
+    if ev.policy is None:
+        out.append("  no policy matches: no SLA applies")
+        return "\n".join(out)
+    reason = "matches" if ev.policy.match else "matches every ticket"
+    if ev.policy.match:
+        reason += " (" + "; ".join(m.describe() for m in ev.policy.match) + ")"
+    out.append(f"  policy {ev.policy.name}: {reason}")
+    for status in ev.metrics.values():
+        out.extend(_metric_lines(status, ev.at, calendars.get(status.calendar)))
+    return "\n".join(out)
+
+
+def _metric_lines(st: MetricStatus, now: datetime, calendar: BusinessCalendar | None) -> list[str]:
+    target = format_duration(st.target) if st.target else "-"
+    lines = [f"\n{st.metric.value}: {st.state.value}, target {target} on calendar {st.calendar}"]
+    if st.reason:
+        lines.append(f"  {st.reason}")
+    if st.started_at is None:
+        return lines
+    zone = calendar.zone if calendar else UTC
+
+    def when(t: datetime | None) -> str:
+        if t is None:
+            return "-"
+        return f"{iso(t)} ({t.astimezone(zone):%a %Y-%m-%d %H:%M %Z})"
+
+    lines.append(f"  cycle     {st.cycle}")
+    lines.append(f"  started   {when(st.started_at)}")
+    if st.deadline is not None:
+        lines.append(f"  deadline  {when(st.deadline)}")
+    elif st.paused_since is not None:
+        lines.append(f"  deadline  - (paused since {when(st.paused_since)})")
+    if st.ended_at is not None:
+        lines.append(f"  ended     {when(st.ended_at)}")
+    pct = f" ({st.fraction:.0%} of target)" if st.fraction is not None else ""
+    lines.append(f"  business  {_span(st.business_elapsed)}{pct}")
+    if st.remaining is not None:
+        word = "remaining" if st.remaining >= timedelta(0) else "overdue  "
+        lines.append(f"  {word} {_span(abs(st.remaining))}")
+    if calendar is not None:
+        end = st.ended_at or now
+        pauses = [(a, b or end) for a, b in st.pauses if a < end]
+        acct = calendar.account(st.started_at, end, pauses)
+        for a, b in acct.intervals[:40]:
+            local_a, local_b = a.astimezone(zone), b.astimezone(zone)
+            lines.append(
+                f"  counted   {local_a:%a %Y-%m-%d %H:%M}-{local_b:%H:%M} {local_a:%Z}"
+                f"  {_span(b - a)}"
+            )
+        if len(acct.intervals) > 40:
+            lines.append(f"  counted   ... {len(acct.intervals) - 40} more intervals")
+        for a, b in acct.paused:
+            lines.append(f"  paused    {when(a)} .. {when(b)}  -{_span(b - a)}")
+        for day, why in acct.closed_days:
+            lines.append(f"  skipped   {day:%a %Y-%m-%d} {why}")
+    for level in st.levels:
+        if level.reached:
+            state = "reached"
+        elif st.ended_at is not None:
+            state = "not reached"
+        else:
+            state = "due" if level.at else "waiting (paused)"
+        at = f" at {when(level.at)}" if level.at and not level.reached else ""
+        notify = f" -> {', '.join(level.notify)}" if level.notify else ""
+        lines.append(f"  level     {level.label}: {state}{at}{notify}")
+    return lines
+
+
+def _span(d: timedelta) -> str:
+    seconds = int(abs(d).total_seconds())
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" + (f"{s:02d}s" if s else "")
