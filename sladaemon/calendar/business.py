@@ -37,6 +37,7 @@ US = 1_000_000
 DAY_US = 86_400 * US
 MAX_SEARCH_YEARS = 12  # beyond this without business time, the calendar is unusable
 _FAR = 2**62  # sentinel instant after every real one
+NAT = np.iinfo(np.int64).min  # numpy's NaT as int64 µs
 
 Pause = tuple[datetime, datetime]
 IntArray = npt.NDArray[np.int64]
@@ -202,18 +203,15 @@ class BusinessCalendar:
         return self._many(starts, durations, latest=False)
 
     def elapsed_many(self, starts: npt.NDArray[Any], ends: npt.NDArray[Any]) -> IntArray:
-        """Signed business µs from each start to each end."""
-        a, b = _as_us(starts), _as_us(ends)
-        if a.size == 0:
-            return np.zeros(0, np.int64)
-        self._cover(int(min(a.min(), b.min())), int(max(a.max(), b.max())))
-        return self._positions(b) - self._positions(a)
-
-    def positions_many(self, ts: npt.NDArray[Any]) -> IntArray:
-        a = _as_us(ts)
+        """Signed business µs from each start to each end (NAT where either is NaT)."""
+        a, b = np.broadcast_arrays(_as_us(starts), _as_us(ends))
+        missing = (a == NAT) | (b == NAT)
+        out = np.full(a.shape, NAT, np.int64)
+        a, b = a[~missing], b[~missing]
         if a.size:
-            self._cover(int(a.min()), int(a.max()))
-        return self._positions(a)
+            self._cover(int(min(a.min(), b.min())), int(max(a.max(), b.max())))
+            out[~missing] = self._positions(b) - self._positions(a)
+        return out
 
     # ------------------------------------------------------------------ explain support
 
@@ -321,6 +319,11 @@ class BusinessCalendar:
         is_datetime = np.issubdtype(np.asarray(starts).dtype, np.datetime64)
         ts = _as_us(starts)
         n = np.broadcast_to(_as_duration_us(durations), ts.shape)
+        missing = (ts == NAT) | (n == NAT)
+        if missing.any():  # NaT in, NaT out
+            filled = np.full(ts.shape, NAT, np.int64)
+            filled[~missing] = _as_us(self._many(ts[~missing], n[~missing], latest=latest))
+            return filled.view("datetime64[us]") if is_datetime else filled
         if ts.size == 0:
             return np.asarray(starts).copy()
         if (n < 0).any():
@@ -353,15 +356,17 @@ class BusinessCalendar:
         self._compile(y_lo, y_hi)
 
     def _extend_forward(self, since: int) -> int:
-        """Compile more years ahead; give up when nothing opens for MAX_SEARCH_YEARS."""
-        years = self._year_hi - self._year_lo
-        new_hi = self._year_hi + max(1, years)
-        if new_hi - _year_of(since) > MAX_SEARCH_YEARS:
+        """Compile more years ahead of ``since`` (doubling the distance searched); give up when
+        nothing opens within MAX_SEARCH_YEARS of it."""
+        since_year = _year_of(since)
+        limit = since_year + MAX_SEARCH_YEARS + 1
+        if self._year_hi >= limit:
             raise NoBusinessTimeError(
                 f"calendar {self.name!r} has no business time within {MAX_SEARCH_YEARS} years "
                 f"after {from_us(since).isoformat()}"
             )
-        self._compile(self._year_lo, new_hi)
+        searched = max(1, self._year_hi - since_year)
+        self._compile(self._year_lo, min(limit, self._year_hi + searched))
         return self._hi - 1
 
     def _compile(self, year_lo: int, year_hi: int) -> None:

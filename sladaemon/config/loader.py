@@ -43,6 +43,7 @@ from sladaemon.sla.policy import (
     LadderLevel,
     MetricRule,
     SlaPolicy,
+    ladder_for,
 )
 from sladaemon.statuses import StatusMap
 
@@ -357,4 +358,5 @@ def compile_policy(
         metrics=tuple(rules),
         ladder=tuple(ladder),
         calendar=calendars[cfg.calendar],
+        ladders={rule.metric: ladder_for(tuple(ladder), rule.metric) for rule in rules},
     )

@@ -42,7 +42,6 @@ from sladaemon.model import (
 )
 from sladaemon.sla.policy import LadderLevel, MetricRule, SlaPolicy, select_policy
 
-BREACH = LadderLevel("breach", 1.0)
 LevelKey = tuple[Metric, int, str]  # (metric, cycle, level label) — never re-sent
 
 
@@ -143,10 +142,7 @@ class _Clock:
         self.metric = rule.metric
         self.calendar: BusinessCalendar = rule.calendar
         self.target = target
-        # The breach itself is always a level; ladder levels add warnings and escalations.
-        if not any(lv.is_breach for lv in levels):
-            levels = (*levels, BREACH)
-        self.levels = tuple(lv for lv in levels if not lv.predicted)
+        self.levels = levels  # shared per policy and metric; includes the breach level
         self.cycles: list[_Cycle] = []
         self.current: _Cycle | None = None
         self.schedule: list[tuple[int, LadderLevel]] | None = None
@@ -292,10 +288,12 @@ class TicketReplay:
         self.events.append(event)
         before = self.category
         self._update(event)
-        signature = self._policy_signature()
-        if signature != self._signature:
-            self._rebuild(t)
-            self._signature = signature
+        if event.fields or event.status or self._signature is None:
+            # Only a change of ticket fields can move the ticket to another policy or target.
+            signature = self._policy_signature()
+            if signature != self._signature:
+                self._rebuild(t)
+                self._signature = signature
         self._apply(event, before, t, emit=True)
 
     def advance(self, until: int, *, inclusive: bool = False) -> None:

@@ -56,6 +56,18 @@ class LadderLevel:
         return self.metrics is None or metric in self.metrics
 
 
+BREACH = LadderLevel("breach", 1.0)
+
+
+def ladder_for(ladder: tuple[LadderLevel, ...], metric: Metric) -> tuple[LadderLevel, ...]:
+    """The clock levels of ``metric``, always including the breach itself. ``predicted``
+    levels are not clock instants; the prediction engine raises them."""
+    levels = tuple(lv for lv in ladder if lv.applies_to(metric) and not lv.predicted)
+    if not any(level.is_breach for level in levels):
+        levels = (*levels, BREACH)
+    return levels
+
+
 @dataclass(frozen=True, slots=True)
 class FieldMatch:
     field: str
@@ -97,6 +109,7 @@ class SlaPolicy:
     metrics: tuple[MetricRule, ...]
     ladder: tuple[LadderLevel, ...]
     calendar: BusinessCalendar
+    ladders: Mapping[Metric, tuple[LadderLevel, ...]]  # per metric, with the breach level
 
     def mismatch(self, fields: Mapping[str, str]) -> str | None:
         """Why this policy does not match the ticket, or None when it does."""
@@ -111,7 +124,8 @@ class SlaPolicy:
         return all(m.test(fields.get(m.field)) for m in self.match)
 
     def levels_for(self, metric: Metric) -> tuple[LadderLevel, ...]:
-        return tuple(level for level in self.ladder if level.applies_to(metric))
+        found = self.ladders.get(metric)
+        return found if found is not None else ladder_for(self.ladder, metric)
 
 
 def select_policy(policies: Sequence[SlaPolicy], fields: Mapping[str, str]) -> SlaPolicy | None:
