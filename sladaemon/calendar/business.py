@@ -43,15 +43,27 @@ Pause = tuple[datetime, datetime]
 IntArray = npt.NDArray[np.int64]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+# Below 2**32 s (year 2106) a double's spacing is under 0.5 µs, so float seconds round-trip to
+# the exact microsecond; further out the slower integer path is used.
+_FLOAT_EXACT = 2**32 * US
+
+
 def to_us(t: datetime) -> int:
     """Aware datetime -> integer microseconds since the epoch. Naive datetimes are rejected."""
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"naive datetime {t.isoformat()} (business time needs an aware one)")
-    return round(t.timestamp() * US)
+    us = round(t.timestamp() * US)
+    if -_FLOAT_EXACT < us < _FLOAT_EXACT:
+        return us
+    return (t - _EPOCH) // _ONE_US  # far from the epoch: exact, slower
 
 
 def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / US, UTC)
+    if -_FLOAT_EXACT < us < _FLOAT_EXACT:
+        return datetime.fromtimestamp(us / US, UTC)
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def duration_us(d: timedelta) -> int:
@@ -121,7 +133,7 @@ class BusinessCalendar:
 
     def add(self, start: datetime, duration: timedelta, pauses: Iterable[Pause] = ()) -> datetime:
         """Deadline: the latest instant with elapsed business time since ``start`` <= duration."""
-        if start.tzinfo is None:
+        if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError(f"naive datetime {start.isoformat()}")
         if not pauses and start.microsecond == 0 and duration.microseconds == 0:
             # Fast path, whole seconds: every value below is an integer-valued float (< 2**53),
@@ -136,7 +148,7 @@ class BusinessCalendar:
                 out = self._starts_s[j] + target - cum_s[j]
                 if out < self._hi_s:
                     return datetime.fromtimestamp(out, UTC)
-        ts = round(start.timestamp() * US)
+        ts = to_us(start)
         n = (duration.days * 86_400 + duration.seconds) * US + duration.microseconds
         if n < 0:
             raise ValueError(f"negative duration {duration}")
