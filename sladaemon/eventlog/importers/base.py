@@ -193,3 +193,38 @@ class TicketTimeline:
             fields=self.fields,
             line=line,
         )
+
+
+class CsvReader(Protocol):
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+    def __next__(self) -> list[str]: ...
+
+
+def ticket_rows(
+    reader: CsvReader,
+    index: Mapping[str, int],
+    id_column: str,
+    issues: list[RowIssue],
+    *,
+    id_label: str,
+    missing: str = "",
+) -> Iterator[tuple[int, str, list[str]]]:
+    """(line, ticket id, row) for every row with all columns and an id. Blank rows are passed
+    over; short rows and rows without an id (``missing`` marks an empty cell) are reported."""
+    width = max(index.values()) + 1
+    i_id = index[id_column]
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < width:
+            issues.append(RowIssue(line, f"expected {width} columns, found {len(row)}"))
+            continue
+        ticket_id = row[i_id].strip()
+        if not ticket_id or ticket_id == missing:
+            issues.append(RowIssue(line, f"missing {id_label}"))
+            continue
+        yield line, ticket_id, row

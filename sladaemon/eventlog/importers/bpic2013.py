@@ -61,7 +61,12 @@ from typing import NamedTuple
 
 from sladaemon.errors import RowIssue
 from sladaemon.eventlog.csvlog import open_text
-from sladaemon.eventlog.importers.base import TicketTimeline, column_indexes, source_errors
+from sladaemon.eventlog.importers.base import (
+    TicketTimeline,
+    column_indexes,
+    source_errors,
+    ticket_rows,
+)
 from sladaemon.model import StatusCategory, TicketEvent
 
 IN_PROGRESS = "Accepted/In Progress"
@@ -155,19 +160,9 @@ class Bpic2013Importer:
             reader = csv.reader(stream)
             columns = [NUMBER, CHANGED_AT, STATUS, SUB_STATUS, *FIELD_COLUMNS.values()]
             index = column_indexes(reader, columns, path)
-            width = max(index.values()) + 1
             field_index = [(name, index[column]) for name, column in FIELD_COLUMNS.items()]
-            for row in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) < width:
-                    issues.append(RowIssue(line, f"expected {width} columns, found {len(row)}"))
-                    continue
-                number = row[index[NUMBER]].strip()
-                if not number:
-                    issues.append(RowIssue(line, "missing SR Number"))
-                    continue
+            rows = ticket_rows(reader, index, NUMBER, issues, id_label="SR Number")
+            for line, number, row in rows:
                 status = f"{row[index[STATUS]].strip()}/{row[index[SUB_STATUS]].strip()}"
                 if status not in self.status_map:
                     issues.append(RowIssue(line, f"unknown status {status!r}"))

@@ -60,7 +60,12 @@ from zoneinfo import ZoneInfo
 
 from sladaemon.errors import RowIssue
 from sladaemon.eventlog.csvlog import open_text
-from sladaemon.eventlog.importers.base import TicketTimeline, column_indexes, source_errors
+from sladaemon.eventlog.importers.base import (
+    TicketTimeline,
+    column_indexes,
+    source_errors,
+    ticket_rows,
+)
 from sladaemon.model import StatusCategory, TicketEvent
 
 LOCAL_ZONE = ZoneInfo("Europe/Rome")
@@ -183,19 +188,8 @@ class HelpdeskItalianImporter:
             index = column_indexes(
                 reader, [CASE, ACTIVITY, TIMESTAMP, *FIELD_COLUMNS.values()], path
             )
-            width = max(index.values()) + 1
             field_index = [(name, index[column]) for name, column in FIELD_COLUMNS.items()]
-            for row in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) < width:
-                    issues.append(RowIssue(line, f"expected {width} columns, found {len(row)}"))
-                    continue
-                case = row[index[CASE]].strip()
-                if not case:
-                    issues.append(RowIssue(line, "missing Case ID"))
-                    continue
+            for line, case, row in ticket_rows(reader, index, CASE, issues, id_label="Case ID"):
                 activity = row[index[ACTIVITY]].strip()
                 if activity not in ACTIVITY_STATUS and activity not in NOTE_ACTIVITIES:
                     issues.append(RowIssue(line, f"unknown activity {activity!r}"))

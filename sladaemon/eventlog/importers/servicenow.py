@@ -52,7 +52,12 @@ from typing import IO, NamedTuple
 
 from sladaemon.errors import EventLogError, RowIssue
 from sladaemon.eventlog.csvlog import open_text
-from sladaemon.eventlog.importers.base import TicketTimeline, column_indexes, source_errors
+from sladaemon.eventlog.importers.base import (
+    TicketTimeline,
+    column_indexes,
+    source_errors,
+    ticket_rows,
+)
 from sladaemon.model import StatusCategory, TicketEvent
 
 MISSING = "?"
@@ -186,25 +191,17 @@ class ServiceNowImporter:
             reader = csv.reader(_open_log(path, stack))
             columns = [NUMBER, STATE, OPENED_AT, UPDATED_AT, RESOLVED_AT, *FIELD_COLUMNS.values()]
             index = column_indexes(reader, columns, path)
-            width = max(index.values()) + 1
             field_index = [(name, index[column]) for name, column in FIELD_COLUMNS.items()]
-            i_number, i_state = index[NUMBER], index[STATE]
+            i_state = index[STATE]
             i_opened, i_updated, i_resolved = (
                 index[OPENED_AT],
                 index[UPDATED_AT],
                 index[RESOLVED_AT],
             )
-            for row in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) < width:
-                    issues.append(RowIssue(line, f"expected {width} columns, found {len(row)}"))
-                    continue
-                number = _value(row[i_number])
-                if not number:
-                    issues.append(RowIssue(line, "missing incident number"))
-                    continue
+            rows = ticket_rows(
+                reader, index, NUMBER, issues, id_label="incident number", missing=MISSING
+            )
+            for line, number, row in rows:
                 state = row[i_state].strip()
                 final_number, final_state = number, state
                 if state not in self.status_map:
