@@ -12,7 +12,8 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/sladaemon backtest --config config/demo.yaml --events sladaemon/data/demo-events.csv
+	@echo "sladaemon on a simulated helpdesk, 10 simulated minutes per second; Ctrl-C stops it."
+	$(BIN)/sladaemon run --config config/demo.yaml
 
 test: lint types unit
 

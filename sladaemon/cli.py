@@ -1,4 +1,5 @@
-"""Command line: ``sladaemon check | explain | backtest | import``.
+"""Command line: ``sladaemon run | once | notify-test | check | explain | backtest | import |
+simulate``.
 
 Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments).
 """
@@ -54,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    p = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT (SIGHUP reloads)")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("once", help="one poll, evaluation and delivery pass, then exit")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    p.set_defaults(func=cmd_once)
+
+    p = sub.add_parser("notify-test", help="send a test message to a receiver")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("receiver")
+    p.set_defaults(func=cmd_notify_test)
+
     p = sub.add_parser("check", help="validate a config file (exit 0, or 2 listing every error)")
     p.add_argument("--config", required=True, type=Path)
     p.set_defaults(func=cmd_check)
@@ -92,6 +108,104 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- commands
+
+
+def _setup_logging(cfg: Config, log_format: str = "auto") -> None:
+    from sladaemon.logs import configure_logging
+
+    secrets = [u.get_secret_value() for r in cfg.receivers.values() for u in r.urls]
+    json_output = {"auto": None, "json": True, "console": False}[log_format]
+    configure_logging(cfg.daemon.log_level, json_output=json_output, secrets=secrets)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from sladaemon.daemon.app import App
+    from sladaemon.daemon.systemd import SystemdNotifier
+    from sladaemon.logs import get_logger
+
+    cfg = load_config(args.config)
+    _setup_logging(cfg, args.log_format)
+    log = get_logger("sladaemon")
+
+    async def main_loop() -> None:
+        app = App(cfg, systemd=SystemdNotifier())
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(app.reload(str(args.config)))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.stop)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        await app.run()
+
+    try:
+        asyncio.run(main_loop())
+    except Exception:
+        log.exception("daemon_crashed")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sladaemon.daemon.app import App
+
+    cfg = load_config(args.config)
+    _setup_logging(cfg, args.log_format)
+    counts = asyncio.run(App(cfg, serve_http=False).once())
+    print(
+        f"{counts['tickets']} open tickets; {counts['sent']} notifications sent, "
+        f"{counts['failed']} failed (kept for the next run)"
+    )
+    return EXIT_OK if counts["failed"] == 0 else EXIT_FAILED
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC
+
+    from sladaemon.notify.apprise_notifier import AppriseNotifier
+    from sladaemon.notify.message import operator_payload, render
+
+    cfg = load_config(args.config)
+    if args.receiver not in cfg.receivers:
+        known = ", ".join(sorted(cfg.receivers)) or "none defined"
+        raise UsageError(f"no receiver {args.receiver!r} in {args.config} ({known})")
+    notifier = AppriseNotifier(cfg.receivers)
+    now = datetime.now(UTC)
+    payload = operator_payload(
+        f"test/{args.receiver}/{now.isoformat()}",
+        f"test message from sladaemon to receiver {args.receiver}",
+        now,
+    )
+    payload["kind"] = "test"
+    message = render(payload, None)
+
+    async def send_all() -> list[tuple[int, bool, str]]:
+        results = []
+        for target in range(notifier.targets(args.receiver)):
+            outcome = await notifier.send(args.receiver, target, message)
+            results.append((target, outcome.delivered, outcome.error))
+        return results
+
+    try:
+        results = asyncio.run(send_all())
+    finally:
+        notifier.close(wait=False)
+    for target, delivered, error in results:
+        print(
+            f"{args.receiver} url {target + 1}: "
+            + ("delivered" if delivered else f"FAILED: {error}")
+        )
+    return EXIT_OK if all(ok for _, ok, _ in results) else EXIT_FAILED
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 EMPTY_FIELDS: Mapping[str, str] = MappingProxyType({})
 
@@ -72,6 +73,7 @@ class SlaEventKind(enum.StrEnum):
     BREACH = "breach"  # elapsed business time passed the target
     ESCALATION = "escalation"  # a ladder level after the breach was reached
     MET = "met"  # the metric was fulfilled within its target
+    MET_LATE = "met_late"  # a breached metric was finally fulfilled
     PREDICTED_BREACH = "predicted_breach"
 
 
@@ -109,4 +111,4 @@ class SlaEvent:
     deadline: datetime | None
     level: str | None = None  # ladder level label: "75%", "breach", "breach+30m"
     cycle: int = 0
-    details: Mapping[str, object] = field(default_factory=lambda: EMPTY_FIELDS)
+    details: Mapping[str, Any] = field(default_factory=lambda: EMPTY_FIELDS)

@@ -284,9 +284,23 @@ def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
             notify = level.get("notify") if isinstance(level, dict) else None
             for k, receiver in enumerate(notify if isinstance(notify, list) else []):
                 check((*base, "escalation", j, "notify", k), receiver, receivers, "receiver")
+    sources = _mapping(data.get("sources"))
+    paced = [n for n, s in sources.items() if isinstance(s, dict) and _sets_clock(s)]
+    if paced and len(sources) > 1:
+        report(
+            ("sources", paced[0]),
+            "a replayed or simulated source runs the daemon's clock faster than real time, "
+            "so it must be the only source",
+        )
     daemon = _mapping(data.get("daemon"))
     check(("daemon", "operator"), daemon.get("operator"), receivers, "receiver")
     return issues
+
+
+def _sets_clock(source: dict[str, Any]) -> bool:
+    if source.get("type") == "simulator":
+        return bool(source.get("speed", 60) != 1)
+    return source.get("type") == "csv" and source.get("speed") is not None
 
 
 def _mapping(value: Any) -> dict[str, Any]:

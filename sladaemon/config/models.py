@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -287,14 +287,39 @@ class ReceiverConfig(StrictModel):
     """Where alerts go: apprise URLs (mailto://, slack://, json://, ...) or ``console://``."""
 
     urls: list[SecretStr] = Field(min_length=1)
-    template: str | None = None
-    title: str | None = None
+    template: str | None = Field(None, description="message body; fields like {ticket_id}")
     timeout: Duration = timedelta(seconds=20)
+    send_resolved: bool = Field(False, description="say so when a breached metric is met")
 
     @model_validator(mode="before")
     @classmethod
     def _urls_file(cls, data: Any) -> Any:
         return _secret_from_file(data, "urls", as_lines=True)
+
+    @field_validator("template")
+    @classmethod
+    def _renderable(cls, value: str | None) -> str | None:
+        from sladaemon.notify.message import template_problem
+
+        problem = template_problem(value) if value else None
+        if problem:
+            raise _custom("template", problem)
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _usable_urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
+        import apprise
+
+        from sladaemon.notify.apprise_notifier import CONSOLE, describe_url
+
+        for secret in urls:
+            url = secret.get_secret_value().strip()
+            if not url:
+                raise _custom("url", "empty URL")
+            if not url.lower().startswith(CONSOLE) and not apprise.Apprise().add(url):
+                raise _custom("url", f"apprise cannot use URL {describe_url(url)}")
+        return urls
 
 
 # ---------------------------------------------------------------------------- sources
@@ -305,22 +330,41 @@ class SourceCommon(StrictModel):
     stale_after: Duration = timedelta(minutes=10)
     statuses: dict[str, StatusCategory] = {}
     channels: dict[str, str] = {}
+    ticket_url: str | None = Field(None, description="link to a ticket, with {ticket_id}")
 
 
 class CsvSourceConfig(SourceCommon):
+    """The normalized event CSV: followed live as lines are appended, or replayed (``speed``:
+    the file's history is played back that many times faster than real time)."""
+
     type: Literal["csv"]
     path: Path
     follow: bool = True
     speed: float | None = Field(None, gt=0)
-    poll_interval: Duration = timedelta(seconds=2)
+    poll_interval: Duration = timedelta(seconds=1)
 
 
 class SimulatorSourceConfig(SourceCommon):
+    """The built-in synthetic helpdesk, in simulated time ``speed`` times faster than real."""
+
     type: Literal["simulator"]
-    seed: int = 1
+    seed: int = 7
     speed: float = Field(60.0, gt=0)
-    tickets_per_hour: float = Field(30.0, gt=0)
+    tickets_per_hour: float = Field(10.0, gt=0)
+    agents: int = Field(6, gt=0)
+    timezone: str = "Europe/Berlin"
     poll_interval: Duration = timedelta(seconds=1)
+    start: datetime | None = Field(None, description="simulated start instant (default: now)")
+    warmup: Duration = Field(
+        timedelta(0), description="history simulated before the start, e.g. a weekend's backlog"
+    )
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise _custom("timestamp", "start needs a UTC offset, e.g. 2026-01-05T07:00:00Z")
+        return value
 
 
 SourceConfig = Annotated[CsvSourceConfig | SimulatorSourceConfig, Field(discriminator="type")]
@@ -342,8 +386,21 @@ class HttpConfig(StrictModel):
         return value
 
 
+class DeliveryConfig(StrictModel):
+    """Retries of a failed delivery: capped exponential backoff with jitter."""
+
+    first_retry: Duration = timedelta(seconds=5)
+    max_retry: Duration = timedelta(minutes=10)
+    max_attempts: int = Field(20, ge=1)
+
+
 class DaemonConfig(StrictModel):
     state: Path = Path("/var/lib/sladaemon/state.sqlite")
     operator: str | None = Field(None, description="receiver for alerts about sladaemon itself")
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    delivery: DeliveryConfig = DeliveryConfig()
+    catch_up: Duration = Field(
+        timedelta(hours=1),
+        description="SLA events found this long overdue (e.g. after downtime) are still sent",
+    )

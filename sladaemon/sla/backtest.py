@@ -14,9 +14,13 @@ from datetime import datetime
 
 import numpy as np
 
-from sladaemon.model import Metric, MetricState, SlaEvent, TicketEvent
+from sladaemon.model import Metric, MetricState, SlaEvent, SlaEventKind, TicketEvent
 from sladaemon.sla.engine import CycleResult, TicketReplay
 from sladaemon.sla.policy import SlaPolicy
+
+REPORTED = frozenset(
+    {SlaEventKind.WARNING, SlaEventKind.BREACH, SlaEventKind.ESCALATION, SlaEventKind.MET}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ def backtest(
             result.ticket_events += 1
         evaluation = replay.evaluate(until)
         result.tickets += 1
-        result.events.extend(evaluation.timeline)
+        result.events.extend(e for e in evaluation.timeline if e.kind in REPORTED)
         if evaluation.policy is None:
             result.unmatched_tickets += 1
         else:

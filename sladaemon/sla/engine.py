@@ -327,6 +327,25 @@ class TicketReplay:
         deadline = c.breached_at if c.breached_at is not None else clock.deadline_us(c)
         self.timeline.append(self._sla_event(clock, c, kind, at, deadline, level))
 
+    def next_instant(self) -> int | None:
+        """The earliest ladder instant not yet reached (µs), or None."""
+        best: int | None = None
+        for clock in self.clocks.values():
+            c = clock.current
+            if c is None:
+                continue
+            for at, level in clock.pending():
+                if (clock.metric, c.number, level.label) not in self.fired:
+                    if best is None or at < best:
+                        best = at
+                    break
+        return best
+
+    def take_timeline(self) -> list[SlaEvent]:
+        """The SLA events recorded since the last call (the daemon routes them)."""
+        events, self.timeline = self.timeline, []
+        return events
+
     def _sla_event(
         self,
         clock: _Clock,
@@ -345,7 +364,12 @@ class TicketReplay:
             deadline=from_us(deadline) if deadline is not None else None,
             level=level.label if level else None,
             cycle=c.number,
-            details={"notify": level.notify} if level and level.notify else {},
+            details={
+                "notify": level.notify if level else (),
+                "timezone": clock.calendar.spec.timezone,
+                "target_us": clock.target,
+                "elapsed_us": clock.elapsed_at(c, at),
+            },
         )
 
     # -- status and fields
@@ -446,15 +470,14 @@ class TicketReplay:
                     clock.pause(t)
                 else:
                     clock.resume(t)
-            if ended is not None and emit and ended.outcome is MetricState.MET:
-                key = (metric, ended.number, "met")
+            if ended is not None and emit:
+                late = ended.outcome is MetricState.BREACHED
+                outcome = SlaEventKind.MET_LATE if late else SlaEventKind.MET
+                key = (metric, ended.number, outcome.value)
                 if key not in self.fired:
                     self.fired.add(key)
-                    self.timeline.append(
-                        self._sla_event(
-                            clock, ended, SlaEventKind.MET, t, self._deadline_of(clock, ended), None
-                        )
-                    )
+                    deadline = self._deadline_of(clock, ended)
+                    self.timeline.append(self._sla_event(clock, ended, outcome, t, deadline, None))
 
     @staticmethod
     def _deadline_of(clock: _Clock, c: _Cycle) -> int | None:

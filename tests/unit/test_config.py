@@ -13,7 +13,10 @@ from sladaemon.config import load_config
 from sladaemon.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_ENV = {"SLACK_SUPPORT_URL": "slack://a/b/c/#support", "LEADS_MAIL_URL": "mailto://x"}
+EXAMPLE_ENV = {
+    "SLACK_SUPPORT_URL": "slack://a/b/c/#support",
+    "LEADS_MAIL_URL": "mailto://user:pass@example.com?to=leads@example.com",
+}
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -206,21 +209,40 @@ def test_secrets_from_env_references_and_files(tmp_path: Path) -> None:
         tmp_path,
         f"""
         receivers:
-          a: {{urls: ["slack://${{TOKEN}}/#ops", "price $$5"]}}
+          a: {{urls: ["slack://${{TOKEN}}/#ops", "json://host/hook?price=$$5"]}}
           b: {{urls_file: {tmp_path / "urls"}}}
         """,
     )
-    cfg = load_config(path, environ={"TOKEN": "xoxb-secret"})
+    token = "xoxb-1234-1234-4ddbc191d40ee098cbaae6f3523ada2d"
+    cfg = load_config(path, environ={"TOKEN": token})
     assert [u.get_secret_value() for u in cfg.receivers["a"].urls] == [
-        "slack://xoxb-secret/#ops",
-        "price $5",
+        f"slack://{token}/#ops",
+        "json://host/hook?price=$5",
     ]
     assert [u.get_secret_value() for u in cfg.receivers["b"].urls] == [
         "mailto://user:hunter2@smtp.example.com",
         "json://h/x",
     ]
     assert "hunter2" not in str(cfg.settings)
-    assert "xoxb-secret" not in repr(cfg.settings)
+    assert token not in repr(cfg.settings)
+
+
+def test_unusable_receiver_url_and_template(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        receivers:
+          a: {urls: ["nosuchscheme://user:hunter2@host/x"]}
+          b: {urls: ["console://"], template: "{ticket_id} {colour}"}
+        """,
+    )
+    errors = errors_of(path)
+    assert f"{path}:2 receivers.a.urls: apprise cannot use URL nosuchscheme://host" in errors
+    assert any(
+        e.startswith(f"{path}:3 receivers.b.template: unknown template field(s) colour")
+        for e in errors
+    )
+    assert not any("hunter2" in e for e in errors), "credentials never appear in errors"
 
 
 def test_missing_env_var_and_unreadable_secret_file(tmp_path: Path) -> None:

@@ -67,10 +67,13 @@ class _Ticket:
 class HelpdeskSimulation:
     """Runs the synthetic helpdesk forward in simulated time."""
 
-    def __init__(self, settings: SimulationSettings, start: datetime) -> None:
+    def __init__(
+        self, settings: SimulationSettings, start: datetime, id_prefix: str = "SIM-"
+    ) -> None:
         if start.tzinfo is None:
             raise ValueError("the simulation start must be an aware datetime")
         self.settings = settings
+        self.id_prefix = id_prefix
         self.zone = ZoneInfo(settings.timezone)
         self.rng = random.Random(settings.seed)
         self.now = start.astimezone(UTC)
@@ -171,7 +174,7 @@ class HelpdeskSimulation:
     def _arrive(self, at: datetime) -> None:
         s = self.settings
         ticket = _Ticket(
-            ticket_id=f"SIM-{next(self._numbers)}",
+            ticket_id=f"{self.id_prefix}{next(self._numbers)}",
             priority=self._pick(s.priorities),
             channel=self._pick(s.channels),
             queue=self._pick(s.queues),

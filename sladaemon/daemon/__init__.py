@@ -1,0 +1,1 @@
+"""The long-running daemon and its integration with the service manager."""

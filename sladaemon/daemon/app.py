@@ -1,0 +1,628 @@
+"""The daemon: polls sources, keeps every open ticket's SLA clocks, fires ladder levels at their
+instant, and delivers notifications durably.
+
+Tasks (one asyncio loop):
+* one poller per source — its own interval with jitter, capped backoff on failure;
+* the timer — sleeps until the earliest ladder instant of any ticket, independent of polling;
+* the deliverer — sends outbox rows (written before any attempt), retries with backoff;
+* housekeeping — source staleness (alerting the operator receiver), gauges, watchdog pings;
+* the HTTP endpoints /healthz and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sladaemon.calendar import from_us, to_us
+from sladaemon.clock import Clock, ScaledClock, SystemClock
+from sladaemon.config import Config
+from sladaemon.config.models import CsvSourceConfig, SimulatorSourceConfig, SourceConfig
+from sladaemon.daemon.systemd import SystemdNotifier
+from sladaemon.escalate.book import Fired, TicketBook
+from sladaemon.escalate.retry import retry_delay
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics, TicketCollector
+from sladaemon.model import SlaEventKind
+from sladaemon.notify.apprise_notifier import AppriseNotifier
+from sladaemon.notify.message import Notification, operator_payload, render, sla_payload
+from sladaemon.sla.batch import OpenClocks, evaluate_open
+from sladaemon.sources.base import PollResult, Source
+from sladaemon.sources.csv.source import CsvSource
+from sladaemon.sources.simulator.source import SimulatorSource
+from sladaemon.store.sqlite import OutboxItem, OutboxRow, StateStore
+
+ALERTING = (SlaEventKind.WARNING, SlaEventKind.BREACH, SlaEventKind.ESCALATION)
+MAX_IN_FLIGHT = 32
+PER_RECEIVER = 4  # in flight per receiver: a slow or hanging one cannot starve the others
+STOP_GRACE = 5.0  # seconds in-flight deliveries get to finish on shutdown
+SCRAPE_CACHE = 30.0  # seconds the SLA-state gauges are reused between scrapes
+
+
+@dataclass
+class SourceHealth:
+    stale_after: float
+    started: float
+    last_success: float | None = None
+    failing_since: float | None = None
+    last_error: str = ""
+    stale: bool = False
+
+    def fresh(self, now: float) -> bool:
+        reference = self.last_success if self.last_success is not None else self.started
+        return now - reference <= self.stale_after
+
+
+def build_source(name: str, cfg: SourceConfig, cursor: object, start: datetime) -> Source:
+    if isinstance(cfg, CsvSourceConfig):
+        return CsvSource(name, cfg, cursor)
+    if isinstance(cfg, SimulatorSourceConfig):
+        return SimulatorSource(name, cfg, start)
+    raise ValueError(f"unsupported source type {cfg.type!r}")
+
+
+def clock_for(config: Config) -> Clock:
+    """Real time, unless a source replays or simulates faster (then it sets the clock)."""
+    for cfg in config.sources.values():
+        if isinstance(cfg, SimulatorSourceConfig) and cfg.speed != 1:
+            return ScaledClock(cfg.start or datetime.now(UTC), cfg.speed)
+        if isinstance(cfg, CsvSourceConfig) and cfg.speed is not None:
+            first = CsvSource("replay", cfg).first_instant()
+            return ScaledClock(first or datetime.now(UTC), cfg.speed)
+    return SystemClock()
+
+
+class App:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        console: TextIO | None = None,
+        systemd: SystemdNotifier | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.config = config
+        self.clock = clock or clock_for(config)
+        self.log = get_logger("sladaemon.daemon")
+        self.metrics = DaemonMetrics()
+        self.store = StateStore(config.daemon.state)
+        self.console = console
+        self.notifier = AppriseNotifier(config.receivers, console)
+        self.systemd = systemd or SystemdNotifier({})
+        self.serve_http = serve_http and config.daemon.http.enabled
+        self.book = TicketBook(config.policies)
+        self.sources: dict[str, Source] = {}
+        self.health: dict[str, SourceHealth] = {}
+        self._pollers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._busy: Counter[str] = Counter()  # deliveries in flight per receiver
+        self._wake_timer = asyncio.Event()
+        self._wake_delivery = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._failing_receivers: set[str] = set()
+        self._unknown_reported: dict[str, set[str]] = {}
+        self._http: web.AppRunner | None = None
+        self._scrape: tuple[float, list[Any], list[Any]] | None = None
+        self._rng = random.Random()
+        self.metrics.add_collector(TicketCollector(self._open_ticket_counts, self._clock_counts))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open state, resume where the last run stopped, run a first poll and evaluation."""
+        released = self.store.release_unfinished()
+        if released:
+            self.log.warning("outbox_resumed", interrupted=released)
+        for name, target, problem in self.notifier.invalid_targets():
+            self.log.error("receiver_url_invalid", receiver=name, target=target, reason=problem)
+            self.metrics.invalid_targets.labels(name).inc()
+        for name, cfg in self.config.sources.items():
+            self._add_source(name, cfg)
+        for name in self.sources:
+            await self._poll(name)
+        self._fire_due()
+        self._tasks = [
+            asyncio.create_task(self._timer_loop(), name="timer"),
+            asyncio.create_task(self._delivery_loop(), name="delivery"),
+            asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+        ]
+        for name in self.sources:
+            self._pollers[name] = asyncio.create_task(self._poll_loop(name), name=f"poll:{name}")
+        if self.serve_http:
+            await self._start_http()
+        self.log.info(
+            "daemon_started",
+            sources=list(self.sources),
+            tickets=len(self.book),
+            clock_speed=self.clock.speed,
+        )
+        self.systemd.ready(self._status())
+
+    async def run(self) -> None:
+        """Start and run until ``stop`` is called."""
+        await self.start()
+        await self._stopping.wait()
+        await self.shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def shutdown(self) -> None:
+        self.systemd.stopping()
+        self.log.info("daemon_stopping", in_flight=len(self._in_flight))
+        for task in [*self._pollers.values(), *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._pollers.values(), *self._tasks, return_exceptions=True)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._http is not None:
+            await self._http.cleanup()
+        for source in self.sources.values():
+            await source.close()
+        self.notifier.close(wait=False)
+        self.store.close()
+        self.log.info("daemon_stopped")
+
+    async def once(self) -> dict[str, int]:
+        """One poll of every source, one evaluation, one delivery pass; then close."""
+        for name, cfg in self.config.sources.items():
+            self._add_source(name, cfg)
+        self.store.release_unfinished()
+        for name in self.sources:
+            await self._poll(name)
+        self._fire_due()
+        sent = failed = 0
+        while rows := self.store.claim_due(limit=MAX_IN_FLIGHT):
+            results = await asyncio.gather(*(self._deliver(row, final=True) for row in rows))
+            sent += sum(results)
+            failed += len(results) - sum(results)
+        counts = {"tickets": len(self.book), "sent": sent, "failed": failed}
+        for source in self.sources.values():
+            await source.close()
+        self.notifier.close(wait=False)
+        self.store.close()
+        return counts
+
+    async def reload(self, config_path: str | None = None) -> bool:
+        """Validate a new config first; swap only if it is good. Returns success."""
+        from sladaemon.config import load_config
+        from sladaemon.errors import ConfigError
+
+        self.systemd.reloading()
+        try:
+            new = load_config(config_path or self.config.path)
+        except ConfigError as exc:
+            self.log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
+            self.metrics.reloads.labels("failed").inc()
+            self.systemd.ready(self._status())
+            return False
+        old = self.config
+        self.config = new
+        old_notifier, self.notifier = self.notifier, AppriseNotifier(new.receivers, self.console)
+        old_notifier.close(wait=False)
+        for name in set(old.sources) | set(new.sources):
+            if old.sources.get(name) != new.sources.get(name):
+                await self._remove_source(name)
+                if name in new.sources:
+                    self._add_source(name, new.sources[name])
+                    await self._poll(name)
+                    self._pollers[name] = asyncio.create_task(
+                        self._poll_loop(name), name=f"poll:{name}"
+                    )
+        self._route(self.book.replace_policies(new.policies))
+        self._wake_timer.set()
+        self.metrics.reloads.labels("ok").inc()
+        self.log.info("config_reloaded", policies=len(new.policies), sources=list(self.sources))
+        self.systemd.ready(self._status())
+        return True
+
+    def _add_source(self, name: str, cfg: SourceConfig) -> None:
+        source = build_source(name, cfg, self.store.cursor(name), self.clock.now())
+        if not source.persistent:
+            self.store.forget_source(name)
+        else:
+            previous = self.store.load_events(name)
+            if previous:
+                events = [e for evs in previous.values() for e in evs]
+                self._after_ingest(name, self.book.ingest(name, events).fired)
+        self.sources[name] = source
+        self.health[name] = SourceHealth(cfg.stale_after.total_seconds(), time.time())
+
+    async def _remove_source(self, name: str) -> None:
+        task = self._pollers.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        source = self.sources.pop(name, None)
+        if source is not None:
+            await source.close()
+        self.health.pop(name, None)
+        self.book.forget_source(name)
+
+    # ------------------------------------------------------------------ polling
+
+    async def _poll_loop(self, name: str) -> None:
+        cfg = self.config.sources[name]
+        interval = cfg.poll_interval.total_seconds()
+        delay = interval
+        while True:
+            await asyncio.sleep(delay * self._rng.uniform(0.9, 1.1))
+            ok = await self._poll(name)
+            delay = interval if ok else min(max(delay * 2, interval), max(interval, 300.0))
+
+    async def _poll(self, name: str) -> bool:
+        source, health = self.sources[name], self.health[name]
+        started = time.monotonic()
+        try:
+            result = await asyncio.wait_for(source.poll(self.clock.now()), timeout=120)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.metrics.poll_errors.labels(name).inc()
+            health.last_error = f"{type(exc).__name__}: {exc}"
+            if health.failing_since is None:
+                health.failing_since = time.time()
+                self.log.error("poll_failed", source=name, error=health.last_error)
+            return False
+        self.metrics.poll_duration.labels(name).observe(time.monotonic() - started)
+        self.metrics.last_poll.labels(name).set(time.time())
+        if health.failing_since is not None:
+            self.log.info("poll_recovered", source=name)
+        health.failing_since, health.last_success = None, time.time()
+        self._ingest(name, result)
+        return True
+
+    def _ingest(self, name: str, result: PollResult) -> None:
+        source = self.sources[name]
+        if source.persistent and (result.events or result.cursor is not None):
+            self.store.save_poll(name, result.events, result.cursor)
+        for issue in result.issues[:20]:
+            self.log.warning(
+                "input_row_skipped", source=name, line=issue.line, reason=issue.message
+            )
+        if result.issues:
+            self.metrics.rows_skipped.labels(name).inc(len(result.issues))
+        for status in sorted(result.unknown_statuses - self._known_unknown(name)):
+            self.log.warning("unknown_status", source=name, status=status, counted_as="open")
+            self._known_unknown(name).add(status)
+        ingested = self.book.ingest(name, result.events)
+        if ingested.orphans:
+            self.log.warning(
+                "events_without_created",
+                source=name,
+                count=len(ingested.orphans),
+                tickets=sorted({e.ticket_id for e in ingested.orphans})[:10],
+            )
+        if ingested.closed and source.persistent:
+            self.store.forget_tickets(name, [ticket for _, ticket in ingested.closed])
+        self._after_ingest(name, ingested.fired)
+
+    def _known_unknown(self, name: str) -> set[str]:
+        """Unknown statuses already reported for a source (each is logged once)."""
+        return self._unknown_reported.setdefault(name, set())
+
+    def _after_ingest(self, name: str, fired: list[Fired]) -> None:
+        self._route(fired)
+        self._wake_timer.set()
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer_loop(self) -> None:
+        while True:
+            nxt = self.book.next_instant()
+            await self.clock.wait(self._wake_timer, from_us(nxt) if nxt is not None else None)
+            self._wake_timer.clear()
+            self._fire_due()
+
+    def _fire_due(self) -> None:
+        now = self.clock.now()
+        fired = self.book.fire_due(to_us(now))
+        for f in fired:
+            if f.event.kind in ALERTING:
+                late = (now - f.event.at).total_seconds() / self.clock.speed
+                self.metrics.lateness.observe(max(0.0, late))
+        self._route(fired)
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, fired: Iterable[Fired]) -> None:
+        now = self.clock.now()
+        horizon = now - self.config.daemon.catch_up
+        items: list[OutboxItem] = []
+        for f in fired:
+            e = f.event
+            self.metrics.sla_events.labels(f.source, e.policy, e.metric.value, e.kind.value).inc()
+            if e.kind is SlaEventKind.BREACH:
+                self.metrics.breaches.labels(f.source, e.policy, e.metric.value).inc()
+            if e.kind in ALERTING or e.kind is SlaEventKind.MET_LATE:
+                if e.at < horizon:
+                    self.metrics.sla_events_skipped.labels(f.source).inc()
+                    continue
+                self.log.info(
+                    f"sla_{e.kind.value}",
+                    source=f.source,
+                    ticket=e.ticket_id,
+                    policy=e.policy,
+                    metric=e.metric.value,
+                    level=e.level,
+                    cycle=e.cycle,
+                    at=e.at.isoformat(),
+                    deadline=e.deadline.isoformat() if e.deadline else None,
+                )
+            if e.kind in ALERTING:
+                receivers: Iterable[str] = e.details.get("notify", ())
+            elif e.kind is SlaEventKind.MET_LATE:
+                receivers = self._resolved_receivers(f)
+            else:
+                continue
+            payload = sla_payload(f.source, e, self._link(f.source, e.ticket_id))
+            for receiver in receivers:
+                for target in range(self.notifier.targets(receiver)):
+                    items.append(
+                        OutboxItem(payload["id"], receiver, payload["kind"], payload, e.at, target)
+                    )
+        if items and self.store.enqueue(items):
+            self._wake_delivery.set()
+
+    def _resolved_receivers(self, f: Fired) -> list[str]:
+        e = f.event
+        prefix = f"{f.source}/{e.ticket_id}/{e.metric.value}/{e.cycle}/"
+        notified = self.store.receivers_of(prefix, ("breach", "escalation"))
+        return [
+            r
+            for r in notified
+            if r in self.config.receivers and self.config.receivers[r].send_resolved
+        ]
+
+    def _link(self, source: str, ticket_id: str) -> str | None:
+        cfg = self.config.sources.get(source)
+        template = cfg.ticket_url if cfg else None
+        return template.replace("{ticket_id}", ticket_id) if template else None
+
+    def operator_alert(self, kind: str, subject: str, summary: str, since: float) -> None:
+        receiver = self.config.daemon.operator
+        if receiver is None:
+            return
+        stamp = datetime.fromtimestamp(since, UTC)
+        key = f"operator/{kind}/{subject}/{stamp.isoformat()}"
+        payload = operator_payload(key, summary, stamp, subject=subject)
+        items = [
+            OutboxItem(key, receiver, "operator", payload, stamp, target)
+            for target in range(self.notifier.targets(receiver))
+        ]
+        if items and self.store.enqueue(items):
+            self._wake_delivery.set()
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            free = MAX_IN_FLIGHT - len(self._in_flight)
+            saturated = [r for r, n in self._busy.items() if n >= PER_RECEIVER]
+            rows = self.store.claim_due(limit=free, skip_receivers=saturated) if free > 0 else []
+            started = 0
+            for row in rows:
+                if self._busy[row.receiver] >= PER_RECEIVER:
+                    self.store.retry_later(row.id, time.time(), "", count=False)
+                    continue
+                self._busy[row.receiver] += 1
+                task = asyncio.create_task(self._send(row))
+                self._in_flight.add(task)
+                task.add_done_callback(self._delivery_done)
+                started += 1
+            if started:
+                continue
+            nxt = self.store.next_attempt_at()
+            timeout = None if nxt is None or free <= 0 else max(0.05, nxt - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_delivery.wait(), timeout=timeout)
+            self._wake_delivery.clear()
+
+    async def _send(self, row: OutboxRow) -> None:
+        try:
+            await self._deliver(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never lose the row: it goes back to pending
+            self.log.exception("delivery_crashed", id=row.key, receiver=row.receiver)
+            self.store.retry_later(row.id, time.time() + 5.0, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._busy[row.receiver] -= 1
+
+    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake_delivery.set()
+
+    async def _deliver(self, row: OutboxRow, final: bool = False) -> bool:
+        """One attempt. ``final`` (the ``once`` command) leaves failures pending for next time."""
+        payload = dict(row.payload)
+        if row.possible_duplicate:
+            payload["possible_duplicate"] = True
+        message = self._render(row, payload)
+        outcome = await self.notifier.send(row.receiver, row.target, message)
+        if outcome.delivered:
+            self.store.delivered(row.id)
+            self.metrics.escalations_sent.labels(row.receiver, row.kind).inc()
+            if row.kind != "operator":
+                due = datetime.fromisoformat(row.due_at)
+                late = (self.clock.now() - due).total_seconds() / self.clock.speed
+                self.metrics.delivery_latency.labels(row.receiver).observe(max(0.0, late))
+            if row.receiver in self._failing_receivers:
+                self._failing_receivers.discard(row.receiver)
+                self.log.info("receiver_recovered", receiver=row.receiver)
+            self.log.debug("notification_sent", receiver=row.receiver, id=row.key, kind=row.kind)
+            return True
+        self.metrics.delivery_attempts_failed.labels(row.receiver).inc()
+        attempts = row.attempts + 1
+        delivery = self.config.daemon.delivery
+        if outcome.retryable and attempts < delivery.max_attempts and not final:
+            delay = retry_delay(
+                attempts,
+                delivery.first_retry.total_seconds(),
+                delivery.max_retry.total_seconds(),
+                self._rng,
+            )
+            self.store.retry_later(row.id, time.time() + delay, outcome.error)
+            if row.receiver not in self._failing_receivers:
+                self._failing_receivers.add(row.receiver)
+                self.log.warning(
+                    "receiver_failing", receiver=row.receiver, error=outcome.error, retry_in=delay
+                )
+            return False
+        if final and outcome.retryable:
+            self.store.retry_later(row.id, time.time(), outcome.error)
+            self.log.warning(
+                "delivery_failed", receiver=row.receiver, id=row.key, error=outcome.error
+            )
+            return False
+        self.store.failed(row.id, outcome.error)
+        self.metrics.escalations_failed.labels(row.receiver, row.kind).inc()
+        self.log.error(
+            "delivery_gave_up",
+            receiver=row.receiver,
+            id=row.key,
+            attempts=attempts,
+            error=outcome.error,
+        )
+        if row.kind != "operator":
+            self.operator_alert(
+                "delivery_failed",
+                f"{row.receiver}/{row.key}",
+                f"could not deliver {row.key} to {row.receiver} after {attempts} attempts: "
+                f"{outcome.error}",
+                time.time(),
+            )
+        return False
+
+    def _render(self, row: OutboxRow, payload: dict[str, Any]) -> Notification:
+        try:
+            return render(payload, self.notifier.template(row.receiver))
+        except (KeyError, ValueError, IndexError) as exc:
+            self.log.error("template_failed", receiver=row.receiver, error=str(exc))
+            return render(payload)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping_loop(self) -> None:
+        interval = self.systemd.watchdog_interval
+        last_ping = 0.0
+        while True:
+            now = time.time()
+            for name, health in self.health.items():
+                fresh = health.fresh(now)
+                self.metrics.source_up.labels(name).set(1 if fresh else 0)
+                if not fresh and not health.stale:
+                    health.stale = True
+                    since = health.last_success or health.started
+                    self.log.error(
+                        "source_stale", source=name, since=since, error=health.last_error
+                    )
+                    self.operator_alert(
+                        "source_stale",
+                        name,
+                        f"source {name} has had no successful poll since "
+                        f"{datetime.fromtimestamp(since, UTC).isoformat()}: {health.last_error}",
+                        since,
+                    )
+                elif fresh and health.stale:
+                    health.stale = False
+                    self.log.info("source_recovered", source=name)
+                    self.operator_alert(
+                        "source_recovered", name, f"source {name} is polled again", now
+                    )
+            for state, n in self.store.outbox_counts().items():
+                self.metrics.outbox.labels(state).set(n)
+            if interval is not None and now - last_ping >= interval:
+                self.systemd.watchdog()
+                self.systemd.status(self._status())
+                last_ping = now
+            await asyncio.sleep(1.0)
+
+    def _status(self) -> str:
+        stale = [n for n, h in self.health.items() if h.stale]
+        text = f"{len(self.book)} open tickets from {len(self.sources)} sources"
+        return text + (f"; stale: {', '.join(stale)}" if stale else "")
+
+    # ------------------------------------------------------------------ metrics on scrape
+
+    def _scrape_cache(self) -> tuple[list[Any], list[Any]]:
+        if self._scrape is None or time.monotonic() - self._scrape[0] > SCRAPE_CACHE:
+            tickets: Counter[tuple[str, str, str]] = Counter()
+            for (source, _), replay in self.book.replays.items():
+                policy = replay.policy.name if replay.policy else ""
+                tickets[(source, replay.fields.get("queue", ""), policy)] += 1
+            clocks = OpenClocks.of(self.book.replays.values())
+            result = evaluate_open(clocks, to_us(self.clock.now()))
+            names = {0: "running", 1: "paused", 2: "breached"}
+            policies = {
+                r.ticket_id: r.policy.name if r.policy else "" for r in self.book.replays.values()
+            }
+            states: Counter[tuple[str, str, str]] = Counter()
+            for tid, metric, state in zip(
+                clocks.ticket_ids, clocks.metrics, result.state, strict=True
+            ):
+                states[(policies.get(tid, ""), metric.value, names[int(state)])] += 1
+            self._scrape = (time.monotonic(), list(tickets.items()), list(states.items()))
+        return self._scrape[1], self._scrape[2]
+
+    def _open_ticket_counts(self) -> list[Any]:
+        return self._scrape_cache()[0]
+
+    def _clock_counts(self) -> list[Any]:
+        return self._scrape_cache()[1]
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        host, _, port = self.config.daemon.http.listen.rpartition(":")
+        site = web.TCPSite(self._http, host.strip("[]"), int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            self.log.error(
+                "http_listen_failed", listen=self.config.daemon.http.listen, error=str(exc)
+            )
+            await self._http.cleanup()
+            self._http = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        now = time.time()
+        report = {
+            name: {
+                "fresh": h.fresh(now),
+                "last_success": (
+                    datetime.fromtimestamp(h.last_success, UTC).isoformat()
+                    if h.last_success
+                    else None
+                ),
+                "error": h.last_error if not h.fresh(now) else "",
+            }
+            for name, h in self.health.items()
+        }
+        ok = all(r["fresh"] for r in report.values())
+        body = {"status": "ok" if ok else "stale", "sources": report, "tickets": len(self.book)}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        data = await asyncio.to_thread(generate_latest, self.metrics.registry)
+        return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,1 @@
+"""From SLA instants to deliveries: the timer queue, routing, retry policy."""

@@ -1,0 +1,123 @@
+"""The open tickets of every source, their SLA clocks, and when each needs attention next.
+
+Pure (no I/O, no clock): the daemon hands in events and ``now`` and routes the SLA events that
+come back. Every ticket keeps its replay (see sla.engine) and one entry in the timer queue: its
+next ladder instant. New events re-evaluate the ticket, which moves, replaces or cancels that
+instant (a met target, a pause, another policy). Events that arrive out of order rebuild the
+ticket from its sorted history; levels already reached are never reached again. Closed tickets
+leave the book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sladaemon.calendar import to_us
+from sladaemon.escalate.timers import TimerQueue
+from sladaemon.model import EventKind, SlaEvent, StatusCategory, TicketEvent
+from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.policy import SlaPolicy
+
+TicketKey = tuple[str, str]  # (source, ticket id)
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    source: str
+    event: SlaEvent
+
+
+@dataclass
+class IngestResult:
+    fired: list[Fired] = field(default_factory=list)
+    orphans: list[TicketEvent] = field(default_factory=list)  # no created event known
+    closed: list[TicketKey] = field(default_factory=list)  # left the book
+
+
+class TicketBook:
+    def __init__(self, policies: Sequence[SlaPolicy]) -> None:
+        self.policies = tuple(policies)
+        self.replays: dict[TicketKey, TicketReplay] = {}
+        self.timers: TimerQueue[TicketKey] = TimerQueue()
+
+    def __len__(self) -> int:
+        return len(self.replays)
+
+    def ingest(self, source: str, events: Iterable[TicketEvent]) -> IngestResult:
+        result = IngestResult()
+        by_ticket: dict[str, list[TicketEvent]] = {}
+        for event in events:
+            by_ticket.setdefault(event.ticket_id, []).append(event)
+        for ticket_id, batch in by_ticket.items():
+            batch.sort(key=lambda e: (e.at, e.kind is not EventKind.CREATED))
+            key = (source, ticket_id)
+            replay = self.replays.get(key)
+            if replay is None:
+                start = next((i for i, e in enumerate(batch) if e.kind is EventKind.CREATED), None)
+                if start is None:
+                    result.orphans.extend(batch)
+                    continue
+                result.orphans.extend(batch[:start])
+                batch = batch[start:]
+                replay = self.replays[key] = TicketReplay(ticket_id, self.policies)
+            if replay.events and batch[0].at < replay.events[-1].at:
+                replay = self.replays[key] = _rebuilt(replay, [*replay.events, *batch])
+            else:
+                for event in batch:
+                    replay.feed(event)
+            result.fired.extend(Fired(source, e) for e in replay.take_timeline())
+            if self._settle(key, replay):
+                result.closed.append(key)
+        return result
+
+    def fire_due(self, now: int) -> list[Fired]:
+        """SLA events of every ticket whose next instant is at or before ``now`` (µs)."""
+        fired: list[Fired] = []
+        for key, _ in self.timers.pop_due(now):
+            replay = self.replays.get(key)
+            if replay is None:
+                continue
+            replay.advance(now, inclusive=True)
+            fired.extend(Fired(key[0], e) for e in replay.take_timeline())
+            self.timers.schedule(key, replay.next_instant())
+        return fired
+
+    def next_instant(self) -> int | None:
+        return self.timers.next_instant()
+
+    def replace_policies(self, policies: Sequence[SlaPolicy]) -> list[Fired]:
+        """Re-evaluate every ticket under new policies (a reload)."""
+        self.policies = tuple(policies)
+        fired: list[Fired] = []
+        for key, replay in list(self.replays.items()):
+            new = self.replays[key] = _rebuilt(replay, replay.events, self.policies)
+            fired.extend(Fired(key[0], e) for e in new.take_timeline())
+            self.timers.schedule(key, new.next_instant())
+        return fired
+
+    def forget_source(self, source: str) -> None:
+        for key in [k for k in self.replays if k[0] == source]:
+            del self.replays[key]
+            self.timers.schedule(key, None)
+
+    def _settle(self, key: TicketKey, replay: TicketReplay) -> bool:
+        """Schedule the ticket's next instant; drop it when closed. True if dropped."""
+        if replay.category is StatusCategory.CLOSED:
+            del self.replays[key]
+            self.timers.schedule(key, None)
+            return True
+        self.timers.schedule(key, replay.next_instant())
+        return False
+
+
+def _rebuilt(
+    old: TicketReplay, events: list[TicketEvent], policies: Sequence[SlaPolicy] | None = None
+) -> TicketReplay:
+    """A fresh replay of ``events`` in time order that remembers what ``old`` already reached."""
+    replay = TicketReplay(old.ticket_id, old.policies if policies is None else policies)
+    replay.fired = set(old.fired)
+    ordered = sorted(events, key=lambda e: (to_us(e.at), e.kind is not EventKind.CREATED))
+    for event in ordered:
+        replay.feed(event)
+    return replay

@@ -1,0 +1,144 @@
+"""Delivery through apprise (email, Slack, webhooks, ...) and to the console.
+
+apprise is synchronous: each send runs in a worker thread, bounded by the receiver's
+``timeout``. Every URL of a receiver is its own delivery target, so a retry never repeats a
+message to a URL that already accepted it. A URL apprise cannot parse makes that target fail
+permanently (with a clear reason); the others keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TextIO
+
+import apprise
+
+from sladaemon.config.models import ReceiverConfig
+from sladaemon.notify.message import Notification
+
+CONSOLE = "console://"
+_NOTIFY_TYPE = {
+    "warning": apprise.NotifyType.WARNING,
+    "breach": apprise.NotifyType.FAILURE,
+    "escalation": apprise.NotifyType.FAILURE,
+    "resolved": apprise.NotifyType.SUCCESS,
+    "operator": apprise.NotifyType.WARNING,
+    "test": apprise.NotifyType.INFO,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    delivered: bool
+    retryable: bool = True
+    error: str = ""
+
+
+@dataclass
+class _Target:
+    label: str  # the URL's scheme and host, safe to log
+    url: str = ""
+    console: bool = False
+    invalid: str = ""
+
+    def client(self) -> apprise.Apprise:
+        # A fresh client per message: apprise paces sends through one client object
+        # (seconds apart for email), which would make alerts late; receivers' own rate
+        # limits are met by the outbox's retries instead.
+        client = apprise.Apprise()
+        client.add(self.url)
+        return client
+
+
+def describe_url(url: str) -> str:
+    """A loggable form of an apprise URL: scheme and host only, never credentials."""
+    m = re.match(r"^([a-zA-Z0-9+.-]+)://(?:[^@/]*@)?([^/?#:]*)", url)
+    if not m:
+        return "(unparsable URL)"
+    return f"{m.group(1)}://{m.group(2)}" if m.group(2) else f"{m.group(1)}://"
+
+
+class AppriseNotifier:
+    """Sends notifications to the configured receivers."""
+
+    def __init__(
+        self,
+        receivers: Mapping[str, ReceiverConfig],
+        console: TextIO | None = None,
+        max_workers: int = 32,
+    ) -> None:
+        self._receivers = receivers
+        self._console = console or sys.stdout
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="notify")
+        self._targets: dict[str, list[_Target]] = {}
+        for name, cfg in receivers.items():
+            targets = []
+            for secret in cfg.urls:
+                url = secret.get_secret_value()
+                label = describe_url(url)
+                if url.strip().lower().startswith(CONSOLE):
+                    targets.append(_Target(label, console=True))
+                    continue
+                if apprise.Apprise().add(url):
+                    targets.append(_Target(label, url=url))
+                else:
+                    targets.append(_Target(label, invalid=f"apprise cannot use URL {label}"))
+            self._targets[name] = targets
+
+    def targets(self, receiver: str) -> int:
+        """How many delivery targets (URLs) a receiver has; 0 when unknown."""
+        return len(self._targets.get(receiver, ()))
+
+    def invalid_targets(self) -> list[tuple[str, int, str]]:
+        return [
+            (name, k, t.invalid)
+            for name, targets in self._targets.items()
+            for k, t in enumerate(targets)
+            if t.invalid
+        ]
+
+    def template(self, receiver: str) -> str | None:
+        cfg = self._receivers.get(receiver)
+        return cfg.template if cfg else None
+
+    async def send(self, receiver: str, target: int, message: Notification) -> DeliveryOutcome:
+        targets = self._targets.get(receiver)
+        if not targets or target >= len(targets):
+            return DeliveryOutcome(False, retryable=False, error=f"no receiver {receiver!r}")
+        t = targets[target]
+        if t.invalid:
+            return DeliveryOutcome(False, retryable=False, error=t.invalid)
+        if t.console:
+            self._console.write(f"[{message.kind.upper()}] {message.title}\n")
+            for line in message.body.splitlines():
+                self._console.write(f"    {line}\n")
+            self._console.flush()
+            return DeliveryOutcome(True)
+        timeout = self._receivers[receiver].timeout.total_seconds()
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(
+            self._executor,
+            lambda: t.client().notify(
+                body=message.body,
+                title=message.title,
+                notify_type=_NOTIFY_TYPE.get(message.kind, apprise.NotifyType.INFO),
+                body_format=apprise.NotifyFormat.TEXT,
+            ),
+        )
+        try:
+            accepted = await asyncio.wait_for(call, timeout=timeout)
+        except TimeoutError:
+            return DeliveryOutcome(False, error=f"{t.label} did not answer within {timeout:g}s")
+        except Exception as exc:  # a plugin crash is a failed attempt, not a daemon crash
+            return DeliveryOutcome(False, error=f"{t.label}: {type(exc).__name__}")
+        if accepted:
+            return DeliveryOutcome(True)
+        return DeliveryOutcome(False, error=f"{t.label} refused or unreachable")
+
+    def close(self, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)

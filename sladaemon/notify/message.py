@@ -1,0 +1,163 @@
+"""What a notification says. Pure: SLA events become payloads (stored in the outbox) and
+payloads become title and body, optionally through a receiver's template."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from string import Formatter
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sladaemon.model import SlaEvent, SlaEventKind
+
+# Placeholders a receiver template may use.
+FIELDS = (
+    "id",
+    "kind",
+    "source",
+    "ticket_id",
+    "link",
+    "policy",
+    "metric",
+    "level",
+    "cycle",
+    "at",
+    "deadline",
+    "deadline_local",
+    "remaining",
+    "overdue",
+    "summary",
+)
+
+HEADLINE = {
+    "warning": "SLA warning",
+    "breach": "SLA breached",
+    "escalation": "SLA escalation",
+    "resolved": "SLA met late",
+    "operator": "sladaemon",
+    "test": "sladaemon test",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: str
+    kind: str  # warning | breach | escalation | resolved | operator | test
+    title: str
+    body: str
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def span(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    days, rest = divmod(seconds, 86_400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    return (f"{days}d" if days else "") + f"{h}h{m:02d}m"
+
+
+def dedup_key(source: str, event: SlaEvent) -> str:
+    """The identity of an escalation: never delivered twice to the same receiver."""
+    level = event.level or event.kind.value
+    return f"{source}/{event.ticket_id}/{event.metric.value}/{event.cycle}/{level}"
+
+
+def sla_payload(source: str, event: SlaEvent, link: str | None) -> dict[str, Any]:
+    """Everything a message about ``event`` needs, as JSON-able values."""
+    details = event.details
+    zone = ZoneInfo(str(details.get("timezone", "UTC")))
+    target_us = int(details.get("target_us", 0) or 0)
+    elapsed_us = int(details.get("elapsed_us", 0) or 0)
+    remaining_s = (target_us - elapsed_us) / 1e6
+    kind = "resolved" if event.kind is SlaEventKind.MET_LATE else event.kind.value
+    payload: dict[str, Any] = {
+        "id": dedup_key(source, event),
+        "kind": kind,
+        "source": source,
+        "ticket_id": event.ticket_id,
+        "link": link or "",
+        "policy": event.policy,
+        "metric": event.metric.value,
+        "level": event.level or kind,
+        "cycle": event.cycle,
+        "at": iso(event.at),
+        "deadline": iso(event.deadline) if event.deadline else "",
+        "deadline_local": (
+            f"{event.deadline.astimezone(zone):%a %Y-%m-%d %H:%M %Z}" if event.deadline else ""
+        ),
+        "remaining_s": remaining_s,
+        "remaining": span(remaining_s) if remaining_s >= 0 else "",
+        "overdue": span(remaining_s) if remaining_s < 0 else "",
+    }
+    return payload
+
+
+def operator_payload(kind_id: str, summary: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    return {"id": kind_id, "kind": "operator", "summary": summary, "at": iso(at), **extra}
+
+
+def render(payload: Mapping[str, Any], template: str | None = None) -> Notification:
+    """Title and body of a notification; a receiver template replaces the default body."""
+    kind = str(payload.get("kind", ""))
+    fields = {name: payload.get(name, "") for name in FIELDS}
+    fields["summary"] = payload.get("summary") or _summary(payload)
+    title = f"{HEADLINE.get(kind, 'sladaemon')}: {fields['summary']}"
+    if template:
+        body = template.format_map(fields)
+    elif kind in ("operator", "test"):
+        body = f"{fields['summary']}\nat: {fields['at']}\nid: {fields['id']}"
+    else:
+        body = _default_body(payload)
+    if payload.get("possible_duplicate"):
+        body += "\n(possible duplicate: re-sent after an interrupted delivery)"
+    return Notification(id=str(payload.get("id", "")), kind=kind, title=title, body=body)
+
+
+def _summary(p: Mapping[str, Any]) -> str:
+    kind = p.get("kind")
+    what = f"ticket {p.get('ticket_id')} {p.get('metric')}"
+    if kind == "warning":
+        return f"{what} at {p.get('level')} of target, {p.get('remaining')} left"
+    if kind == "resolved":
+        return f"{what} met after its breach"
+    if kind == "escalation":
+        return f"{what} overdue by {p.get('overdue') or '0h00m'} ({p.get('level')})"
+    return f"{what} breached"
+
+
+def _default_body(p: Mapping[str, Any]) -> str:
+    ticket = str(p.get("ticket_id"))
+    if p.get("link"):
+        ticket += f" {p['link']}"
+    lines = [
+        f"ticket: {ticket}",
+        f"policy: {p.get('policy')}",
+        f"metric: {p.get('metric')} (cycle {p.get('cycle')})",
+        f"level: {p.get('level')}",
+        f"deadline: {p.get('deadline')} ({p.get('deadline_local')})",
+    ]
+    if p.get("remaining"):
+        lines.append(f"remaining: {p['remaining']}")
+    if p.get("overdue"):
+        lines.append(f"overdue: {p['overdue']}")
+    lines += [f"at: {p.get('at')}", f"source: {p.get('source')}", f"id: {p.get('id')}"]
+    return "\n".join(lines)
+
+
+def template_problem(template: str) -> str | None:
+    """Why a template cannot be rendered, or None."""
+    try:
+        names = [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"invalid template: {exc}"
+    unknown = sorted({n.split(".")[0].split("[")[0] for n in names} - set(FIELDS))
+    if unknown:
+        return f"unknown template field(s) {', '.join(unknown)} (use {', '.join(FIELDS)})"
+    if any(not n for n in names):
+        return "template fields must be named, e.g. {ticket_id}"
+    return None

@@ -1,0 +1,1 @@
+"""The normalized event CSV as a live source."""

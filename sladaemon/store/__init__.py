@@ -1,0 +1,1 @@
+"""Persistent state: ticket events, source cursors, the outbox."""

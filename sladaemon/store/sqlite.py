@@ -1,0 +1,286 @@
+"""The daemon's state in one SQLite file: ticket events, source cursors and the outbox.
+
+The outbox is the durable record of every notification: a row is written (``pending``) before
+any attempt, marked ``sending`` while a receiver is being called, and ``delivered`` only once
+the receiver accepted it. Its unique key — (source, ticket, metric, cycle, level) plus the
+receiver — makes a second insert of the same escalation a no-op, across re-polls, reloads and
+restarts. Rows found ``sending`` at start-up were interrupted mid-call: they are sent again,
+flagged as possible duplicates with the same id (a receiver may have accepted one an instant
+before a crash). WAL mode with ``synchronous=NORMAL`` survives the process being killed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from sladaemon.calendar import from_us, to_us
+from sladaemon.model import EventKind, StatusCategory, TicketEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    category TEXT,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_ticket ON events (source, ticket_id);
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    delivered_at REAL,
+    possible_duplicate INTEGER NOT NULL DEFAULT 0,
+    target INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (key, receiver, target)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    key: str
+    receiver: str
+    kind: str
+    payload: Mapping[str, Any]
+    due_at: datetime
+    target: int = 0  # which URL of the receiver
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    key: str
+    receiver: str
+    target: int
+    kind: str
+    payload: Mapping[str, Any]
+    due_at: str
+    attempts: int
+    possible_duplicate: bool
+
+
+class StateStore:
+    """All persistent state. Calls are short and synchronous (one file, one writer)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(sql, rows)
+
+    # ------------------------------------------------------------------ events
+
+    def add_events(self, source: str, events: Iterable[TicketEvent]) -> None:
+        self._write(_INSERT_EVENT, (_event_row(source, e) for e in events))
+
+    def save_poll(self, source: str, events: Iterable[TicketEvent], cursor: Any) -> None:
+        """A poll's events and the cursor after them, in one transaction: a crash never keeps
+        one without the other."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(_INSERT_EVENT, (_event_row(source, e) for e in events))
+            if cursor is not None:
+                self._db.execute(_UPSERT_CURSOR, (source, json.dumps(cursor)))
+
+    def load_events(self, source: str) -> dict[str, list[TicketEvent]]:
+        tickets: dict[str, list[TicketEvent]] = {}
+        rows = self._db.execute(
+            "SELECT ticket_id, at_us, kind, status, category, fields FROM events "
+            "WHERE source = ? ORDER BY seq",
+            (source,),
+        )
+        for ticket_id, at_us, kind, status, category, fields in rows:
+            tickets.setdefault(ticket_id, []).append(
+                TicketEvent(
+                    ticket_id=ticket_id,
+                    at=from_us(at_us),
+                    kind=EventKind(kind),
+                    status=status,
+                    category=StatusCategory(category) if category else None,
+                    fields=MappingProxyType(json.loads(fields)) if fields != "{}" else {},
+                )
+            )
+        return tickets
+
+    def forget_tickets(self, source: str, ticket_ids: Iterable[str]) -> None:
+        self._write(
+            "DELETE FROM events WHERE source = ? AND ticket_id = ?",
+            ((source, t) for t in ticket_ids),
+        )
+
+    def forget_source(self, source: str) -> None:
+        self._write("DELETE FROM events WHERE source = ?", [(source,)])
+        self._write("DELETE FROM cursors WHERE source = ?", [(source,)])
+
+    # ------------------------------------------------------------------ cursors
+
+    def cursor(self, source: str) -> Any:
+        row = self._db.execute("SELECT value FROM cursors WHERE source = ?", (source,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_cursor(self, source: str, value: Any) -> None:
+        self._write(_UPSERT_CURSOR, [(source, json.dumps(value))])
+
+    # ------------------------------------------------------------------ outbox
+
+    def enqueue(self, items: Iterable[OutboxItem], now: float | None = None) -> int:
+        """Insert new notifications; already-known (key, receiver) pairs are ignored.
+        Returns how many were new."""
+        now = time.time() if now is None else now
+        before = self._db.total_changes
+        self._write(
+            "INSERT OR IGNORE INTO outbox (key, receiver, target, kind, payload, due_at, "
+            "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    i.key,
+                    i.receiver,
+                    i.target,
+                    i.kind,
+                    json.dumps(dict(i.payload)),
+                    i.due_at.isoformat(),
+                    now,
+                    now,
+                )
+                for i in items
+            ),
+        )
+        return self._db.total_changes - before
+
+    def claim_due(
+        self, now: float | None = None, limit: int = 64, skip_receivers: Iterable[str] = ()
+    ) -> list[OutboxRow]:
+        """Pending rows whose attempt is due, marked ``sending`` (none for ``skip_receivers``)."""
+        now = time.time() if now is None else now
+        skipped = list(skip_receivers)
+        marks = ",".join("?" for _ in skipped)
+        rows = self._db.execute(
+            "SELECT id, key, receiver, target, kind, payload, due_at, attempts, "
+            "possible_duplicate "
+            "FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+            + (f"AND receiver NOT IN ({marks}) " if skipped else "")
+            + "ORDER BY next_attempt_at, id LIMIT ?",
+            (now, *skipped, limit),
+        ).fetchall()
+        self._write("UPDATE outbox SET state = 'sending' WHERE id = ?", ((r[0],) for r in rows))
+        return [
+            OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], bool(r[8]))
+            for r in rows
+        ]
+
+    def delivered(self, row_id: int, now: float | None = None) -> None:
+        self._write(
+            "UPDATE outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1 "
+            "WHERE id = ?",
+            [(time.time() if now is None else now, row_id)],
+        )
+
+    def retry_later(
+        self, row_id: int, next_attempt_at: float, error: str, *, count: bool = True
+    ) -> None:
+        """Back to pending until ``next_attempt_at``; ``count`` an attempt that failed."""
+        self._write(
+            "UPDATE outbox SET state = 'pending', attempts = attempts + ?, next_attempt_at = ?, "
+            "last_error = COALESCE(NULLIF(?, ''), last_error) WHERE id = ?",
+            [(1 if count else 0, next_attempt_at, error, row_id)],
+        )
+
+    def failed(self, row_id: int, error: str) -> None:
+        self._write(
+            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
+            "WHERE id = ?",
+            [(error, row_id)],
+        )
+
+    def release_unfinished(self) -> int:
+        """At start-up: rows left ``sending`` by a crash go back to pending, flagged."""
+        before = self._db.total_changes
+        self._write(
+            "UPDATE outbox SET state = 'pending', possible_duplicate = 1 WHERE state = 'sending'",
+            [()],
+        )
+        return self._db.total_changes - before
+
+    def next_attempt_at(self) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {state: int(n) for state, n in rows}
+
+    def receivers_of(self, key_prefix: str, kinds: Iterable[str]) -> list[str]:
+        """Receivers that were sent (or are being sent) one of ``kinds`` under a key prefix."""
+        wanted = list(kinds)
+        marks = ",".join("?" for _ in wanted)
+        rows = self._db.execute(
+            f"SELECT DISTINCT receiver FROM outbox WHERE key LIKE ? ESCAPE '\\' "
+            f"AND kind IN ({marks}) AND state != 'failed'",
+            (_like_prefix(key_prefix), *wanted),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (source, ticket_id, at_us, kind, status, category, fields) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_CURSOR = (
+    "INSERT INTO cursors (source, value) VALUES (?, ?) "
+    "ON CONFLICT (source) DO UPDATE SET value = excluded.value"
+)
+
+
+def _event_row(source: str, e: TicketEvent) -> tuple[Any, ...]:
+    return (
+        source,
+        e.ticket_id,
+        to_us(e.at),
+        e.kind.value,
+        e.status,
+        e.category.value if e.category else None,
+        json.dumps(dict(e.fields)) if e.fields else "{}",
+    )
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"

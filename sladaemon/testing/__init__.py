@@ -1,0 +1,1 @@
+"""Helpers for testing sladaemon against real notification endpoints."""

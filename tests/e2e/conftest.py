@@ -1,0 +1,303 @@
+"""Fixtures for end-to-end tests: a webhook and an SMTP server, each in its own process.
+
+The receivers (:mod:`sladaemon.testing.receivers`) append every message they get to a
+JSON-lines file, which the objects here read back. They can be stopped and started again
+on the same port, killed, and (the webhook) told to answer 500 or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from sladaemon.testing.receivers import EXIT_ADDRESS_IN_USE
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+MAIL_TO = "oncall@example.com"
+MAIL_FROM = "sladaemon@example.com"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+POLL_INTERVAL = 0.05
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Receiver:
+    """A receiver process and the messages it has recorded.
+
+    `out` is the JSON-lines file of messages, kept across restarts; `stderr_path` collects
+    the processes' stderr; `exit_status` is the return code of the last process ended by
+    `stop` or `kill` (negative for a signal), None while one runs.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, directory: Path, name: str, port: int = 0) -> None:
+        self.name = name
+        self.out = directory / f"{name}.jsonl"
+        self.stderr_path = directory / f"{name}.stderr"
+        self.port = port
+        self.exit_status: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The apprise URL that delivers to this receiver."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the process, on the port used before if there was one, and wait until ready.
+
+        A port still held by the previous process or by another socket is retried until
+        START_TIMEOUT.
+        """
+        if self._process is not None:
+            raise RuntimeError(f"{self.name} receiver is already running")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            process = self._spawn()
+            port = self._wait_until_ready(process, deadline)
+            if port is not None:
+                self._process, self.port, self.exit_status = process, port, None
+                return
+            if process.returncode != EXIT_ADDRESS_IN_USE or time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"{self.name} receiver exited with status {process.returncode}"
+                    f" before it was ready:\n{self.stderr()}"
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM) and wait for it; the port number is kept."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Kill the process with SIGKILL, as a crash would, and wait for it."""
+        self._end(signal.SIGKILL)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message recorded so far, across restarts, oldest first."""
+        try:
+            data = self.out.read_bytes()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1].decode("utf-8")
+        return [json.loads(line) for line in complete.splitlines() if line]
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The recorded messages the receiver accepted."""
+        return self.messages()
+
+    def wait_for(
+        self, count: int, timeout: float = 10.0, *, accepted_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Poll until at least `count` messages (or accepted ones) are recorded; return them.
+
+        Raises AssertionError listing what was received when the timeout runs out.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.accepted() if accepted_only else self.messages()
+            if len(found) >= count:
+                return found
+            if time.monotonic() >= deadline:
+                what = "accepted messages" if accepted_only else "messages"
+                received = json.dumps(self.messages(), indent=2, ensure_ascii=False)
+                raise AssertionError(
+                    f"{self.name} receiver: expected {count} {what} within {timeout}s,"
+                    f" got {len(found)}; all received:\n{received}\nstderr:\n{self.stderr()}"
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def stderr(self) -> str:
+        """What the receiver processes have written to stderr so far."""
+        try:
+            return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _arguments(self) -> list[str]:
+        return ["--port", str(self.port), "--out", str(self.out)]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "sladaemon.testing.receivers", self.kind]
+        with self.stderr_path.open("ab") as stderr:
+            return subprocess.Popen(
+                [*command, *self._arguments()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                cwd=ROOT,
+            )
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes], deadline: float) -> int | None:
+        """The port from the READY line, or None when the process exited first."""
+        assert process.stdout is not None
+        fd = process.stdout.fileno()
+        output = b""
+        try:
+            while b"\n" not in output:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(
+                        f"{self.name} receiver not ready within {START_TIMEOUT}s:\n{self.stderr()}"
+                    )
+                readable, _, _ = select.select([fd], [], [], remaining)
+                if not readable:
+                    continue
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    process.wait(STOP_TIMEOUT)
+                    process.stdout.close()
+                    return None
+                output += chunk
+            word, _, port = output.partition(b"\n")[0].decode().partition(" ")
+            if word != "READY" or not port.isdigit():
+                raise RuntimeError(f"{self.name} receiver printed {output!r}, expected READY")
+            return int(port)
+        except BaseException:
+            self._end_process(process, signal.SIGKILL)
+            raise
+
+    def _end(self, signum: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            self._end_process(process, signum)
+            self.exit_status = process.returncode
+
+    @staticmethod
+    def _end_process(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+        try:
+            if process.poll() is None:
+                process.send_signal(signum)
+                try:
+                    process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+class WebhookReceiver(Receiver):
+    """The JSON webhook: records every POST with the status it answered."""
+
+    kind = "webhook"
+
+    def __init__(self, directory: Path, name: str, port: int = 0, mode: str = "ok") -> None:
+        super().__init__(directory, name, port)
+        self.start_mode = mode
+
+    @property
+    def url(self) -> str:
+        return f"json://{HOST}:{self.port}/hook"
+
+    def accepted(self) -> list[dict[str, Any]]:
+        return [message for message in self.messages() if message["status"] == 200]
+
+    def set_mode(self, mode: str) -> None:
+        """Answer from now on with 200 ("ok"), 500 ("fail") or not at all ("hang")."""
+        self._control({"mode": mode})
+
+    def mode(self) -> str:
+        return self._control(None)
+
+    def _arguments(self) -> list[str]:
+        return [*super()._arguments(), "--mode", self.start_mode]
+
+    def _control(self, payload: dict[str, str] | None) -> str:
+        request = urllib.request.Request(
+            f"http://{HOST}:{self.port}/_control",
+            data=None if payload is None else json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=STOP_TIMEOUT) as response:
+            return str(json.load(response)["mode"])
+
+
+class SmtpReceiver(Receiver):
+    """The plain SMTP server: records every message with its envelope."""
+
+    kind = "smtp"
+
+    @property
+    def url(self) -> str:
+        return f"mailto://{HOST}:{self.port}?to={MAIL_TO}&from={MAIL_FROM}"
+
+
+AnyReceiver = TypeVar("AnyReceiver", bound=Receiver)
+
+
+class Receivers:
+    """Creates receivers in one directory and stops them all at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._started: list[Receiver] = []
+
+    def webhook(self, name: str = "webhook", mode: str = "ok") -> WebhookReceiver:
+        return self._start(WebhookReceiver(self.directory, name, mode=mode))
+
+    def smtp(self, name: str = "smtp") -> SmtpReceiver:
+        return self._start(SmtpReceiver(self.directory, name))
+
+    def stop_all(self) -> None:
+        for receiver in self._started:
+            receiver.stop()
+
+    def _start(self, receiver: AnyReceiver) -> AnyReceiver:
+        self._started.append(receiver)
+        receiver.start()
+        return receiver
+
+
+@pytest.fixture(autouse=True)
+def local_traffic_bypasses_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep HTTP clients that honour proxy variables talking to 127.0.0.1 directly."""
+    for variable in ("NO_PROXY", "no_proxy"):
+        existing = os.environ.get(variable, "")
+        monkeypatch.setenv(variable, ",".join(filter(None, [existing, HOST, "localhost"])))
+
+
+@pytest.fixture
+def receivers(tmp_path: Path) -> Iterator[Receivers]:
+    made = Receivers(tmp_path)
+    try:
+        yield made
+    finally:
+        made.stop_all()
+
+
+@pytest.fixture
+def webhook_receiver(receivers: Receivers) -> WebhookReceiver:
+    return receivers.webhook()
+
+
+@pytest.fixture
+def smtp_receiver(receivers: Receivers) -> SmtpReceiver:
+    return receivers.smtp()

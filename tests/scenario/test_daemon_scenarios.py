@@ -1,0 +1,187 @@
+"""The daemon on virtual time: a fake clock, a real CSV file, the console receiver."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sladaemon.clock import FakeClock
+from sladaemon.config import load_config
+from sladaemon.daemon.app import App
+
+START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)  # a Monday
+HEADER = "ticket_id,timestamp,event,status,priority,channel,queue\n"
+
+
+def config_text(tmp_path: Path, targets: str = "{first_response: 1h, resolution: 8h}") -> str:
+    return textwrap.dedent(
+        f"""
+        calendars:
+          office: {{timezone: UTC, hours: {{mon-fri: "09:00-17:00"}}}}
+        receivers:
+          console: {{urls: ["console://"], send_resolved: true}}
+          ops: {{urls: ["console://"]}}
+        policies:
+          - name: support
+            calendar: office
+            targets: {targets}
+            escalation:
+              - {{at: 50%, notify: [console]}}
+              - {{at: breach, notify: [console]}}
+              - {{at: breach+30m, notify: [console]}}
+        sources:
+          desk: {{type: csv, path: {tmp_path / "events.csv"}, poll_interval: 1h}}
+        daemon:
+          state: {tmp_path / "state.sqlite"}
+          operator: ops
+          http: {{enabled: false}}
+        """
+    )
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.events = tmp_path / "events.csv"
+        self.events.write_text(HEADER)
+        self.config = tmp_path / "config.yaml"
+        self.config.write_text(config_text(tmp_path))
+        self.clock = FakeClock(START)
+        self.console = io.StringIO()
+        self.app: App | None = None
+
+    def add(self, ticket: str, at: datetime, event: str, status: str = "") -> None:
+        stamp = at.isoformat().replace("+00:00", "Z")
+        with self.events.open("a") as f:
+            f.write(f"{ticket},{stamp},{event},{status},normal,email,support\n")
+
+    async def start(self) -> App:
+        self.app = App(load_config(self.config), clock=self.clock, console=self.console)
+        await self.app.start()
+        return self.app
+
+    async def poll(self) -> None:
+        assert self.app is not None
+        await self.app._poll("desk")
+
+    async def advance(self, minutes: float, step_minutes: float = 1) -> None:
+        await self.clock.advance(timedelta(minutes=minutes), timedelta(minutes=step_minutes))
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Let the delivery loop drain the outbox (console delivery needs no waiting)."""
+        import asyncio
+
+        assert self.app is not None
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if not self.app.store.outbox_counts().get("pending") and not self.app._in_flight:
+                return
+
+    def titles(self) -> list[str]:
+        return [line for line in self.console.getvalue().splitlines() if line.startswith("[")]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    if h.app is not None:
+        await h.app.shutdown()
+
+
+async def test_levels_fire_at_their_instants_independent_of_polling(harness: Harness) -> None:
+    harness.add("T1", START, "created", "new")
+    await harness.start()
+    await harness.advance(29)
+    assert harness.titles() == []
+    await harness.advance(1)  # 09:30, 50 % of 1 h, though the next poll is an hour away
+    assert harness.titles() == [
+        "[WARNING] SLA warning: ticket T1 first_response at 50% of target, 0h30m left"
+    ]
+    await harness.advance(30)
+    await harness.advance(30)
+    assert harness.titles()[1:] == [
+        "[BREACH] SLA breached: ticket T1 first_response breached",
+        "[ESCALATION] SLA escalation: ticket T1 first_response overdue by 0h30m (breach+30m)",
+    ]
+
+
+async def test_a_reply_cancels_pending_levels_and_send_resolved_follows_a_breach(
+    harness: Harness,
+) -> None:
+    harness.add("T1", START, "created", "new")
+    harness.add("T2", START, "created", "new")
+    await harness.start()
+    await harness.advance(20)
+    harness.add("T1", START + timedelta(minutes=20), "agent_reply", "open")
+    await harness.poll()
+    await harness.advance(70)  # T2 breaches at 10:00; T1 was answered in time
+    harness.add("T2", START + timedelta(minutes=95), "agent_reply", "open")
+    await harness.poll()
+    await harness.settle()
+    titles = harness.titles()
+    assert not any("ticket T1 first_response" in t for t in titles)
+    assert "[BREACH] SLA breached: ticket T2 first_response breached" in titles
+    assert titles[-1] == "[RESOLVED] SLA met late: ticket T2 first_response met after its breach"
+
+
+async def test_restart_never_repeats_what_was_sent(harness: Harness) -> None:
+    harness.add("T1", START, "created", "new")
+    app = await harness.start()
+    await harness.advance(61)
+    sent_before = len(harness.titles())
+    assert sent_before == 2  # 50 % and breach
+    await app.shutdown()
+    harness.app = App(load_config(harness.config), clock=harness.clock, console=harness.console)
+    await harness.app.start()
+    await harness.advance(40)
+    titles = harness.titles()
+    assert len(titles) == 3, titles  # only breach+30m is new
+    assert titles[-1].startswith("[ESCALATION]")
+
+
+async def test_pending_status_pauses_and_resumes_the_clock(harness: Harness) -> None:
+    harness.add("T1", START, "created", "new")
+    harness.add("T1", START + timedelta(minutes=10), "agent_reply", "pending")
+    await harness.start()
+    await harness.advance(8 * 60, step_minutes=30)
+    assert not any("resolution" in t for t in harness.titles()), "paused: nothing fires"
+    harness.add("T1", START + timedelta(hours=8), "customer_reply", "")
+    await harness.poll()
+    # 10 min were used before the pause; 50 % of 8 h = 4 h is reached 3h50m after 17:00 ->
+    # Tue 12:50 on the 09-17 calendar.
+    await harness.advance(20 * 60, step_minutes=10)
+    warning = [t for t in harness.titles() if "resolution at 50%" in t]
+    assert warning == ["[WARNING] SLA warning: ticket T1 resolution at 50% of target, 4h00m left"]
+    assert "at: 2024-01-09T12:50:00Z" in harness.console.getvalue()
+
+
+async def test_reload_validates_first_and_applies_new_targets(harness: Harness) -> None:
+    harness.add("T1", START, "created", "new")
+    app = await harness.start()
+    harness.config.write_text("policies: [oops\n")
+    assert await app.reload() is False, "a bad config keeps the old one running"
+    await harness.advance(30)
+    assert len(harness.titles()) == 1
+    harness.config.write_text(config_text(harness.tmp_path, "{first_response: 2h}"))
+    assert await app.reload() is True
+    await harness.advance(61)  # 1h target would have breached at 10:00; now 2h -> 11:00
+    assert not any("breached" in t for t in harness.titles())
+    await harness.advance(60)
+    assert any("breached" in t for t in harness.titles())
+
+
+async def test_garbage_lines_are_skipped_and_the_rest_processed(harness: Harness) -> None:
+    with harness.events.open("a") as f:
+        f.write("this,is,not,a,valid,row,at all\n\x00\x01garbage\n")
+    harness.add("T1", START, "created", "new")
+    app = await harness.start()
+    assert len(app.book) == 1
+    await harness.advance(31)
+    assert len(harness.titles()) == 1
