@@ -113,6 +113,7 @@ class App:
         self._stopping = asyncio.Event()
         self._failing_receivers: set[str] = set()
         self._unknown_reported: dict[str, set[str]] = {}
+        self._more: dict[str, bool] = {}
         self._http: web.AppRunner | None = None
         self._scrape: tuple[float, list[Any], list[Any]] | None = None
         self._rng = random.Random()
@@ -131,7 +132,7 @@ class App:
         for name, cfg in self.config.sources.items():
             self._add_source(name, cfg)
         for name in self.sources:
-            await self._poll(name)
+            await self._poll_all(name)
         self._fire_due()
         self._tasks = [
             asyncio.create_task(self._timer_loop(), name="timer"),
@@ -184,7 +185,7 @@ class App:
             self._add_source(name, cfg)
         self.store.release_unfinished()
         for name in self.sources:
-            await self._poll(name)
+            await self._poll_all(name)
         self._fire_due()
         sent = failed = 0
         while rows := self.store.claim_due(limit=MAX_IN_FLIGHT):
@@ -220,7 +221,7 @@ class App:
                 await self._remove_source(name)
                 if name in new.sources:
                     self._add_source(name, new.sources[name])
-                    await self._poll(name)
+                    await self._poll_all(name)
                     self._pollers[name] = asyncio.create_task(
                         self._poll_loop(name), name=f"poll:{name}"
                     )
@@ -262,8 +263,14 @@ class App:
         delay = interval
         while True:
             await asyncio.sleep(delay * self._rng.uniform(0.9, 1.1))
-            ok = await self._poll(name)
+            ok = await self._poll_all(name)
             delay = interval if ok else min(max(delay * 2, interval), max(interval, 300.0))
+
+    async def _poll_all(self, name: str) -> bool:
+        """Poll until the source has nothing more waiting (large backlogs come in pieces)."""
+        while (ok := await self._poll(name)) and self._more.pop(name, False):
+            await asyncio.sleep(0)
+        return ok
 
     async def _poll(self, name: str) -> bool:
         source, health = self.sources[name], self.health[name]
@@ -285,6 +292,8 @@ class App:
             self.log.info("poll_recovered", source=name)
         health.failing_since, health.last_success = None, time.time()
         self._ingest(name, result)
+        if result.more:
+            self._more[name] = True
         return True
 
     def _ingest(self, name: str, result: PollResult) -> None:

@@ -81,6 +81,7 @@ class TicketBook:
             replay.advance(now, inclusive=True)
             fired.extend(Fired(key[0], e) for e in replay.take_timeline())
             self.timers.schedule(key, replay.next_instant())
+            replay.release_caches()
         return fired
 
     def next_instant(self) -> int | None:
@@ -94,6 +95,7 @@ class TicketBook:
             new = self.replays[key] = _rebuilt(replay, replay.events, self.policies)
             fired.extend(Fired(key[0], e) for e in new.take_timeline())
             self.timers.schedule(key, new.next_instant())
+            new.release_caches()
         return fired
 
     def forget_source(self, source: str) -> None:
@@ -108,6 +110,7 @@ class TicketBook:
             self.timers.schedule(key, None)
             return True
         self.timers.schedule(key, replay.next_instant())
+        replay.release_caches()
         return False
 
 
@@ -116,7 +119,7 @@ def _rebuilt(
 ) -> TicketReplay:
     """A fresh replay of ``events`` in time order that remembers what ``old`` already reached."""
     replay = TicketReplay(old.ticket_id, old.policies if policies is None else policies)
-    replay.fired = set(old.fired)
+    replay.fired = list(old.fired)
     ordered = sorted(events, key=lambda e: (to_us(e.at), e.kind is not EventKind.CREATED))
     for event in ordered:
         replay.feed(event)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from types import MappingProxyType
 from typing import IO
 
 from sladaemon.errors import EventLogError, RowIssue
-from sladaemon.model import EventKind, StatusCategory, TicketEvent
+from sladaemon.model import EMPTY_FIELDS, EventKind, StatusCategory, TicketEvent
 from sladaemon.statuses import StatusMap
 
 REQUIRED_COLUMNS = ("ticket_id", "timestamp", "event", "status", "priority", "channel", "queue")
@@ -99,20 +100,21 @@ class RowParser:
             if not kind_text:
                 raise ValueError("missing event")
             raise ValueError(f"unknown event {kind_text!r} (one of {', '.join(_KINDS)})")
-        status = row[idx["status"]].strip()
+        status = sys.intern(row[idx["status"]].strip())
         category: StatusCategory | None = self.statuses(status) if status else None
-        fields = {c: row[idx[c]].strip() for c in FIELD_COLUMNS if row[idx[c]].strip()}
+        # Field values repeat across tickets (priorities, channels, queues): share them.
+        fields = {c: sys.intern(v) for c in FIELD_COLUMNS if (v := row[idx[c]].strip())}
         for name, i in self._extra:
             value = row[i].strip()
             if value:
-                fields[name] = value
+                fields[name] = sys.intern(value)
         return TicketEvent(
-            ticket_id=ticket_id,
+            ticket_id=sys.intern(ticket_id),
             at=at,
             kind=kind,
             status=status,
             category=category,
-            fields=MappingProxyType(fields),
+            fields=MappingProxyType(fields) if fields else EMPTY_FIELDS,
             line=line,
         )
 

@@ -47,7 +47,7 @@ class OpenClocks:
 
     def add_replay(self, replay: TicketReplay) -> None:
         """Append the open (running or paused) cycles of a replayed ticket."""
-        for clock in replay.clocks.values():
+        for clock in replay.clocks:
             c = clock.current
             if c is None or c.ended is not None:
                 continue

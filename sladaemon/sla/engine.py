@@ -45,8 +45,14 @@ from sladaemon.sla.policy import LadderLevel, MetricRule, SlaPolicy, select_poli
 LevelKey = tuple[Metric, int, str]  # (metric, cycle, level label) — never re-sent
 
 
+_SHARED: dict[object, object] = {}
+
+
 def _us(d: timedelta) -> int:
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    """Microseconds of a target; the same int object for equal targets (thousands of clocks
+    share a handful of targets)."""
+    us = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    return _SHARED.setdefault(us, us)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------- results
@@ -129,7 +135,7 @@ class _Cycle:
         self.outcome: MetricState | None = None
         self.breached_at: int | None = None
         self.deadline_at_end: int | None = None
-        self.pauses: list[list[int | None]] = [] if running else [[start, None]]
+        self.pauses: list[list[int | None]] | None = None if running else [[start, None]]
 
 
 class _Clock:
@@ -169,7 +175,7 @@ class _Clock:
         c = self.current
         if c is not None and c.since is not None and c.ended is None:
             self._settle(c, t)
-            c.pauses.append([t, None])
+            c.pauses = [*(c.pauses or ()), [t, None]]
 
     def resume(self, t: int) -> None:
         c = self.current
@@ -203,7 +209,7 @@ class _Clock:
         c.deadline_at_end = None
         c.since = t if running else None
         if not running:
-            c.pauses.append([t, None])
+            c.pauses = [*(c.pauses or ()), [t, None]]
         self.schedule = None
 
     # -- queries
@@ -262,6 +268,22 @@ class _Clock:
 class TicketReplay:
     """Replays one ticket's events in time order and records its SLA events."""
 
+    __slots__ = (
+        "_agent_replied",
+        "_last",
+        "_signature",
+        "category",
+        "clocks",
+        "events",
+        "fields",
+        "fired",
+        "not_applicable",
+        "policies",
+        "policy",
+        "ticket_id",
+        "timeline",
+    )
+
     def __init__(self, ticket_id: str, policies: Sequence[SlaPolicy]) -> None:
         self.ticket_id = ticket_id
         self.policies = policies
@@ -270,9 +292,9 @@ class TicketReplay:
         self.events: list[TicketEvent] = []
         self.policy: SlaPolicy | None = None
         self._signature: tuple[object, ...] | None = None
-        self.clocks: dict[Metric, _Clock] = {}
-        self.not_applicable: dict[Metric, str] = {}
-        self.fired: set[LevelKey] = set()
+        self.clocks: tuple[_Clock, ...] = ()
+        self.not_applicable: dict[Metric, str] | None = None
+        self.fired: list[LevelKey] = []  # a few keys: a list is smaller than a set
         self.timeline: list[SlaEvent] = []
         self._agent_replied = False
         self._last = -(2**62)
@@ -299,7 +321,7 @@ class TicketReplay:
     def advance(self, until: int, *, inclusive: bool = False) -> None:
         """Emit every ladder instant before ``until`` (or at it, when inclusive)."""
         due: list[tuple[int, _Clock, LadderLevel]] = []
-        for clock in self.clocks.values():
+        for clock in self.clocks:
             for at, level in clock.pending():
                 if at < until or (inclusive and at == until):
                     due.append((at, clock, level))
@@ -317,7 +339,7 @@ class TicketReplay:
             c.breached_at = clock.deadline_us(c) if c.since is not None else at
         if key in self.fired:
             return
-        self.fired.add(key)
+        self.fired.append(key)
         if level.before_breach:
             kind = SlaEventKind.WARNING
         elif level.is_breach:
@@ -330,7 +352,7 @@ class TicketReplay:
     def next_instant(self) -> int | None:
         """The earliest ladder instant not yet reached (µs), or None."""
         best: int | None = None
-        for clock in self.clocks.values():
+        for clock in self.clocks:
             c = clock.current
             if c is None:
                 continue
@@ -340,6 +362,12 @@ class TicketReplay:
                         best = at
                     break
         return best
+
+    def release_caches(self) -> None:
+        """Drop the cached ladder schedules (recomputed on demand): a ticket waiting for its
+        next instant needs only that instant, which its owner keeps."""
+        for clock in self.clocks:
+            clock.schedule = None
 
     def take_timeline(self) -> list[SlaEvent]:
         """The SLA events recorded since the last call (the daemon routes them)."""
@@ -385,26 +413,27 @@ class TicketReplay:
         if policy is None:
             return (None,)
         priority = self.fields.get("priority")
-        return (policy.name, tuple(r.target_for(priority) for r in policy.metrics))
+        signature = (policy.name, tuple(r.target_for(priority) for r in policy.metrics))
+        return _SHARED.setdefault(signature, signature)  # type: ignore[return-value]
 
     def _rebuild(self, t: int) -> None:
         """Re-evaluate the history so far under the (new) policy; catch up passed levels."""
         self.policy = select_policy(self.policies, self.fields)
-        self.clocks = {}
-        self.not_applicable = {}
+        clocks: list[_Clock] = []
+        self.not_applicable = None
         if self.policy is None:
             return
         priority = self.fields.get("priority")
         for rule in self.policy.metrics:
             target = rule.target_for(priority)
             if target is None:
+                self.not_applicable = self.not_applicable or {}
                 self.not_applicable[rule.metric] = (
                     f"no {rule.metric.value} target for priority {priority or '(none)'!r}"
                 )
                 continue
-            self.clocks[rule.metric] = _Clock(
-                rule, _us(target), self.policy.levels_for(rule.metric)
-            )
+            clocks.append(_Clock(rule, _us(target), self.policy.levels_for(rule.metric)))
+        self.clocks = tuple(clocks)
         category, replied = self.category, self._agent_replied
         self.category, self._agent_replied = None, False
         before: StatusCategory | None
@@ -414,7 +443,7 @@ class TicketReplay:
             self._apply(event, before, to_us(event.at), emit=False)
         self.category, self._agent_replied = category, replied
         if len(self.events) > 1:
-            for clock in self.clocks.values():
+            for clock in self.clocks:
                 c = clock.current
                 if c is None or c.ended is not None:
                     continue
@@ -435,7 +464,8 @@ class TicketReplay:
         replied_before = self._agent_replied
         if kind is EventKind.AGENT_REPLY:
             self._agent_replied = True
-        for metric, clock in self.clocks.items():
+        for clock in self.clocks:
+            metric = clock.metric
             paused = after in clock.rule.pause_on
             ended: _Cycle | None = None
             active = clock.current is not None and clock.current.ended is None
@@ -475,7 +505,7 @@ class TicketReplay:
                 outcome = SlaEventKind.MET_LATE if late else SlaEventKind.MET
                 key = (metric, ended.number, outcome.value)
                 if key not in self.fired:
-                    self.fired.add(key)
+                    self.fired.append(key)
                     deadline = self._deadline_of(clock, ended)
                     self.timeline.append(self._sla_event(clock, ended, outcome, t, deadline, None))
 
@@ -498,14 +528,14 @@ class TicketReplay:
         cycles: list[CycleResult] = []
         if self.policy is not None:
             for rule in self.policy.metrics:
-                clock = self.clocks.get(rule.metric)
+                clock = next((c for c in self.clocks if c.metric is rule.metric), None)
                 if clock is None:
                     metrics[rule.metric] = MetricStatus(
                         rule.metric,
                         MetricState.NOT_APPLICABLE,
                         rule.calendar.name,
                         None,
-                        reason=self.not_applicable.get(rule.metric, ""),
+                        reason=(self.not_applicable or {}).get(rule.metric, ""),
                     )
                     continue
                 metrics[rule.metric] = self._status(clock, t)
@@ -588,7 +618,7 @@ class TicketReplay:
             paused_since=from_us(paused_since) if paused_since is not None else None,
             pauses=tuple(
                 (from_us(a), from_us(b) if b is not None else None)
-                for a, b in c.pauses
+                for a, b in c.pauses or ()
                 if a is not None
             ),
             levels=tuple(levels),

@@ -16,6 +16,7 @@ class PollResult:
     issues: list[RowIssue] = field(default_factory=list)  # input skipped, with reasons
     cursor: Any = None  # where the next poll resumes; persisted with the events
     unknown_statuses: set[str] = field(default_factory=set)
+    more: bool = False  # more is waiting: poll again right away
 
 
 class Source(Protocol):

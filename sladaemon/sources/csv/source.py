@@ -22,7 +22,7 @@ from sladaemon.model import TicketEvent
 from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.statuses import StatusMap
 
-MAX_READ = 8 * 1024 * 1024  # bytes per poll; the rest comes with the next one
+MAX_READ = 1024 * 1024  # bytes per poll; when more is waiting the daemon polls again at once
 
 
 class CsvSource:
@@ -93,7 +93,7 @@ class CsvSource:
         except OSError as exc:
             raise SourceError(f"cannot read {self.path}: {exc.strerror}") from None
         end = chunk.rfind(b"\n") + 1  # only complete lines
-        result = PollResult()
+        result = PollResult(more=len(chunk) == MAX_READ and end > 0)
         if end:
             text = chunk[:end].decode("utf-8", errors="replace")
             first_line = self._line

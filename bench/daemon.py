@@ -1,0 +1,233 @@
+"""The running daemon with 100,000 open tickets: memory, idle CPU, alert lateness.
+
+Workload
+    A normalized event file holds 100,000 tickets created over the last three days (about
+    250,000 events: replies, pending periods, customer answers) on a 24/7 calendar with
+    first-response, next-response and resolution targets long enough that they stay open, each
+    with a four-level ladder. The real daemon process (``sladaemon run``) follows the file.
+
+Measured
+    * start-up: from process start until the first evaluation is done (``daemon_started``);
+    * resident memory (VmRSS) once the tickets are loaded — goal <= 400 MB;
+    * idle CPU between events: CPU time used over a quiet minute (polling the file every
+      second, housekeeping every second), as a share of one core — goal <= 2 %;
+    * alert lateness: 200 more tickets arrive live with a 10 s first-response target (50 % and
+      breach levels, 400 alerts) while the 100,000 stay open; lateness is the time from each
+      level's instant to its arrival at a real webhook receiver on 127.0.0.1.
+
+Run ``python -m bench.daemon`` (``--quick``: 10,000 tickets and a 15 s idle window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CONFIG = """
+calendars:
+  always: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
+receivers:
+  hook: {{urls: ["json://127.0.0.1:{port}/hook"], timeout: 5s}}
+policies:
+  - name: live
+    match: {{queue: live}}
+    calendar: always
+    targets: {{first_response: 10s}}
+    escalation: [{{at: 50%, notify: [hook]}}, {{at: breach, notify: [hook]}}]
+  - name: fleet
+    calendar: always
+    targets: {{first_response: 200h, next_response: 200h, resolution: 400h}}
+    escalation:
+      - {{at: 50%, notify: [hook]}}
+      - {{at: 75%, notify: [hook]}}
+      - {{at: breach, notify: [hook]}}
+      - {{at: breach+4h, notify: [hook]}}
+sources:
+  desk: {{type: csv, path: {events}, poll_interval: 1s}}
+daemon:
+  state: {state}
+  log_level: info
+  http: {{enabled: false}}
+"""
+
+
+def _stamp(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def write_fleet(path: Path, n: int, now: datetime, seed: int = 1) -> int:
+    rng = random.Random(seed)
+    rows = 0
+    with path.open("w") as f:
+        f.write("ticket_id,timestamp,event,status,priority,channel,queue\n")
+        for i in range(n):
+            created = now - timedelta(seconds=rng.randint(60, 3 * 86_400))
+            span = (now - created).total_seconds()
+            t = f"F{i}"
+            f.write(f"{t},{_stamp(created)},created,new,normal,email,support\n")
+            rows += 1
+            if rng.random() < 0.7:
+                reply = created + timedelta(seconds=span * rng.uniform(0.05, 0.4))
+                status = "pending" if rng.random() < 0.4 else "open"
+                f.write(f"{t},{_stamp(reply)},agent_reply,{status},,,\n")
+                rows += 1
+                if status == "pending" and rng.random() < 0.5:
+                    answer = reply + (now - reply) * rng.random()
+                    f.write(f"{t},{_stamp(answer)},customer_reply,open,,,\n")
+                    rows += 1
+    return rows
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _start_receiver(out: Path) -> tuple[subprocess.Popen[bytes], int]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sladaemon.testing.receivers",
+            "webhook",
+            "--port",
+            "0",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    if not line.startswith("READY"):
+        raise RuntimeError(f"receiver did not start: {line!r}")
+    return process, int(line.split()[1])
+
+
+def _wait_log(path: Path, event: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f'"event": "{event}"' in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{event} not seen in {path}")
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n = 10_000 if quick else 100_000
+    idle_window = 15.0 if quick else 60.0
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        events, received = folder / "events.csv", folder / "received.jsonl"
+        now = datetime.now(UTC)
+        rows = write_fleet(events, n, now)
+        receiver, port = _start_receiver(received)
+        config = folder / "config.yaml"
+        config.write_text(CONFIG.format(port=port, events=events, state=folder / "s.sqlite"))
+        log = folder / "daemon.log"
+        with log.open("wb") as log_stream:
+            started = time.monotonic()
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "sladaemon", "run", "--config", str(config)],
+                stdout=log_stream,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                _wait_log(log, "daemon_started", timeout=600)
+                startup_s = time.monotonic() - started
+                time.sleep(5)  # let the follow-up polls settle
+                rss_mb = _rss_mb(daemon.pid)
+                cpu_before = _cpu_seconds(daemon.pid)
+                time.sleep(idle_window)
+                idle_cpu = (_cpu_seconds(daemon.pid) - cpu_before) / idle_window
+                live = 200
+                with events.open("a") as f:
+                    for i in range(live):
+                        f.write(f"L{i},{_stamp(datetime.now(UTC))},created,new,,,live\n")
+                        f.flush()
+                        time.sleep(0.05)
+                deadline = time.monotonic() + 60
+                messages: list[dict[str, Any]] = []
+                while time.monotonic() < deadline and len(messages) < 2 * live:
+                    time.sleep(0.5)
+                    lines = received.read_text().splitlines() if received.exists() else []
+                    messages = [json.loads(line) for line in lines]
+                    messages = [m for m in messages if "ticket: L" in m["body"]["message"]]
+                rss_after_mb = _rss_mb(daemon.pid)
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=30)
+                receiver.terminate()
+                receiver.wait(timeout=10)
+    delays = []
+    for m in messages:
+        body = m["body"]["message"]
+        at = next(line[4:] for line in body.splitlines() if line.startswith("at: "))
+        due = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        got = datetime.fromisoformat(m["received_at"].replace("Z", "+00:00"))
+        delays.append((got - due).total_seconds())
+    delays.sort()
+
+    def pct(p: float) -> float:
+        return delays[min(len(delays) - 1, int(p * (len(delays) - 1)))] if delays else float("nan")
+
+    return {
+        "tickets": n,
+        "events": rows,
+        "startup_s": startup_s,
+        "rss_mb": rss_mb,
+        "rss_after_alerts_mb": rss_after_mb,
+        "idle_cpu_share": idle_cpu,
+        "idle_window_s": idle_window,
+        "alerts_expected": 2 * live,
+        "alerts_received": len(messages),
+        "lateness_p50_s": pct(0.5),
+        "lateness_p90_s": pct(0.9),
+        "lateness_p99_s": pct(0.99),
+        "lateness_max_s": delays[-1] if delays else float("nan"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.daemon", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    f = run(args.quick)
+    print(
+        f"daemon with {f['tickets']:,} open tickets ({f['events']:,} events):\n"
+        f"  start-up (load + first evaluation)  {f['startup_s']:.1f} s\n"
+        f"  resident memory                     {f['rss_mb']:.0f} MB (goal <= 400 MB); "
+        f"{f['rss_after_alerts_mb']:.0f} MB after the live alerts\n"
+        f"  idle CPU over {f['idle_window_s']:.0f} s                 "
+        f"{100 * f['idle_cpu_share']:.2f} % of one core (goal <= 2 %)\n"
+        f"  alert lateness at the receiver      {f['alerts_received']}/{f['alerts_expected']} "
+        f"alerts: p50 {f['lateness_p50_s'] * 1000:.0f} ms, p90 {f['lateness_p90_s'] * 1000:.0f} "
+        f"ms, p99 {f['lateness_p99_s'] * 1000:.0f} ms, max {f['lateness_max_s'] * 1000:.0f} ms"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(f, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""The outbox, the timer queue, the retry policy, message rendering and log redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sladaemon.escalate.retry import retry_delay
+from sladaemon.escalate.timers import TimerQueue
+from sladaemon.logs import Redactor, configure_logging, get_logger
+from sladaemon.notify.message import render, template_problem
+from sladaemon.store.sqlite import OutboxItem, StateStore
+
+DUE = datetime(2024, 1, 8, 10, 0, tzinfo=UTC)
+
+
+def item(key: str, receiver: str = "team", target: int = 0) -> OutboxItem:
+    return OutboxItem(key, receiver, "breach", {"id": key, "kind": "breach"}, DUE, target)
+
+
+def test_outbox_ignores_a_second_insert_of_the_same_escalation(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    assert store.enqueue([item("desk/T1/first_response/0/breach")], now=100.0) == 1
+    assert store.enqueue([item("desk/T1/first_response/0/breach")], now=101.0) == 0
+    assert store.enqueue([item("desk/T1/first_response/0/breach", target=1)], now=101.0) == 1
+    (a, _) = store.claim_due(now=200.0)
+    store.delivered(a.id)
+    assert store.enqueue([item("desk/T1/first_response/0/breach")], now=300.0) == 0
+    assert store.outbox_counts() == {"delivered": 1, "sending": 1}
+    store.close()
+
+
+def test_interrupted_sends_resume_after_a_restart_flagged(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.enqueue([item("k1"), item("k2")], now=100.0)
+    claimed = store.claim_due(now=100.0)
+    assert len(claimed) == 2
+    store.delivered(claimed[0].id)
+    store.close()  # the process dies with k2 "sending"
+    store = StateStore(tmp_path / "s.sqlite")
+    assert store.release_unfinished() == 1
+    (again,) = store.claim_due(now=100.0)
+    assert again.key == "k2" and again.possible_duplicate
+    assert "possible duplicate" in render(dict(again.payload, possible_duplicate=True)).body
+    store.close()
+
+
+def test_retries_wait_and_failures_are_final(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.enqueue([item("k1")], now=100.0)
+    (row,) = store.claim_due(now=100.0)
+    store.retry_later(row.id, 160.0, "refused")
+    assert store.claim_due(now=150.0) == []
+    assert store.next_attempt_at() == 160.0
+    (row,) = store.claim_due(now=160.0)
+    assert row.attempts == 1
+    store.failed(row.id, "gave up")
+    assert store.claim_due(now=1e12) == []
+    assert store.outbox_counts() == {"failed": 1}
+    store.close()
+
+
+def test_receivers_of_a_breach_are_found_for_resolved_messages(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.enqueue([item("desk/T_1/first_response/0/breach", "a"), item("desk/T_1x/x", "b")])
+    assert store.receivers_of("desk/T_1/first_response/0/", ["breach"]) == ["a"]
+    store.close()
+
+
+def test_timer_queue_keeps_one_live_instant_per_ticket() -> None:
+    timers: TimerQueue[str] = TimerQueue()
+    timers.schedule("a", 50)
+    timers.schedule("b", 20)
+    timers.schedule("a", 10)  # moved earlier
+    timers.schedule("b", None)  # cancelled
+    assert timers.next_instant() == 10
+    assert timers.pop_due(100) == [("a", 10)]
+    assert timers.pop_due(100) == [] and len(timers) == 0
+
+
+def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
+    rng = random.Random(3)
+    delays = [retry_delay(n, 5.0, 60.0, rng) for n in range(1, 8)]
+    assert 2.5 <= delays[0] <= 5.0
+    assert 10.0 <= delays[2] <= 20.0
+    assert all(d <= 60.0 for d in delays) and delays[-1] >= 30.0
+
+
+def test_templates_are_checked_and_rendered() -> None:
+    assert template_problem("{ticket_id} due {deadline_local}") is None
+    assert "unknown template field(s) colour" in (template_problem("{colour}") or "")
+    assert template_problem("{") is not None
+    message = render({"kind": "breach", "ticket_id": "T9", "metric": "resolution"}, "{ticket_id}!")
+    assert message.body == "T9!" and message.title == "SLA breached: ticket T9 resolution breached"
+
+
+def test_redaction_of_configured_secrets_and_url_credentials() -> None:
+    redactor = Redactor(["json://alice:hunter22@hooks.example.com/T0K3Nabcdef?key=zz99yy88xx"])
+    text = redactor.scrub(
+        "POST https://hooks.example.com/T0K3Nabcdef?key=zz99yy88xx as alice:hunter22; "
+        "also smtp://bob:pw123456@mail.example.com"
+    )
+    for secret in ("hunter22", "T0K3Nabcdef", "zz99yy88xx", "pw123456"):
+        assert secret not in text
+    assert "hooks.example.com" in text
+
+
+def test_logs_are_json_lines_and_stdlib_logs_share_the_formatter() -> None:
+    stream = io.StringIO()
+    configure_logging("info", stream=stream, json_output=True, secrets=["s3cr3t-value"])
+    get_logger("sladaemon.test").info("poll_failed", source="zd", error="token s3cr3t-value")
+    logging.getLogger("aiohttp.client").warning("connection to %s failed", "h:s3cr3t-value@x")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["event"] == "poll_failed" and lines[0]["source"] == "zd"
+    assert lines[1]["logger"] == "aiohttp.client"
+    assert "s3cr3t-value" not in stream.getvalue()
+    configure_logging("warning", stream=io.StringIO(), json_output=True)
+
+
+@pytest.fixture
+def console_config(tmp_path: Path) -> Path:
+    # Breached ten minutes ago: recent enough to be sent (daemon.catch_up is 1 h).
+    created = (datetime.now(UTC) - timedelta(minutes=70)).isoformat()
+    (tmp_path / "events.csv").write_text(
+        "ticket_id,timestamp,event,status,priority,channel,queue\n"
+        f"T1,{created},created,new,,,\nOLD,2024-01-08T09:00:00Z,created,new,,,\n"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"""
+calendars: {{always: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}}}
+receivers:
+  console: {{urls: ["console://"]}}
+  nowhere: {{urls: ["json://127.0.0.1:9/hook?cto=1&rto=1"], timeout: 3s}}
+policies:
+  - {{name: p, calendar: always, targets: {{first_response: 1h}},
+      escalation: [{{at: breach, notify: [console]}}]}}
+sources:
+  desk: {{type: csv, path: {tmp_path / "events.csv"}}}
+daemon: {{state: {tmp_path / "s.sqlite"}, http: {{enabled: false}}}}
+"""
+    )
+    return path
+
+
+def test_once_polls_evaluates_and_delivers(
+    console_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sladaemon.cli import main
+
+    assert main(["once", "--config", str(console_config)]) == 0
+    out = capsys.readouterr().out
+    assert "[BREACH] SLA breached: ticket T1 first_response breached" in out
+    assert "ticket OLD" not in out, "a breach older than daemon.catch_up is not sent"
+    assert "2 open tickets; 1 notifications sent" in out
+    assert main(["once", "--config", str(console_config)]) == 0
+    assert "0 notifications sent" in capsys.readouterr().out, "never twice"
+
+
+def test_notify_test_reports_each_url(
+    console_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sladaemon.cli import main
+
+    assert main(["notify-test", "--config", str(console_config), "console"]) == 0
+    assert "console url 1: delivered" in capsys.readouterr().out
+    assert main(["notify-test", "--config", str(console_config), "nowhere"]) == 1
+    assert "nowhere url 1: FAILED: json://127.0.0.1" in capsys.readouterr().out
+    assert main(["notify-test", "--config", str(console_config), "ghost"]) == 2
