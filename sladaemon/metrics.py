@@ -91,6 +91,12 @@ class DaemonMetrics:
         self.reloads = Counter(
             "sladaemon_config_reloads_total", "Config reloads", ["result"], registry=r
         )
+        self.deadline_mismatches = Counter(
+            "sladaemon_deadline_mismatch_total",
+            "The helpdesk's own deadline differs from sladaemon's by more than the tolerance",
+            ["source", "metric"],
+            registry=r,
+        )
         self.invalid_targets = Gauge(
             "sladaemon_receiver_invalid_urls",
             "Receiver URLs apprise cannot use",

@@ -84,6 +84,8 @@ class TicketEvent:
     ``status`` is the helpdesk's raw status (may be empty), ``category`` what it maps to, or
     ``None`` when the event does not change the status. ``fields`` holds the ticket fields this
     event sets (priority, channel, queue and any extra column); empty values are left out.
+    Connectors put the helpdesk's own deadlines in fields named ``due:<metric>`` (ISO UTC),
+    which are compared with sladaemon's (see ``native_deadline_fields``).
     """
 
     ticket_id: str
@@ -93,6 +95,7 @@ class TicketEvent:
     category: StatusCategory | None = None
     fields: Mapping[str, str] = field(default_factory=lambda: EMPTY_FIELDS)
     line: int = 0  # where it came from (CSV line), 0 when unknown
+    event_id: str = ""  # the helpdesk's identity of this event; repeats of an id are ignored
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
@@ -112,3 +115,11 @@ class SlaEvent:
     level: str | None = None  # ladder level label: "75%", "breach", "breach+30m"
     cycle: int = 0
     details: Mapping[str, Any] = field(default_factory=lambda: EMPTY_FIELDS)
+
+
+NATIVE_DUE_PREFIX = "due:"
+
+
+def native_due_field(metric: Metric) -> str:
+    """The ticket field holding the helpdesk's own deadline for ``metric``."""
+    return f"{NATIVE_DUE_PREFIX}{metric.value}"

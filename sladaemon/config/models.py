@@ -367,7 +367,76 @@ class SimulatorSourceConfig(SourceCommon):
         return value
 
 
-SourceConfig = Annotated[CsvSourceConfig | SimulatorSourceConfig, Field(discriminator="type")]
+class HttpSourceCommon(SourceCommon):
+    """What every helpdesk API connector shares."""
+
+    url: str = Field(description="base URL, e.g. https://acme.zendesk.com")
+    token: SecretStr | None = None
+    poll_interval: Duration = timedelta(seconds=60)
+    page_size: int = Field(100, ge=1, le=1000)
+    overlap: Duration = Field(timedelta(minutes=2), description="re-read window for index lag")
+    reconcile_every: Duration = Field(
+        timedelta(minutes=30), description="full pass over open tickets (closures, deletions)"
+    )
+    tolerance: Duration = Field(
+        timedelta(seconds=60), description="native deadline difference worth reporting"
+    )
+    timeout: Duration = timedelta(seconds=30)
+    queues: list[str] = Field([], description="groups/queues to watch; empty: all")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_file(cls, data: Any) -> Any:
+        return _secret_from_file(data, "token")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise _custom("url", f"invalid URL {value!r} (use e.g. https://helpdesk.example.com)")
+        return value.rstrip("/")
+
+
+class ZendeskSourceConfig(HttpSourceCommon):
+    type: Literal["zendesk"]
+    email: str | None = Field(None, description="agent email, for API-token authentication")
+
+
+class ZammadSourceConfig(HttpSourceCommon):
+    type: Literal["zammad"]
+
+
+class FreshdeskSourceConfig(HttpSourceCommon):
+    type: Literal["freshdesk"]
+
+
+class RequestTrackerSourceConfig(HttpSourceCommon):
+    type: Literal["rt"]
+    user: str | None = Field(None, description="with password: basic auth instead of a token")
+    password: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_file(cls, data: Any) -> Any:
+        return _secret_from_file(data, "password")
+
+
+class JiraSourceConfig(HttpSourceCommon):
+    type: Literal["jira"]
+    email: str | None = Field(None, description="Atlassian account email for the API token")
+    jql: str | None = Field(None, description="extra JQL filter, e.g. project = HELP")
+
+
+SourceConfig = Annotated[
+    CsvSourceConfig
+    | SimulatorSourceConfig
+    | ZendeskSourceConfig
+    | ZammadSourceConfig
+    | FreshdeskSourceConfig
+    | RequestTrackerSourceConfig
+    | JiraSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 # ---------------------------------------------------------------------------- daemon

@@ -33,13 +33,13 @@ from sladaemon.escalate.book import Fired, TicketBook
 from sladaemon.escalate.retry import retry_delay
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics, TicketCollector
-from sladaemon.model import SlaEventKind
+from sladaemon.model import NATIVE_DUE_PREFIX, SlaEventKind, native_due_field
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.notify.message import Notification, operator_payload, render, sla_payload
 from sladaemon.sla.batch import OpenClocks, evaluate_open
-from sladaemon.sources.base import PollResult, Source
+from sladaemon.sources.base import PollResult, Source, SourceError
 from sladaemon.sources.csv.source import CsvSource
-from sladaemon.sources.simulator.source import SimulatorSource
+from sladaemon.sources.registry import build_source
 from sladaemon.store.sqlite import OutboxItem, OutboxRow, StateStore
 
 ALERTING = (SlaEventKind.WARNING, SlaEventKind.BREACH, SlaEventKind.ESCALATION)
@@ -61,14 +61,6 @@ class SourceHealth:
     def fresh(self, now: float) -> bool:
         reference = self.last_success if self.last_success is not None else self.started
         return now - reference <= self.stale_after
-
-
-def build_source(name: str, cfg: SourceConfig, cursor: object, start: datetime) -> Source:
-    if isinstance(cfg, CsvSourceConfig):
-        return CsvSource(name, cfg, cursor)
-    if isinstance(cfg, SimulatorSourceConfig):
-        return SimulatorSource(name, cfg, start)
-    raise ValueError(f"unsupported source type {cfg.type!r}")
 
 
 def clock_for(config: Config) -> Clock:
@@ -114,6 +106,8 @@ class App:
         self._failing_receivers: set[str] = set()
         self._unknown_reported: dict[str, set[str]] = {}
         self._more: dict[str, bool] = {}
+        self._slow_down: dict[str, bool] = {}
+        self._mismatches: dict[tuple[str, str, str], str] = {}
         self._http: web.AppRunner | None = None
         self._scrape: tuple[float, list[Any], list[Any]] | None = None
         self._rng = random.Random()
@@ -264,7 +258,12 @@ class App:
         while True:
             await asyncio.sleep(delay * self._rng.uniform(0.9, 1.1))
             ok = await self._poll_all(name)
-            delay = interval if ok else min(max(delay * 2, interval), max(interval, 300.0))
+            if ok:
+                delay = interval
+            elif self._slow_down.pop(name, False):
+                delay = max(interval, 300.0)  # no retry storm on a permanent error
+            else:
+                delay = min(max(delay * 2, interval), max(interval, 300.0))
 
     async def _poll_all(self, name: str) -> bool:
         """Poll until the source has nothing more waiting (large backlogs come in pieces)."""
@@ -281,10 +280,20 @@ class App:
             raise
         except Exception as exc:
             self.metrics.poll_errors.labels(name).inc()
-            health.last_error = f"{type(exc).__name__}: {exc}"
+            health.last_error = str(exc) if isinstance(exc, SourceError) else repr(exc)
+            permanent = isinstance(exc, SourceError) and not exc.retryable
             if health.failing_since is None:
                 health.failing_since = time.time()
                 self.log.error("poll_failed", source=name, error=health.last_error)
+                if permanent:  # e.g. 401/403: say so now rather than after stale_after
+                    self.operator_alert(
+                        "source_failing",
+                        name,
+                        f"source {name} fails and retrying will not help: {health.last_error}",
+                        health.failing_since,
+                    )
+            if permanent:
+                self._slow_down[name] = True
             return False
         self.metrics.poll_duration.labels(name).observe(time.monotonic() - started)
         self.metrics.last_poll.labels(name).set(time.time())
@@ -320,6 +329,45 @@ class App:
         if ingested.closed and source.persistent:
             self.store.forget_tickets(name, [ticket for _, ticket in ingested.closed])
         self._after_ingest(name, ingested.fired)
+        touched = {e.ticket_id for e in result.events if _has_native_due(e.fields)}
+        if touched:
+            self._cross_check(name, touched)
+
+    def _cross_check(self, name: str, ticket_ids: Iterable[str]) -> None:
+        """Compare the helpdesk's own deadlines with ours; report differences once each."""
+        cfg = self.config.sources[name]
+        tolerance = getattr(cfg, "tolerance", None)
+        limit = tolerance.total_seconds() if tolerance is not None else 60.0
+        now = self.clock.now()
+        for ticket_id in ticket_ids:
+            replay = self.book.replays.get((name, ticket_id))
+            if replay is None:
+                continue
+            evaluation = replay.evaluate(now)
+            self.book.timers.schedule((name, ticket_id), replay.next_instant())
+            replay.release_caches()
+            for metric, status in evaluation.metrics.items():
+                native_text = replay.fields.get(native_due_field(metric))
+                if not native_text or status.deadline is None:
+                    continue
+                try:
+                    native = datetime.fromisoformat(native_text.replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                difference = (native - status.deadline).total_seconds()
+                key = (name, ticket_id, metric.value)
+                if abs(difference) > limit and self._mismatches.get(key) != native_text:
+                    self._mismatches[key] = native_text
+                    self.metrics.deadline_mismatches.labels(name, metric.value).inc()
+                    self.log.warning(
+                        "deadline_mismatch",
+                        source=name,
+                        ticket=ticket_id,
+                        metric=metric.value,
+                        ours=status.deadline.isoformat(),
+                        helpdesk=native.isoformat(),
+                        difference_s=difference,
+                    )
 
     def _known_unknown(self, name: str) -> set[str]:
         """Unknown statuses already reported for a source (each is logged once)."""
@@ -635,3 +683,7 @@ class App:
     async def _metrics(self, request: web.Request) -> web.Response:
         data = await asyncio.to_thread(generate_latest, self.metrics.registry)
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _has_native_due(fields: Any) -> bool:
+    return any(k.startswith(NATIVE_DUE_PREFIX) for k in fields)

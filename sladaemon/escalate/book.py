@@ -51,8 +51,14 @@ class TicketBook:
             by_ticket.setdefault(event.ticket_id, []).append(event)
         for ticket_id, batch in by_ticket.items():
             batch.sort(key=lambda e: (e.at, e.kind is not EventKind.CREATED))
+            batch = _unique(batch)
             key = (source, ticket_id)
             replay = self.replays.get(key)
+            if replay is not None and any(e.event_id for e in batch):
+                known = {e.event_id for e in replay.events if e.event_id}
+                batch = [e for e in batch if not e.event_id or e.event_id not in known]
+                if not batch:
+                    continue
             if replay is None:
                 start = next((i for i, e in enumerate(batch) if e.kind is EventKind.CREATED), None)
                 if start is None:
@@ -112,6 +118,19 @@ class TicketBook:
         self.timers.schedule(key, replay.next_instant())
         replay.release_caches()
         return False
+
+
+def _unique(events: list[TicketEvent]) -> list[TicketEvent]:
+    """Events with repeated ids (an overlapping poll window) count once."""
+    seen: set[str] = set()
+    out = []
+    for e in events:
+        if e.event_id:
+            if e.event_id in seen:
+                continue
+            seen.add(e.event_id)
+        out.append(e)
+    return out
 
 
 def _rebuilt(

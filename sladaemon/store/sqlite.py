@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     status TEXT NOT NULL,
     category TEXT,
-    fields TEXT NOT NULL
+    fields TEXT NOT NULL,
+    event_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_by_ticket ON events (source, ticket_id);
 CREATE TABLE IF NOT EXISTS cursors (
@@ -118,14 +119,16 @@ class StateStore:
             if cursor is not None:
                 self._db.execute(_UPSERT_CURSOR, (source, json.dumps(cursor)))
 
-    def load_events(self, source: str) -> dict[str, list[TicketEvent]]:
+    def load_events(
+        self, source: str, ticket_id: str | None = None
+    ) -> dict[str, list[TicketEvent]]:
         tickets: dict[str, list[TicketEvent]] = {}
         rows = self._db.execute(
-            "SELECT ticket_id, at_us, kind, status, category, fields FROM events "
-            "WHERE source = ? ORDER BY seq",
-            (source,),
+            "SELECT ticket_id, at_us, kind, status, category, fields, event_id FROM events "
+            "WHERE source = ? AND (? IS NULL OR ticket_id = ?) ORDER BY seq",
+            (source, ticket_id, ticket_id),
         )
-        for ticket_id, at_us, kind, status, category, fields in rows:
+        for ticket_id, at_us, kind, status, category, fields, event_id in rows:
             tickets.setdefault(ticket_id, []).append(
                 TicketEvent(
                     ticket_id=ticket_id,
@@ -134,6 +137,7 @@ class StateStore:
                     status=status,
                     category=StatusCategory(category) if category else None,
                     fields=MappingProxyType(json.loads(fields)) if fields != "{}" else {},
+                    event_id=event_id,
                 )
             )
         return tickets
@@ -260,8 +264,8 @@ class StateStore:
 
 
 _INSERT_EVENT = (
-    "INSERT INTO events (source, ticket_id, at_us, kind, status, category, fields) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (source, ticket_id, at_us, kind, status, category, fields, event_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_CURSOR = (
     "INSERT INTO cursors (source, value) VALUES (?, ?) "
@@ -278,6 +282,7 @@ def _event_row(source: str, e: TicketEvent) -> tuple[Any, ...]:
         e.status,
         e.category.value if e.category else None,
         json.dumps(dict(e.fields)) if e.fields else "{}",
+        e.event_id,
     )
 
 

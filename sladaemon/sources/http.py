@@ -1,0 +1,197 @@
+"""The HTTP side every helpdesk connector shares: one place that retries.
+
+``HelpdeskHttp.get_json`` returns parsed JSON or raises ``SourceError``:
+
+* 429 waits for ``Retry-After`` (seconds or an HTTP date) and tries again;
+* 5xx, timeouts, connection resets, HTML error pages and truncated or malformed JSON are
+  retried with capped, jittered exponential backoff, a bounded number of times per request;
+* 401/403 are permanent (``retryable=False``): the daemon marks the source failing and tells the
+  operator, and does not hammer the server; 404 and other 4xx are permanent too;
+* rate-limit headers (``X-RateLimit-*``, ``X-Ratelimit-*``, ``RateLimit-*``) slow requests down
+  before the limit is hit: below 10 % of the budget, requests are spaced over what is left of
+  the window.
+
+The ``Date`` header keeps an estimate of the server's clock (``server_offset``). ``requests``
+counts every HTTP request made, for benchmarks and cost tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from sladaemon.sources.base import SourceError
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    data: Any
+    headers: Mapping[str, str]
+
+
+class HelpdeskHttp:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        first_backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 120.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        self._auth = auth
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._first_backoff = first_backoff
+        self._max_backoff = max_backoff
+        self._max_retry_after = max_retry_after
+        self._session: aiohttp.ClientSession | None = None
+        self._not_before = 0.0  # monotonic time before which no request is sent (rate limits)
+        self.requests = 0
+        self.server_offset = 0.0  # server clock minus ours, seconds
+        self._rng = random.Random()
+
+    def url(self, path: str) -> str:
+        return (
+            path
+            if path.startswith(("http://", "https://"))
+            else f"{self.base_url}/{path.lstrip('/')}"
+        )
+
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
+        return await self.request("GET", path, params=params)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Response:
+        url = self.url(path)
+        problem = ""
+        for attempt in range(1, self._max_attempts + 1):
+            await self._pace()
+            try:
+                status, headers, text = await self._send(method, url, params, json_body)
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+                problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                await self._backoff(attempt)
+                continue
+            self._note_limits(headers)
+            if status in (401, 403):
+                raise SourceError(
+                    f"{method} {path}: HTTP {status}, check the source's credentials",
+                    retryable=False,
+                )
+            if status == 429 or status in RETRYABLE_STATUS:
+                problem = f"HTTP {status}"
+                wait = _retry_after(headers)
+                if wait is not None:
+                    await asyncio.sleep(min(wait, self._max_retry_after))
+                else:
+                    await self._backoff(attempt)
+                continue
+            if status >= 400:
+                raise SourceError(f"{method} {path}: HTTP {status}", retryable=False)
+            try:
+                data = json.loads(text) if text.strip() else None
+            except ValueError:
+                kind = "an HTML page" if text.lstrip().startswith("<") else "malformed JSON"
+                problem = f"{kind} instead of JSON"
+                await self._backoff(attempt)
+                continue
+            return Response(status, data, headers)
+        raise SourceError(
+            f"{method} {path}: gave up after {self._max_attempts} attempts ({problem})"
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _send(
+        self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any
+    ) -> tuple[int, Mapping[str, str], str]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, auth=self._auth, timeout=self._timeout
+            )
+        self.requests += 1
+        async with self._session.request(method, url, params=params, json=json_body) as response:
+            text = await response.text(errors="replace")
+            headers = dict(response.headers)
+        return response.status, headers, text
+
+    async def _backoff(self, attempt: int) -> None:
+        ceiling = min(self._max_backoff, self._first_backoff * 2.0 ** (attempt - 1))
+        await asyncio.sleep(ceiling * (0.5 + 0.5 * self._rng.random()))
+
+    async def _pace(self) -> None:
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _note_limits(self, headers: Mapping[str, str]) -> None:
+        lower = {k.lower(): v for k, v in headers.items()}
+        date = lower.get("date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                self.server_offset = parsedate_to_datetime(date).timestamp() - time.time()
+        remaining = _number(
+            lower, "x-ratelimit-remaining", "x-rate-limit-remaining", "ratelimit-remaining"
+        )
+        total = _number(
+            lower, "x-ratelimit-total", "x-ratelimit-limit", "x-rate-limit-limit", "ratelimit-limit"
+        )
+        if remaining is None or total is None or total <= 0:
+            return
+        if remaining < 0.1 * total:
+            reset = _number(lower, "x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset")
+            window = reset if reset is not None and 0 < reset <= 3600 else 60.0
+            spacing = window / max(remaining, 1.0)
+            self._not_before = time.monotonic() + min(spacing, self._max_retry_after)
+
+
+def _number(headers: Mapping[str, str], *names: str) -> float | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value.split(",")[0].split(";")[0])
+            except ValueError:
+                continue
+    return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
