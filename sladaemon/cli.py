@@ -11,13 +11,14 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from sladaemon.config import Config, load_config
 from sladaemon.errors import ConfigError, EventLogError
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
+from sladaemon.model import TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.explain import explain_json, explain_text, iso
@@ -76,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="show how a ticket's SLA deadlines were computed")
     p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--events", required=True, type=Path, help="normalized event CSV")
+    p.add_argument("--events", type=Path, help="normalized event CSV (default: the daemon's state)")
     p.add_argument("ticket_id")
     p.add_argument("--at", help="evaluate at this ISO 8601 instant (default: end of history)")
-    p.add_argument("--source", help="csv source whose status mapping applies")
+    p.add_argument(
+        "--source",
+        help="with --events: the csv source whose status mapping applies; without: the source "
+        "whose tickets the daemon keeps in its state file",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_explain)
 
@@ -170,7 +175,6 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
     import asyncio
-    from datetime import UTC
 
     from sladaemon.notify.apprise_notifier import AppriseNotifier
     from sladaemon.notify.message import operator_payload, render
@@ -241,11 +245,15 @@ def _instant(text: str | None, option: str) -> datetime | None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    log = _read_log(cfg, args)
-    events = log.tickets.get(args.ticket_id)
-    if not events:
-        raise UsageError(f"ticket {args.ticket_id!r} is not in {args.events}")
-    at = _instant(args.at, "--at") or max(e[-1].at for e in log.tickets.values())
+    if args.events is not None:
+        log = _read_log(cfg, args)
+        events = log.tickets.get(args.ticket_id)
+        if not events:
+            raise UsageError(f"ticket {args.ticket_id!r} is not in {args.events}")
+        end = max(e[-1].at for e in log.tickets.values())
+    else:
+        events, end = _events_from_state(cfg, args.source, args.ticket_id)
+    at = _instant(args.at, "--at") or end
     replay = TicketReplay(args.ticket_id, cfg.policies)
     for event in events:
         if event.at <= at:
@@ -258,6 +266,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(explain_text(evaluation, cfg.calendars))
     return EXIT_OK
+
+
+def _events_from_state(
+    cfg: Config, source: str | None, ticket_id: str
+) -> tuple[list[TicketEvent], datetime]:
+    """A ticket's events as the daemon stored them (for sources without an event file)."""
+    from sladaemon.store.sqlite import StateStore
+
+    if source is None or source not in cfg.sources:
+        known = ", ".join(sorted(cfg.sources)) or "none"
+        raise UsageError(f"give --events, or --source naming one of the config's sources ({known})")
+    if not cfg.daemon.state.exists():
+        raise UsageError(f"no daemon state at {cfg.daemon.state}")
+    store = StateStore(cfg.daemon.state)
+    try:
+        events = store.load_events(source, ticket_id).get(ticket_id)
+    finally:
+        store.close()
+    if not events:
+        raise UsageError(f"ticket {ticket_id!r} of source {source!r} is not in the daemon state")
+    events.sort(key=lambda e: e.at)
+    return events, datetime.now(UTC)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

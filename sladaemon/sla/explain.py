@@ -9,6 +9,7 @@ from typing import Any
 
 from sladaemon.calendar import BusinessCalendar
 from sladaemon.config.durations import format_duration
+from sladaemon.model import native_due_field
 from sladaemon.sla.engine import MetricStatus, TicketEvaluation
 
 
@@ -19,19 +20,23 @@ def iso(t: datetime | None) -> str | None:
 
 
 def explain_json(ev: TicketEvaluation) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for metric, st in ev.metrics.items():
+        entry: dict[str, Any] = {
+            "state": st.state.value,
+            "started_at": iso(st.started_at),
+            "deadline": iso(st.deadline),
+            "business_elapsed_s": st.business_elapsed.total_seconds(),
+            "remaining_s": st.remaining.total_seconds() if st.remaining is not None else None,
+        }
+        native = ev.fields.get(native_due_field(metric))
+        if native:  # the helpdesk's own deadline, where the source reports one
+            entry["helpdesk_deadline"] = native
+        metrics[metric.value] = entry
     return {
         "ticket_id": ev.ticket_id,
         "policy": ev.policy.name if ev.policy else None,
-        "metrics": {
-            metric.value: {
-                "state": st.state.value,
-                "started_at": iso(st.started_at),
-                "deadline": iso(st.deadline),
-                "business_elapsed_s": st.business_elapsed.total_seconds(),
-                "remaining_s": st.remaining.total_seconds() if st.remaining is not None else None,
-            }
-            for metric, st in ev.metrics.items()
-        },
+        "metrics": metrics,
     }
 
 
@@ -50,7 +55,11 @@ def explain_text(ev: TicketEvaluation, calendars: Mapping[str, BusinessCalendar]
         reason += " (" + "; ".join(m.describe() for m in ev.policy.match) + ")"
     out.append(f"  policy {ev.policy.name}: {reason}")
     for status in ev.metrics.values():
-        out.extend(_metric_lines(status, ev.at, calendars.get(status.calendar)))
+        lines = _metric_lines(status, ev.at, calendars.get(status.calendar))
+        native = ev.fields.get(native_due_field(status.metric))
+        if native:
+            lines.insert(min(len(lines), 5), _native_line(native, status.deadline))
+        out.extend(lines)
     return "\n".join(out)
 
 
@@ -108,6 +117,22 @@ def _metric_lines(st: MetricStatus, now: datetime, calendar: BusinessCalendar | 
         notify = f" -> {', '.join(level.notify)}" if level.notify else ""
         lines.append(f"  level     {level.label}: {state}{at}{notify}")
     return lines
+
+
+def _native_line(native: str, ours: datetime | None) -> str:
+    text = f"  helpdesk  {native}"
+    try:
+        theirs = datetime.fromisoformat(native.replace("Z", "+00:00"))
+    except ValueError:
+        return text + " (unparsable)"
+    if ours is not None:
+        diff = (theirs - ours).total_seconds()
+        text += (
+            " (same)"
+            if abs(diff) < 1
+            else f" ({'+' if diff > 0 else '-'}{_span(timedelta(seconds=abs(diff)))} vs ours)"
+        )
+    return text
 
 
 def _span(d: timedelta) -> str:

@@ -185,3 +185,59 @@ async def test_garbage_lines_are_skipped_and_the_rest_processed(harness: Harness
     assert len(app.book) == 1
     await harness.advance(31)
     assert len(harness.titles()) == 1
+
+
+async def test_native_deadlines_are_cross_checked_and_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source that reports the helpdesk's own deadline (the ``due:<metric>`` field): one that
+    agrees is quiet, one 30 min off is a ``deadline_mismatch``; ``explain`` shows both."""
+    from sladaemon.cli import main
+
+    h = Harness(tmp_path)
+    h.events.write_text(
+        "ticket_id,timestamp,event,status,priority,channel,queue,due:first_response\n"
+        "A,2024-01-08T09:00:00Z,created,new,normal,email,support,2024-01-08T10:00:00Z\n"
+        "B,2024-01-08T09:00:00Z,created,new,normal,email,support,2024-01-08T10:30:00Z\n"
+    )
+    app = await h.start()
+    mismatches = app.metrics.deadline_mismatches.labels("desk", "first_response")
+    assert mismatches._value.get() == 1
+    await app.shutdown()
+    h.app = None
+    assert (
+        main(
+            [
+                "explain",
+                "--config",
+                str(h.config),
+                "--source",
+                "desk",
+                "B",
+                "--at",
+                "2024-01-08T09:10:00Z",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "helpdesk  2024-01-08T10:30:00Z (+0h30m vs ours)" in out
+    assert (
+        main(
+            [
+                "explain",
+                "--config",
+                str(h.config),
+                "--source",
+                "desk",
+                "A",
+                "--json",
+                "--at",
+                "2024-01-08T09:10:00Z",
+            ]
+        )
+        == 0
+    )
+    data = __import__("json").loads(capsys.readouterr().out)
+    assert data["metrics"]["first_response"]["helpdesk_deadline"] == "2024-01-08T10:00:00Z"
+    assert data["metrics"]["first_response"]["deadline"] == "2024-01-08T10:00:00Z"
