@@ -97,6 +97,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="reject the file if any row is bad")
     p.set_defaults(func=cmd_backtest)
 
+    p = sub.add_parser("report", help="support KPIs over a period: table, JSON or HTML")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--events", type=Path, help="normalized event CSV (default: the daemon's state)")
+    p.add_argument("--source", help="csv mapping (with --events) or the daemon source to read")
+    p.add_argument("--period", default="7d", help="length of the period, e.g. 7d, 4w, 12h")
+    p.add_argument("--until", help="end of the period (default: end of history, or now)")
+    p.add_argument("--timezone", help="zone for days (default: the first calendar's)")
+    p.add_argument("--format", choices=["table", "json", "html"], default="table")
+    p.add_argument("--out", type=Path, help="write the report here instead of stdout")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("simulate", help="write a synthetic history from the built-in simulator")
     p.add_argument("output", type=Path)
     p.add_argument("--start", default="2026-01-05T00:00:00Z", help="ISO 8601 start instant")
@@ -325,6 +336,67 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print()
     print(format_compliance(result.compliance))
     return EXIT_OK
+
+
+def parse_period(text: str) -> timedelta:
+    """'7d', '4w', '12h', '90m' -> timedelta (calendar time)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([wdhm])\s*", text)
+    if not m or int(m.group(1)) <= 0:
+        raise UsageError(f"--period: invalid period {text!r} (use e.g. 7d, 4w, 12h)")
+    unit = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+    return timedelta(**{unit: int(m.group(1))})
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from sladaemon.report.kpi import compute_kpis
+    from sladaemon.report.render import as_html, as_json, as_table
+
+    cfg = load_config(args.config)
+    period = parse_period(args.period)
+    if args.events is not None:
+        tickets: dict[str, list[TicketEvent]] = dict(_read_log(cfg, args).tickets)
+        end = max((evs[-1].at for evs in tickets.values()), default=datetime.now(UTC))
+        end += timedelta(microseconds=1)
+    else:
+        tickets, end = _state_tickets(cfg, args.source), datetime.now(UTC)
+    end = _instant(args.until, "--until") or end
+    zone = args.timezone or next((c.spec.timezone for c in cfg.calendars.values()), "UTC")
+    report = compute_kpis(tickets, cfg.policies, end - period, end, zone)
+    if args.format == "json":
+        text = json_module.dumps(as_json(report), indent=2)
+    elif args.format == "html":
+        text = as_html(report)
+    else:
+        text = as_table(report)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _state_tickets(cfg: Config, source: str | None) -> dict[str, list[TicketEvent]]:
+    from sladaemon.store.sqlite import StateStore
+
+    names = [source] if source else list(cfg.sources)
+    if not cfg.daemon.state.exists():
+        raise UsageError(f"no daemon state at {cfg.daemon.state}; give --events")
+    store = StateStore(cfg.daemon.state)
+    try:
+        tickets: dict[str, list[TicketEvent]] = {}
+        for name in names:
+            for ticket_id, events in store.load_events(name).items():
+                tickets[f"{name}/{ticket_id}" if len(names) > 1 else ticket_id] = sorted(
+                    events, key=lambda e: e.at
+                )
+    finally:
+        store.close()
+    return tickets
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -1,0 +1,167 @@
+"""Connector benchmark: requests per poll and sync time for 10,000 tickets, per helpdesk fake.
+
+For each helpdesk the fake server runs as its own process on 127.0.0.1 and is bulk-loaded with
+10,000 tickets (a few replies each). The connector then runs as the daemon runs it: polls until
+the source reports nothing more waiting. Measured: the initial sync (requests, seconds, events),
+one poll of the unchanged helpdesk (requests), and one poll after 10 new tickets (requests).
+The fake counts every API request it serves.
+
+Run ``python -m bench.connectors`` (``--quick``: 1,000 tickets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from sladaemon.config.models import SourceConfig
+from sladaemon.sources.registry import build_source
+
+# How each fake expects to be called (the fakes accept these credentials).
+HELPDESKS: dict[str, dict[str, Any]] = {
+    "zendesk": {"type": "zendesk", "email": "agent@example.com", "token": "fake-token"},
+    "zammad": {"type": "zammad", "token": "fake-token"},
+    "freshdesk": {"type": "freshdesk", "token": "fake-token"},
+    "rt": {"type": "rt", "token": "fake-token"},
+    "jira": {"type": "jira", "email": "agent@example.com", "token": "fake-token"},
+}
+SOURCE_CONFIG: TypeAdapter[Any] = TypeAdapter(SourceConfig)
+
+
+class Fake:
+    def __init__(self, helpdesk: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sladaemon.testing.fakes", helpdesk, "--port", "0"],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"fake {helpdesk} did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def control(self, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}/_fake/{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with self._opener.open(request, timeout=600) as response:
+            return json.loads(response.read() or b"null")
+
+    def requests(self) -> int:
+        return int(self.control("stats")["requests"])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+async def _sync(source: Any) -> tuple[int, int]:
+    """Poll until nothing more is waiting; returns (events, polls)."""
+    events = polls = 0
+    while True:
+        result = await source.poll(datetime.now(UTC))
+        events += len(result.events)
+        polls += 1
+        if not result.more:
+            return events, polls
+
+
+async def bench_helpdesk(helpdesk: str, tickets: int) -> dict[str, Any]:
+    fake = Fake(helpdesk)
+    try:
+        loaded = time.perf_counter()
+        fake.control("bulk", {"tickets": tickets, "seed": 1})
+        load_s = time.perf_counter() - loaded
+        cfg = SOURCE_CONFIG.validate_python(
+            {**HELPDESKS[helpdesk], "url": fake.url, "page_size": 100, "overlap": "0s"}
+        )
+        source = build_source(helpdesk, cfg, None, datetime.now(UTC))
+        try:
+            fake.control("stats/reset", {})
+            started = time.perf_counter()
+            events, polls = await _sync(source)
+            sync_s = time.perf_counter() - started
+            sync_requests = fake.requests()
+            await asyncio.sleep(1.1)  # past whole-second timestamp resolutions
+            fake.control("stats/reset", {})
+            await _sync(source)
+            unchanged = fake.requests()
+            fake.control("bulk", {"tickets": 10, "seed": 2})
+            await asyncio.sleep(1.1)
+            fake.control("stats/reset", {})
+            changed_events, _ = await _sync(source)
+            changed = fake.requests()
+        finally:
+            await source.close()
+    finally:
+        fake.stop()
+    return {
+        "tickets": tickets,
+        "fake_load_s": load_s,
+        "sync_s": sync_s,
+        "sync_requests": sync_requests,
+        "sync_polls": polls,
+        "sync_events": events,
+        "unchanged_poll_requests": unchanged,
+        "ten_new_tickets_requests": changed,
+        "ten_new_tickets_events": changed_events,
+    }
+
+
+def run(quick: bool = False, helpdesks: Sequence[str] = tuple(HELPDESKS)) -> dict[str, Any]:
+    tickets = 1_000 if quick else 10_000
+    results: dict[str, Any] = {}
+    for helpdesk in helpdesks:
+        try:
+            results[helpdesk] = asyncio.run(bench_helpdesk(helpdesk, tickets))
+        except Exception as exc:  # one helpdesk failing must not hide the others' figures
+            results[helpdesk] = {"error": f"{type(exc).__name__}: {exc}"}
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.connectors", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*", default=list(HELPDESKS))
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    results = run(args.quick, args.only)
+    print(
+        f"{'helpdesk':10s} {'tickets':>8s} {'sync s':>8s} {'requests':>9s} {'events':>8s} "
+        f"{'unchanged':>10s} {'+10 new':>8s}"
+    )
+    status = 0
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:10s} failed: {r['error']}")
+            status = 1
+            continue
+        print(
+            f"{name:10s} {r['tickets']:>8,} {r['sync_s']:>8.1f} {r['sync_requests']:>9,} "
+            f"{r['sync_events']:>8,} {r['unchanged_poll_requests']:>10} "
+            f"{r['ten_new_tickets_requests']:>8}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

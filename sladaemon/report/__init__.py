@@ -1,0 +1,1 @@
+"""Support KPIs: computation and reports."""
