@@ -31,8 +31,10 @@ class Source(Protocol):
 
 
 class SourceError(Exception):
-    """A poll failed; ``retryable`` says whether polling again can help."""
+    """A poll failed; ``retryable`` says whether polling again can help; ``status`` is the
+    HTTP status behind it, when there was one."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status

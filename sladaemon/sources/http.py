@@ -56,7 +56,8 @@ class HelpdeskHttp:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
-        self._auth = auth
+        if auth is not None:  # sent as a header: aiohttp deprecates its BasicAuth argument
+            self._headers["Authorization"] = auth.encode()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_attempts = max_attempts
         self._first_backoff = first_backoff
@@ -96,22 +97,27 @@ class HelpdeskHttp:
                 problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 await self._backoff(attempt)
                 continue
-            self._note_limits(headers)
+            wait = _retry_after(headers)
+            if status == 429 and wait is not None:
+                # The server said when to come back: that, not our own pacing, decides.
+                self._not_before = time.monotonic() + min(wait, self._max_retry_after)
+            else:
+                self._note_limits(headers)
             if status in (401, 403):
                 raise SourceError(
                     f"{method} {path}: HTTP {status}, check the source's credentials",
                     retryable=False,
+                    status=status,
                 )
             if status == 429 or status in RETRYABLE_STATUS:
                 problem = f"HTTP {status}"
-                wait = _retry_after(headers)
-                if wait is not None:
-                    await asyncio.sleep(min(wait, self._max_retry_after))
-                else:
+                if wait is None:
                     await self._backoff(attempt)
+                elif status != 429:
+                    await asyncio.sleep(min(wait, self._max_retry_after))
                 continue
             if status >= 400:
-                raise SourceError(f"{method} {path}: HTTP {status}", retryable=False)
+                raise SourceError(f"{method} {path}: HTTP {status}", retryable=False, status=status)
             try:
                 data = json.loads(text) if text.strip() else None
             except ValueError:
@@ -133,9 +139,7 @@ class HelpdeskHttp:
         self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any
     ) -> tuple[int, Mapping[str, str], str]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers, auth=self._auth, timeout=self._timeout
-            )
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         self.requests += 1
         async with self._session.request(method, url, params=params, json=json_body) as response:
             text = await response.text(errors="replace")

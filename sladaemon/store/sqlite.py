@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS events (
     event_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_by_ticket ON events (source, ticket_id);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (source, ticket_id, event_id)
+    WHERE event_id != '';
 CREATE TABLE IF NOT EXISTS cursors (
     source TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -263,8 +265,9 @@ class StateStore:
         return [r[0] for r in rows]
 
 
-_INSERT_EVENT = (
-    "INSERT INTO events (source, ticket_id, at_us, kind, status, category, fields, event_id) "
+_INSERT_EVENT = (  # an event id already stored (an overlapping poll) is not stored twice
+    "INSERT OR IGNORE INTO events "
+    "(source, ticket_id, at_us, kind, status, category, fields, event_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_CURSOR = (

@@ -1,0 +1,319 @@
+"""Freshdesk tickets -> TicketEvents (pure).
+
+Freshdesk has no cheap per-ticket history, so a ticket's history is rebuilt from one snapshot
+with ``include=stats``:
+
+* ``created`` at ``created_at`` with the ticket's fields (and its status when the status never
+  changed, else ``Open``, the status Freshdesk creates tickets in);
+* ``agent_reply`` at ``stats.first_responded_at`` (Freshdesk's own first response: a public
+  agent reply, never a private note) and at ``stats.agent_responded_at`` (the latest one);
+* ``customer_reply`` at ``stats.requester_responded_at`` (the latest one);
+* earlier status changes the stats still tell (``pending_since``, ``resolved_at``,
+  ``closed_at``, ``reopened_at``, each only when before the latest status change), then the
+  current status at ``stats.status_updated_at``;
+* a field update at ``updated_at`` carrying the current status and fields (a changed priority
+  or group), and one carrying the native deadlines as ``due:*`` fields.
+
+Event ids are built from what they describe (kind, status, timestamp, values), so reading the
+same ticket again gives the same ids and only what changed is new to the daemon. Between two
+polls only the latest reply of each side is visible; polling every minute or so loses nothing
+in practice, and the first response is always exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from types import MappingProxyType
+
+from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
+from sladaemon.sources.freshdesk.payloads import FreshdeskTicket
+
+OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
+
+STATUS_NAMES: Mapping[int, str] = MappingProxyType(
+    {OPEN: "Open", PENDING: "Pending", RESOLVED: "Resolved", CLOSED: "Closed"}
+)
+DEFAULT_STATUSES: Mapping[int, StatusCategory] = MappingProxyType(
+    {
+        OPEN: StatusCategory.OPEN,
+        PENDING: StatusCategory.PENDING,
+        RESOLVED: StatusCategory.SOLVED,
+        CLOSED: StatusCategory.CLOSED,
+    }
+)
+PRIORITY_NAMES: Mapping[int, str] = MappingProxyType(
+    {1: "low", 2: "medium", 3: "high", 4: "urgent"}
+)
+# Ticket ``source`` codes as Freshdesk names them (channel config keys may use either).
+SOURCE_NAMES: Mapping[int, str] = MappingProxyType(
+    {
+        1: "email",
+        2: "portal",
+        3: "phone",
+        4: "forum",
+        5: "twitter",
+        6: "facebook",
+        7: "chat",
+        8: "mobihelp",
+        9: "feedback widget",
+        10: "outbound email",
+    }
+)
+DEFAULT_CHANNELS: Mapping[str, str] = MappingProxyType(
+    {"1": "email", "2": "web", "3": "phone", "7": "chat", "9": "web", "10": "email"}
+)
+OTHER_CHANNEL = "other"
+
+DUE_FIELDS: tuple[tuple[str, Metric], ...] = (
+    ("fr_due_by", Metric.FIRST_RESPONSE),
+    ("nr_due_by", Metric.NEXT_RESPONSE),
+    ("due_by", Metric.RESOLUTION),
+)
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with a ``Z``, seconds unless the value has a fraction."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class StatusCategories:
+    """Freshdesk status code (and name) -> category.
+
+    The source's ``statuses`` config comes first, by number (``"6"``) or by name
+    (``"Waiting on Third Party"``, globs allowed); then the four built-in statuses; then a
+    custom status literally named like a category (``on_hold``). Any other status counts as
+    open and is remembered in ``unknown``.
+    """
+
+    def __init__(self, configured: Mapping[str, StatusCategory] | None = None) -> None:
+        self._exact: dict[str, StatusCategory] = {}
+        self._globs: list[tuple[str, StatusCategory]] = []
+        for raw, category in (configured or {}).items():
+            key = raw.strip().lower()
+            if any(c in key for c in "*?["):
+                self._globs.append((key, category))
+            else:
+                self._exact[key] = category
+        self.unknown: set[str] = set()
+
+    def __call__(self, code: int | None, name: str) -> StatusCategory:
+        key = name.strip().lower()
+        for candidate in (str(code) if code is not None else None, key):
+            if candidate is not None and candidate in self._exact:
+                return self._exact[candidate]
+        for pattern, category in self._globs:
+            if fnmatchcase(key, pattern):
+                return category
+        if code is not None and code in DEFAULT_STATUSES:
+            return DEFAULT_STATUSES[code]
+        try:
+            return StatusCategory(key.replace(" ", "_"))
+        except ValueError:
+            self.unknown.add(name)
+            return StatusCategory.OPEN
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Names the ticket payload only gives as numbers."""
+
+    status_names: Mapping[int, str] = field(default_factory=dict)  # custom statuses
+    group_names: Mapping[int, str] = field(default_factory=dict)
+    channels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CHANNELS))
+
+    def status_name(self, code: int | None) -> str:
+        if code is None:
+            return ""
+        return STATUS_NAMES.get(code) or self.status_names.get(code) or str(code)
+
+    def queue(self, group_id: int | None) -> str:
+        if group_id is None:
+            return ""
+        return self.group_names.get(group_id) or str(group_id)
+
+    def channel(self, source: int | None) -> tuple[str, bool]:
+        """(channel, known): unknown sources are channel ``other``."""
+        if source is None:
+            return "", True
+        found = self.channels.get(str(source))
+        if found is None and source in SOURCE_NAMES:
+            found = self.channels.get(SOURCE_NAMES[source])
+        return (found, True) if found else (OTHER_CHANNEL, False)
+
+
+def channel_map(configured: Mapping[str, str]) -> dict[str, str]:
+    """The default channel map with the source's ``channels`` config merged over it."""
+    merged = dict(DEFAULT_CHANNELS)
+    merged.update({k.strip().lower(): v for k, v in configured.items() if v.strip()})
+    return merged
+
+
+def ticket_fields(ticket: FreshdeskTicket, vocabulary: Vocabulary) -> dict[str, str]:
+    """The ticket fields policies match on; empty values are left out."""
+    values = {
+        "priority": PRIORITY_NAMES.get(ticket.priority, str(ticket.priority))
+        if ticket.priority is not None
+        else "",
+        "channel": vocabulary.channel(ticket.source)[0],
+        "queue": vocabulary.queue(ticket.group_id),
+        "type": ticket.type or "",
+        "company": str(ticket.company_id) if ticket.company_id is not None else "",
+        "product": str(ticket.product_id) if ticket.product_id is not None else "",
+        "tags": ",".join(sorted(ticket.tags)),
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def status_changed_at(ticket: FreshdeskTicket) -> datetime:
+    """When the current status was set (``updated_at`` when the stats do not say)."""
+    stats = ticket.stats
+    at = stats.status_updated_at if stats and stats.status_updated_at else ticket.updated
+    return max(at, ticket.created)
+
+
+def ticket_events(
+    ticket: FreshdeskTicket,
+    vocabulary: Vocabulary,
+    categorize: Callable[[int | None, str], StatusCategory],
+) -> list[TicketEvent]:
+    """The history of ``ticket`` as far as one snapshot tells it, in time order."""
+    tid = ticket.ticket_id
+    created = ticket.created
+    stats = ticket.stats
+    fields = ticket_fields(ticket, vocabulary)
+    current = ticket.status
+    current_name = vocabulary.status_name(current)
+    current_at = status_changed_at(ticket)
+    events: list[tuple[datetime, int, TicketEvent]] = []
+
+    def add(at: datetime, rank: int, event: TicketEvent) -> None:
+        events.append((at, rank, event))
+
+    def status_event(code: int, at: datetime, reopened_at: datetime | None) -> TicketEvent:
+        name = vocabulary.status_name(code)
+        category = categorize(code, name)
+        if category is StatusCategory.CLOSED:
+            kind = EventKind.CLOSED
+        elif category is StatusCategory.SOLVED:
+            kind = EventKind.RESOLVED
+        elif reopened_at is not None and at == reopened_at:
+            kind = EventKind.REOPENED
+        else:
+            kind = EventKind.STATUS_CHANGED
+        return TicketEvent(
+            tid, at, kind, status=name, category=category, event_id=f"status:{code}@{iso(at)}"
+        )
+
+    unchanged = current is not None and current_at <= created
+    initial = current if unchanged and current is not None else OPEN
+    initial_name = vocabulary.status_name(initial)
+    add(
+        created,
+        0,
+        TicketEvent(
+            tid,
+            created,
+            EventKind.CREATED,
+            status=initial_name,
+            category=categorize(initial, initial_name),
+            fields=MappingProxyType(fields),
+            event_id="created",
+        ),
+    )
+
+    if stats is not None:
+        replied = {stats.first_responded_at, stats.agent_responded_at}
+        for at in sorted(at for at in replied if at is not None):
+            moment = max(at, created)
+            add(
+                moment,
+                1,
+                TicketEvent(tid, moment, EventKind.AGENT_REPLY, event_id=f"agent_reply@{iso(at)}"),
+            )
+        if stats.requester_responded_at is not None:
+            moment = max(stats.requester_responded_at, created)
+            add(
+                moment,
+                1,
+                TicketEvent(
+                    tid,
+                    moment,
+                    EventKind.CUSTOMER_REPLY,
+                    event_id=f"customer_reply@{iso(stats.requester_responded_at)}",
+                ),
+            )
+        earlier = (
+            (PENDING, stats.pending_since),
+            (RESOLVED, stats.resolved_at),
+            (CLOSED, stats.closed_at),
+            (OPEN, stats.reopened_at),
+        )
+        for code, changed in earlier:
+            if changed is None or max(changed, created) >= current_at:
+                continue
+            moment = max(changed, created)
+            add(moment, 2, status_event(code, moment, stats.reopened_at))
+
+    if current is not None and not unchanged:
+        reopened_at = stats.reopened_at if stats else None
+        add(current_at, 2, status_event(current, current_at, reopened_at))
+
+    latest = max(ticket.updated, current_at)
+    if latest > created:
+        digest = _digest(fields)
+        add(
+            latest,
+            3,
+            TicketEvent(
+                tid,
+                latest,
+                EventKind.STATUS_CHANGED,
+                status=current_name,
+                category=categorize(current, current_name) if current is not None else None,
+                fields=MappingProxyType(fields),
+                event_id=f"fields@{iso(latest)}:{digest}",
+            ),
+        )
+
+    due = {
+        native_due_field(metric): iso(value)
+        for name, metric in DUE_FIELDS
+        if (value := getattr(ticket, name)) is not None
+    }
+    if due:
+        described = ";".join(f"{k.removeprefix('due:')}={v}" for k, v in due.items())
+        add(
+            latest,
+            4,
+            TicketEvent(
+                tid,
+                latest,
+                EventKind.STATUS_CHANGED,
+                fields=MappingProxyType(due),
+                event_id=f"due:{described}@{iso(latest)}",
+            ),
+        )
+
+    events.sort(key=lambda item: (item[0], item[1]))
+    return [event for _, _, event in events]
+
+
+def closed_event(ticket_id: str, at: datetime, status: str) -> TicketEvent:
+    """The ticket left the helpdesk's view (``deleted``, ``spam``, ``unwatched``)."""
+    return TicketEvent(
+        ticket_id,
+        at,
+        EventKind.CLOSED,
+        status=status,
+        category=StatusCategory.CLOSED,
+        event_id=f"closed:{status}@{iso(at)}",
+    )
+
+
+def _digest(fields: Mapping[str, str]) -> str:
+    text = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
