@@ -338,25 +338,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parse_period(text: str) -> timedelta:
-    """'7d', '4w', '12h', '90m' -> timedelta (calendar time)."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+)\s*([wdhm])\s*", text)
-    if not m or int(m.group(1)) <= 0:
-        raise UsageError(f"--period: invalid period {text!r} (use e.g. 7d, 4w, 12h)")
-    unit = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
-    return timedelta(**{unit: int(m.group(1))})
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     import json as json_module
 
+    from sladaemon.config.durations import parse_period
     from sladaemon.report.kpi import compute_kpis
     from sladaemon.report.render import as_html, as_json, as_table
 
     cfg = load_config(args.config)
-    period = parse_period(args.period)
+    try:
+        period = parse_period(args.period)
+    except ValueError as exc:
+        raise UsageError(f"--period: {exc}") from None
     if args.events is not None:
         tickets: dict[str, list[TicketEvent]] = dict(_read_log(cfg, args).tickets)
         end = max((evs[-1].at for evs in tickets.values()), default=datetime.now(UTC))

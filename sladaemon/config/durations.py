@@ -55,3 +55,27 @@ Duration = Annotated[
     BeforeValidator(_validate),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+_PERIOD = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
+
+
+def parse_period(value: object) -> timedelta:
+    """Calendar periods: '14d', '2w', '12h', '90m' (days are fine here: wall-clock time)."""
+    if isinstance(value, timedelta):
+        return value
+    m = _PERIOD.match(value) if isinstance(value, str) else None
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"invalid period {value!r} (use e.g. 14d, 2w, 12h)")
+    unit = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+    return timedelta(**{unit: int(m.group(1))})
+
+
+def _validate_period(value: object) -> timedelta:
+    try:
+        return parse_period(value)
+    except ValueError as exc:
+        raise PydanticCustomError("period", "{reason}", {"reason": str(exc)}) from None
+
+
+Period = Annotated[timedelta, BeforeValidator(_validate_period)]

@@ -33,7 +33,7 @@ from sladaemon.calendar.hours import (
     parse_date,
     parse_day_key,
 )
-from sladaemon.config.durations import Duration, format_duration, parse_duration
+from sladaemon.config.durations import Duration, Period, format_duration, parse_duration
 from sladaemon.model import Metric, StatusCategory
 
 
@@ -469,6 +469,10 @@ class DaemonConfig(StrictModel):
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     delivery: DeliveryConfig = DeliveryConfig()
+    retention: Period = Field(
+        timedelta(days=14),
+        description="solved tickets without news for this long leave memory and state",
+    )
     catch_up: Duration = Field(
         timedelta(hours=1),
         description="SLA events found this long overdue (e.g. after downtime) are still sent",

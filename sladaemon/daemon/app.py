@@ -578,8 +578,12 @@ class App:
     async def _housekeeping_loop(self) -> None:
         interval = self.systemd.watchdog_interval
         last_ping = 0.0
+        last_sweep = time.time()
         while True:
             now = time.time()
+            if now - last_sweep >= 3600:
+                last_sweep = now
+                self._evict_idle()
             for name, health in self.health.items():
                 fresh = health.fresh(now)
                 self.metrics.source_up.labels(name).set(1 if fresh else 0)
@@ -609,6 +613,17 @@ class App:
                 self.systemd.status(self._status())
                 last_ping = now
             await asyncio.sleep(1.0)
+
+    def _evict_idle(self) -> None:
+        evicted = self.book.evict_idle(self.clock.now(), self.config.daemon.retention)
+        by_source: dict[str, list[str]] = {}
+        for source, ticket in evicted:
+            by_source.setdefault(source, []).append(ticket)
+        for source, tickets in by_source.items():
+            if source in self.sources and self.sources[source].persistent:
+                self.store.forget_tickets(source, tickets)
+        if evicted:
+            self.log.info("idle_tickets_evicted", count=len(evicted))
 
     def _status(self) -> str:
         stale = [n for n, h in self.health.items() if h.stale]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sladaemon.calendar import to_us
 from sladaemon.escalate.timers import TimerQueue
@@ -103,6 +104,21 @@ class TicketBook:
             self.timers.schedule(key, new.next_instant())
             new.release_caches()
         return fired
+
+    def evict_idle(self, now: datetime, retention: timedelta) -> list[TicketKey]:
+        """Drop solved tickets with no event for ``retention``: helpdesks that never close
+        tickets would otherwise keep every ticket forever. A later event brings one back only
+        with its history, which the source then has to send again."""
+        cutoff = now - retention
+        idle = [
+            key
+            for key, replay in self.replays.items()
+            if replay.category is StatusCategory.SOLVED and replay.events[-1].at < cutoff
+        ]
+        for key in idle:
+            del self.replays[key]
+            self.timers.schedule(key, None)
+        return idle
 
     def forget_source(self, source: str) -> None:
         for key in [k for k in self.replays if k[0] == source]:

@@ -173,3 +173,23 @@ def test_notify_test_reports_each_url(
     assert main(["notify-test", "--config", str(console_config), "nowhere"]) == 1
     assert "nowhere url 1: FAILED: json://127.0.0.1" in capsys.readouterr().out
     assert main(["notify-test", "--config", str(console_config), "ghost"]) == 2
+
+
+def test_solved_tickets_without_news_leave_the_book() -> None:
+    from datetime import timedelta
+
+    from sladaemon.escalate.book import TicketBook
+    from sladaemon.model import EventKind, TicketEvent
+
+    book = TicketBook(())
+    book.ingest(
+        "s",
+        [
+            TicketEvent("A", DUE, EventKind.CREATED),
+            TicketEvent("B", DUE, EventKind.CREATED),
+            TicketEvent("A", DUE, EventKind.RESOLVED),
+        ],
+    )
+    assert book.evict_idle(DUE + timedelta(days=13), timedelta(days=14)) == []
+    assert book.evict_idle(DUE + timedelta(days=15), timedelta(days=14)) == [("s", "A")]
+    assert list(book.replays) == [("s", "B")], "open tickets stay however old"
