@@ -165,7 +165,12 @@ class HelpdeskHttp:
             lower, "x-ratelimit-remaining", "x-rate-limit-remaining", "ratelimit-remaining"
         )
         total = _number(
-            lower, "x-ratelimit-total", "x-ratelimit-limit", "x-rate-limit-limit", "ratelimit-limit"
+            lower,
+            "x-ratelimit-total",
+            "x-ratelimit-limit",
+            "x-rate-limit-limit",
+            "x-rate-limit",  # Zendesk's name for the total
+            "ratelimit-limit",
         )
         if remaining is None or total is None or total <= 0:
             return

@@ -1,0 +1,1 @@
+"""Zendesk Support: incremental ticket export, ticket event export, audits and SLA sideloads."""
