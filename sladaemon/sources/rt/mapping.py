@@ -1,0 +1,370 @@
+"""Request Tracker tickets and transactions -> TicketEvents (pure).
+
+History, in transaction order (event ids are RT's transaction ids, so re-reading is harmless):
+
+* ``Create`` -> ``created`` at its time, with the status, priority, queue, SLA level and
+  custom fields the ticket had then (the ``OldValue`` of the first later change, else the
+  current value);
+* ``Correspond`` -> ``agent_reply``, or ``customer_reply`` when its creator is a requestor
+  and not the owner (RT's own rule for SLA "outside actors", ``RT::Action::SLA_SetDue``,
+  judged with the ticket's current requestors and owner; group requestors are not
+  expanded); a customer reply carries the status the ticket keeps, since RT does not reopen
+  a stalled ticket on a reply;
+* ``Comment`` -> ``internal_note``;
+* ``Status`` -> ``status_changed`` / ``resolved`` / ``closed`` / ``reopened``;
+* ``Set`` of Priority, Queue, SLA and ``CustomField`` changes -> ``status_changed`` with the
+  new field value;
+* ``Set`` of ``Due`` on a ticket with an SLA level -> a ``due:<metric>`` field (see below).
+
+Fields: ``priority`` is RT's number as text (the Low/Medium/High labels of RT 5 are for
+display only), ``queue`` the queue's name, ``sla`` the SLA level, ``channel`` the value of a
+ticket custom field named "Channel" (RT records no channel of its own) and ``cf.<name>``
+the other custom fields.
+
+Which of sladaemon's metrics RT's ``Due`` stands for follows ``RT::Action::SLA_SetDue``:
+``Due = min(Response or KeepInLoop deadline, Resolve deadline)``, where the Response goal
+runs from the oldest unanswered message of an outside actor (a requestor) and Resolve from
+creation. So, at the moment RT set it:
+
+* the last Create/Correspond came from a requestor and no agent has answered yet:
+  ``due:first_response``; after an earlier agent answer: ``due:next_response``;
+* an agent (anyone not a requestor, or the owner) had the last word: ``due:resolution``
+  (levels with ``KeepInLoop`` are not told apart: that deadline would land here too);
+* a value equal to the last Resolve deadline seen is the Resolve one, whatever the phase
+  (``min`` picked it). An unset Due (``1970-01-01``, e.g. while stalled) sets nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import overload
+
+from sladaemon.model import (
+    EventKind,
+    Metric,
+    StatusCategory,
+    TicketEvent,
+    native_due_field,
+)
+from sladaemon.sources.rt.payloads import RtRef, RtTicket, RtTransaction, parse_rt_time
+from sladaemon.statuses import StatusMap
+
+DEFAULT_STATUSES: Mapping[str, StatusCategory] = {
+    "new": StatusCategory.NEW,
+    "open": StatusCategory.OPEN,
+    "stalled": StatusCategory.ON_HOLD,
+    "resolved": StatusCategory.SOLVED,
+    "rejected": StatusCategory.CLOSED,
+    "deleted": StatusCategory.CLOSED,
+}
+
+# Values of a ticket custom field named "Channel" (RT records no channel of its own).
+DEFAULT_CHANNELS: Mapping[str, str] = {
+    "email": "email",
+    "e-mail": "email",
+    "mail": "email",
+    "web": "web",
+    "self-service": "web",
+    "selfservice": "web",
+    "portal": "web",
+    "phone": "phone",
+    "telephone": "phone",
+    "chat": "chat",
+    "api": "api",
+    "rest": "api",
+    "rest2": "api",
+    "mobile": "mobile",
+}
+CHANNEL_CUSTOM_FIELD = "channel"
+OTHER_CHANNEL = "other"
+CUSTOM_FIELD_PREFIX = "cf."
+
+# Transaction types the connector reads (the rest, e.g. EmailRecord, say nothing about SLAs).
+HISTORY_TYPES = ("Create", "Correspond", "Comment", "Status", "Set", "CustomField")
+
+
+class ChannelNames:
+    """Raw channel -> channel name: the configured map over the defaults, case-insensitive;
+    anything else is "other" and remembered in ``unknown`` (the source logs each once)."""
+
+    def __init__(self, configured: Mapping[str, str] | None = None) -> None:
+        merged = {**DEFAULT_CHANNELS, **(configured or {})}
+        self._names = {raw.strip().lower(): name for raw, name in merged.items()}
+        self.unknown: set[str] = set()
+
+    def __call__(self, raw: str) -> str:
+        key = raw.strip().lower()
+        if not key:
+            return ""
+        name = self._names.get(key)
+        if name is None:
+            self.unknown.add(raw.strip())
+            return OTHER_CHANNEL
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class MappingContext:
+    statuses: StatusMap
+    channels: ChannelNames
+    queue_names: Mapping[str, str] = field(default_factory=dict)  # queue id -> name
+
+
+@dataclass(slots=True)
+class TicketTrail:
+    """What the mapping remembers about a ticket between polls, to continue its history
+    from the next unseen transaction."""
+
+    last_txn_id: int = 0
+    last_updated: datetime | None = None
+    settled: bool = True  # False: changes may still land in the same second as last_updated
+    status: str = ""
+    category: StatusCategory | None = None
+    sla: str = ""
+    outside_waiting: bool = False  # the last Create/Correspond came from a requestor
+    agent_replied: bool = False  # an agent has corresponded
+    resolve_due: str = ""  # RT's Due while an agent had the last word (its Resolve goal)
+    due_seen: bool = False  # the history has set Due at least once
+
+    @property
+    def done(self) -> bool:
+        return self.category is not None and self.category.is_done
+
+
+@dataclass(slots=True)
+class MappedTicket:
+    events: list[TicketEvent]
+    trail: TicketTrail
+
+
+def map_ticket(
+    ticket: RtTicket,
+    history: Sequence[RtTransaction],
+    trail: TicketTrail | None,
+    context: MappingContext,
+) -> MappedTicket:
+    """Events for the transactions of ``ticket`` after ``trail`` (all of them when the ticket
+    is new to the connector), and the trail to continue from."""
+    ticket_id = str(ticket.id)
+    unseen = sorted(
+        (t for t in history if t.id > (trail.last_txn_id if trail else 0)), key=lambda t: t.id
+    )
+    events: list[TicketEvent] = []
+    if trail is None:
+        trail, created = _created(ticket, unseen, context)
+        events.append(created)
+    else:
+        trail = replace(trail)
+    for txn in unseen:
+        event = _event(ticket, txn, trail, context)
+        if event is not None:
+            events.append(event)
+        trail.last_txn_id = max(trail.last_txn_id, txn.id)
+    if ticket.due is not None and ticket.sla and not trail.due_seen:
+        # No Set Due transaction in the history: take the ticket's current Due.
+        assert ticket.last_updated is not None  # RtTicket requires it
+        events.append(_due_event(ticket_id, ticket.last_updated, trail, _iso(ticket.due)))
+        trail.due_seen = True
+    trail.last_updated = ticket.last_updated
+    return MappedTicket(events, trail)
+
+
+def vanished_event(ticket_id: int, at: datetime, status: str) -> TicketEvent:
+    """A ``closed`` event for a ticket that left the watched set: "deleted", "merged" or
+    "moved" (to a queue that is not watched)."""
+    return TicketEvent(
+        ticket_id=str(ticket_id),
+        at=at,
+        kind=EventKind.CLOSED,
+        status=status,
+        category=StatusCategory.CLOSED,
+        event_id=f"closed:{status}",
+    )
+
+
+# ---------------------------------------------------------------------------- internals
+
+
+def _created(
+    ticket: RtTicket, unseen: Sequence[RtTransaction], context: MappingContext
+) -> tuple[TicketTrail, TicketEvent]:
+    create = next((t for t in unseen if t.type == "Create"), None)
+    status = _initial(unseen, "Status", ticket.status)
+    category = context.statuses(status) if status else StatusCategory.NEW
+    sla = _initial(unseen, "SLA", ticket.sla)
+    fields: dict[str, str] = {
+        "priority": _initial(unseen, "Priority", ticket.priority),
+        "queue": _queue_name(_initial(unseen, "Queue", None), ticket, context),
+        "sla": sla,
+    }
+    for custom in ticket.custom_fields:
+        first = next(
+            (t.old_value for t in unseen if t.type == "CustomField" and t.field == custom.id),
+            None,
+        )
+        value = first if first is not None else (custom.values[0] if custom.values else "")
+        fields.update(_custom_field(custom.name, value, context))
+    at = (create.created if create else None) or ticket.created or ticket.last_updated
+    assert at is not None  # RtTicket requires LastUpdated
+    trail = TicketTrail(status=status, category=category, sla=sla)
+    if create is not None:
+        trail.outside_waiting = _is_outside(create.creator, ticket)
+        trail.last_txn_id = create.id
+    event = TicketEvent(
+        ticket_id=str(ticket.id),
+        at=at,
+        kind=EventKind.CREATED,
+        status=status,
+        category=category,
+        fields={k: v for k, v in fields.items() if v},
+        event_id="created",
+    )
+    return trail, event
+
+
+def _event(
+    ticket: RtTicket, txn: RtTransaction, trail: TicketTrail, context: MappingContext
+) -> TicketEvent | None:
+    assert txn.created is not None  # RtTransaction requires Created
+    ticket_id, at, event_id = str(ticket.id), txn.created, f"txn:{txn.id}"
+    kind = txn.type
+    if kind == "Correspond":
+        if _is_outside(txn.creator, ticket):
+            trail.outside_waiting = True
+            return TicketEvent(
+                ticket_id,
+                at,
+                EventKind.CUSTOMER_REPLY,
+                status=trail.status,
+                category=trail.category,
+                event_id=event_id,
+            )
+        trail.outside_waiting = False
+        trail.agent_replied = True
+        return TicketEvent(ticket_id, at, EventKind.AGENT_REPLY, event_id=event_id)
+    if kind == "Comment":
+        return TicketEvent(ticket_id, at, EventKind.INTERNAL_NOTE, event_id=event_id)
+    if kind == "Status" or (kind == "Set" and txn.field == "Status"):
+        return _status_event(ticket_id, at, txn.new_value, trail, context, event_id)
+    if kind == "CustomField":
+        name = next((c.name for c in ticket.custom_fields if c.id == txn.field), "")
+        changed = _custom_field(name, txn.new_value, context) if name else {}
+        return _field_event(ticket_id, at, trail, changed, event_id)
+    if kind != "Set":
+        return None
+    if txn.field == "Priority":
+        return _field_event(ticket_id, at, trail, {"priority": txn.new_value}, event_id)
+    if txn.field == "Queue":
+        queue = _queue_name(txn.new_value, ticket, context)
+        return _field_event(ticket_id, at, trail, {"queue": queue}, event_id)
+    if txn.field == "SLA":
+        trail.sla = txn.new_value
+        return _field_event(ticket_id, at, trail, {"sla": txn.new_value}, event_id)
+    if txn.field == "Due":
+        trail.due_seen = True
+        try:
+            due = parse_rt_time(txn.new_value)
+        except ValueError:
+            return None
+        if due is None or not trail.sla:
+            return None
+        return _due_event(ticket_id, at, trail, _iso(due))
+    return None
+
+
+def _status_event(
+    ticket_id: str,
+    at: datetime,
+    status: str,
+    trail: TicketTrail,
+    context: MappingContext,
+    event_id: str,
+) -> TicketEvent:
+    category = context.statuses(status)
+    was_done = trail.done
+    if category is StatusCategory.SOLVED:
+        kind = EventKind.RESOLVED
+    elif category is StatusCategory.CLOSED:
+        kind = EventKind.CLOSED
+    elif was_done:
+        kind = EventKind.REOPENED
+    else:
+        kind = EventKind.STATUS_CHANGED
+    trail.status, trail.category = status, category
+    return TicketEvent(ticket_id, at, kind, status=status, category=category, event_id=event_id)
+
+
+def _field_event(
+    ticket_id: str, at: datetime, trail: TicketTrail, changed: Mapping[str, str], event_id: str
+) -> TicketEvent | None:
+    fields = {k: v for k, v in changed.items() if v}
+    if not fields:
+        return None
+    return TicketEvent(
+        ticket_id,
+        at,
+        EventKind.STATUS_CHANGED,
+        status=trail.status,
+        fields=fields,
+        event_id=event_id,
+    )
+
+
+def _due_event(ticket_id: str, at: datetime, trail: TicketTrail, due: str) -> TicketEvent:
+    metric = _due_metric(trail, due)
+    if metric is Metric.RESOLUTION:
+        trail.resolve_due = due
+    return TicketEvent(
+        ticket_id,
+        at,
+        EventKind.STATUS_CHANGED,
+        fields={native_due_field(metric): due},
+        event_id=f"{native_due_field(metric)}:{due}",
+    )
+
+
+def _due_metric(trail: TicketTrail, due: str) -> Metric:
+    """The goal RT's Due tracks at this point of the history (see the module docstring)."""
+    if not trail.outside_waiting or due == trail.resolve_due:
+        return Metric.RESOLUTION
+    return Metric.NEXT_RESPONSE if trail.agent_replied else Metric.FIRST_RESPONSE
+
+
+def _is_outside(creator: RtRef | None, ticket: RtTicket) -> bool:
+    """A requestor who is not the owner: RT's "outside actor" of an SLA."""
+    if creator is None:
+        return False
+    who = creator.keys()
+    if not who or (ticket.owner is not None and who & ticket.owner.keys()):
+        return False
+    return any(who & requestor.keys() for requestor in ticket.requestors)
+
+
+@overload
+def _initial(unseen: Sequence[RtTransaction], name: str, current: str) -> str: ...
+@overload
+def _initial(unseen: Sequence[RtTransaction], name: str, current: None) -> str | None: ...
+def _initial(unseen: Sequence[RtTransaction], name: str, current: str | None) -> str | None:
+    """The value a field had at creation: the OldValue of its first change, else ``current``."""
+    for txn in unseen:
+        if (name == "Status" and txn.type == "Status") or (txn.type == "Set" and txn.field == name):
+            return txn.old_value
+    return current
+
+
+def _queue_name(queue_id: str | None, ticket: RtTicket, context: MappingContext) -> str:
+    if queue_id is None or (ticket.queue is not None and queue_id == ticket.queue.id):
+        return ticket.queue_name
+    return context.queue_names.get(queue_id, queue_id)
+
+
+def _custom_field(name: str, value: str, context: MappingContext) -> dict[str, str]:
+    if name.strip().lower() == CHANNEL_CUSTOM_FIELD:
+        return {"channel": context.channels(value)}
+    return {f"{CUSTOM_FIELD_PREFIX}{name.strip().lower()}": value}
+
+
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
