@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from bench import calendar, daemon, sla
+from bench import calendar, connectors, daemon, sla
 
 # Each entry is a bench module's ``main(argv)``; add new benchmarks here.
 BENCHES: list[tuple[str, Callable[[Sequence[str] | None], int]]] = [
     ("calendar", calendar.main),
     ("sla", sla.main),
     ("daemon", daemon.main),
+    ("connectors", connectors.main),
 ]
 
 

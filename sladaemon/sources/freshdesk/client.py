@@ -113,8 +113,7 @@ def has_next_page(headers: Mapping[str, str]) -> bool:
 
 
 def _is_not_found(exc: SourceError) -> bool:
-    # HelpdeskHttp reports a 404 as a permanent SourceError whose message names the status.
-    return not exc.retryable and "HTTP 404" in str(exc)
+    return exc.status == 404
 
 
 def _shape(data: object) -> str:

@@ -264,8 +264,7 @@ def server_time(headers: Mapping[str, str]) -> datetime | None:
 
 
 def _not_found(exc: SourceError) -> bool:
-    """HelpdeskHttp reports a 404 as a permanent error ending in "HTTP 404"."""
-    return not exc.retryable and str(exc).endswith("HTTP 404")
+    return exc.status == 404
 
 
 def _parse(model: type[Model], data: Any, what: str) -> Model:

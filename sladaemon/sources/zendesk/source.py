@@ -509,7 +509,7 @@ class ZendeskSource:
         try:
             raws = await self.client.ticket_audits(ticket.id)
         except SourceError as exc:
-            if not exc.retryable and "HTTP 404" in str(exc):
+            if exc.status == 404:
                 return None
             raise
         audits = []
