@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +25,7 @@ from sladaemon.config.models import SourceConfig
 from sladaemon.sources.registry import build_source
 from sladaemon.sources.zendesk.client import INCREMENTAL_EXPORTS_PER_MINUTE
 from sladaemon.sources.zendesk.source import ZendeskSource
+from sladaemon.testing.fakes.process import FakeHelpdesk
 
 
 # How each fake expects to be called: the credentials each fake accepts.
@@ -49,41 +47,7 @@ FIRST_CURSOR: dict[str, Any] = {"zendesk": {"start_time": 0}}
 SOURCE_CONFIG: TypeAdapter[Any] = TypeAdapter(SourceConfig)
 
 
-class Fake:
-    def __init__(self, helpdesk: str) -> None:
-        self.helpdesk = helpdesk
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sladaemon.testing.fakes", helpdesk, "--port", "0"],
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"fake {helpdesk} did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def control(self, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}/_fake/{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with self._opener.open(request, timeout=600) as response:
-            return json.loads(response.read() or b"null")
-
-    def requests(self) -> int:
-        return int(self.control("stats")["requests"])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-def _past_export_lag(fake: Fake) -> None:
+def _past_export_lag(fake: FakeHelpdesk) -> None:
     """Zendesk's exports hide the last minute: move the fake's clock past it."""
     if fake.helpdesk == "zendesk":
         fake.control("clock", {"advance": 120})
@@ -101,7 +65,7 @@ async def _sync(source: Any) -> tuple[int, int]:
 
 
 async def bench_helpdesk(helpdesk: str, tickets: int) -> dict[str, Any]:
-    fake = Fake(helpdesk)
+    fake = FakeHelpdesk(helpdesk)
     try:
         loaded = time.perf_counter()
         fake.control("bulk", {"tickets": tickets, "seed": 1})
@@ -117,22 +81,22 @@ async def bench_helpdesk(helpdesk: str, tickets: int) -> dict[str, Any]:
             source.client.export_pacer.limit = 100_000
             fake.control("limits", {"incremental_per_minute": 100_000})
         try:
-            fake.control("stats/reset", {})
+            fake.reset_stats()
             started = time.perf_counter()
             events, polls = await _sync(source)
             sync_s = time.perf_counter() - started
             sync_requests = fake.requests()
             await asyncio.sleep(1.1)  # past whole-second timestamp resolutions
-            fake.control("stats/reset", {})
+            fake.reset_stats()
             await _sync(source)  # what the sync left to confirm (RT: same-second re-reads)
             settle = fake.requests()
-            fake.control("stats/reset", {})
+            fake.reset_stats()
             await _sync(source)
             unchanged = fake.requests()
             fake.control("bulk", {"tickets": 10, "seed": 2, "span": 1})
             await asyncio.sleep(1.1)
             _past_export_lag(fake)
-            fake.control("stats/reset", {})
+            fake.reset_stats()
             changed_events, _ = await _sync(source)
             changed = fake.requests()
         finally:

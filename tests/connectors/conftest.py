@@ -3,69 +3,43 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sladaemon.testing.fakes.process import FakeHelpdesk
 
-class FakeHelpdesk:
-    """A running fake helpdesk process: ``url`` for the connector, ``control`` for the test."""
+__all__ = ["FakeHelpdesk", "daemon_config"]
 
-    def __init__(self, helpdesk: str) -> None:
-        self.helpdesk = helpdesk
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sladaemon.testing.fakes", helpdesk, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode()
-        if not line.startswith("READY"):
-            self.stop()
-            raise RuntimeError(f"fake {helpdesk} did not start: {line!r} {self.stderr()}")
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def control(self, path: str, body: Any = None, method: str | None = None) -> Any:
-        """Call a ``/_fake/...`` endpoint; returns its JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/_fake/{path.lstrip('/')}",
-            data=data,
-            method=method or ("GET" if body is None else "POST"),
-            headers={"Content-Type": "application/json"},
-        )
-        with self._opener.open(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-
-    def faults(self, *faults: dict[str, Any]) -> None:
-        self.control("faults", list(faults))
-
-    def requests(self) -> int:
-        return int(self.control("stats")["requests"])
-
-    def reset_stats(self) -> None:
-        self.control("stats/reset", {})
-
-    def stderr(self) -> str:
-        return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+def daemon_config(
+    tmp_path: Path,
+    sources: Mapping[str, Mapping[str, Any]],
+    *,
+    targets: Mapping[str, str] | None = None,
+    hours: Mapping[str, str] | None = None,
+) -> Path:
+    """A daemon config for following ``sources``: one policy on a UTC calendar (24/7 unless
+    ``hours``), alerts at breach to the console, state in ``tmp_path``, no HTTP endpoint."""
+    config = {
+        "calendars": {"office": {"timezone": "UTC", "hours": hours or {"mon-sun": "00:00-24:00"}}},
+        "receivers": {"console": {"urls": ["console://"]}},
+        "policies": [
+            {
+                "name": "support",
+                "calendar": "office",
+                "targets": targets or {"first_response": "1h", "resolution": "8h"},
+                "escalation": [{"at": "breach", "notify": ["console"]}],
+            }
+        ],
+        "sources": {name: {"poll_interval": "1h", **source} for name, source in sources.items()},
+        "daemon": {"state": str(tmp_path / "state.sqlite"), "http": {"enabled": False}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
 
 
 @pytest.fixture

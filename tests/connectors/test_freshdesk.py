@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from sladaemon.sources.freshdesk.client import basic_auth
 from sladaemon.sources.freshdesk.payloads import parse_timestamp
 from sladaemon.sources.freshdesk.source import FreshdeskSource
 from sladaemon.testing.fakes.freshdesk import DEFAULT_API_KEY
-from tests.connectors.conftest import FakeHelpdesk
+from tests.connectors.conftest import FakeHelpdesk, daemon_config
 
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 NOW = START + timedelta(hours=2)  # the daemon's clock in these tests
@@ -587,32 +586,8 @@ async def test_the_daemon_ingests_freshdesk_tickets(
 ) -> None:
     tid = desk.ticket(0, priority=3, fr_due_by=at(60), due_by=at(480))
     desk.act(tid, "reply", 10)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            calendars:
-              always: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
-            receivers:
-              console: {{urls: ["console://"]}}
-            policies:
-              - name: support
-                calendar: always
-                targets: {{first_response: 1h, resolution: 8h}}
-                escalation: [{{at: breach, notify: [console]}}]
-            sources:
-              desk:
-                type: freshdesk
-                url: {fake.url}
-                token: {DEFAULT_API_KEY}
-                timeout: 2s
-                poll_interval: 1h
-            daemon:
-              state: {tmp_path / "state.sqlite"}
-              http: {{enabled: false}}
-            """
-        )
-    )
+    desk_source = {"type": "freshdesk", "url": fake.url, "token": DEFAULT_API_KEY, "timeout": "2s"}
+    config = daemon_config(tmp_path, {"desk": desk_source})
     app = App(
         load_config(config), clock=FakeClock(START + timedelta(minutes=15)), console=io.StringIO()
     )

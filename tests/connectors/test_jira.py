@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from sladaemon.sources.jira.client import jql_time
 from sladaemon.sources.jira.payloads import parse_jira_time
 from sladaemon.sources.jira.source import JiraSource
 from sladaemon.testing.fakes.jira import EMAIL, TOKEN
-from tests.connectors.conftest import FakeHelpdesk
+from tests.connectors.conftest import FakeHelpdesk, daemon_config
 
 Make = Callable[..., JiraSource]
 
@@ -532,34 +531,10 @@ async def test_the_daemon_loads_jira_requests_into_its_book(
     replied = fake.control("issues", {"priority": "High", "channel": "email"})["key"]
     waiting = fake.control("issues", {"priority": "Low"})["key"]
     fake.control(f"issues/{replied}/comment", {"author": "agent"})
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            calendars:
-              always: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
-            receivers:
-              console: {{urls: ["console://"]}}
-            policies:
-              - name: support
-                calendar: always
-                targets: {{first_response: 4h, resolution: 2h}}
-                escalation: [{{at: breach, notify: [console]}}]
-            sources:
-              desk:
-                type: jira
-                url: {fake.url}
-                email: {EMAIL}
-                token: {TOKEN}
-                jql: project = HELP
-                poll_interval: 1h
-                timeout: 5s
-            daemon:
-              state: {tmp_path / "state.sqlite"}
-              http: {{enabled: false}}
-            """
-        )
-    )
+    desk_source = {"type": "jira", "url": fake.url, "email": EMAIL, "token": TOKEN}
+    desk_source |= {"jql": "project = HELP", "timeout": "5s"}
+    targets = {"first_response": "4h", "resolution": "2h"}
+    config = daemon_config(tmp_path, {"desk": desk_source}, targets=targets)
     clock = FakeClock(now())
     app = App(load_config(config), clock=clock, console=io.StringIO())
     await app.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-import textwrap
 import time
 import urllib.request
 from collections import Counter
@@ -29,7 +28,7 @@ from sladaemon.sources.rt.payloads import RtTicket, RtTransaction, parse_rt_time
 from sladaemon.sources.rt.source import RequestTrackerSource, decode_ranges, encode_ranges
 from sladaemon.statuses import StatusMap
 from sladaemon.testing.fakes.rt import TOKEN
-from tests.connectors.conftest import FakeHelpdesk
+from tests.connectors.conftest import FakeHelpdesk, daemon_config
 
 TICKETS = "/REST/2.0/tickets"
 TRANSACTIONS = "/REST/2.0/transactions"
@@ -645,32 +644,7 @@ async def test_the_daemon_follows_rt_tickets(fake: FakeHelpdesk, tmp_path: Path)
     act(fake, answered, "correspond", by="agent")
     done = new_ticket(fake)
     act(fake, done, "status", status="rejected")
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            calendars:
-              office: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
-            receivers:
-              console: {{urls: ["console://"]}}
-            policies:
-              - name: support
-                calendar: office
-                targets: {{first_response: 1h, resolution: 8h}}
-                escalation:
-                  - {{at: breach, notify: [console]}}
-            sources:
-              desk:
-                type: rt
-                url: "{fake.url}"
-                token: {TOKEN}
-                poll_interval: 1h
-            daemon:
-              state: {tmp_path / "state.sqlite"}
-              http: {{enabled: false}}
-            """
-        )
-    )
+    config = daemon_config(tmp_path, {"desk": {"type": "rt", "url": fake.url, "token": TOKEN}})
     app = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
     await app.start()
     try:

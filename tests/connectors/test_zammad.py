@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import textwrap
 import time
 import urllib.request
 from collections import Counter
@@ -28,7 +27,7 @@ from sladaemon.sources.zammad.mapping import zammad_statuses as default_statuses
 from sladaemon.sources.zammad.payloads import ZammadHistoryEntry, ZammadTicket, parse_timestamp
 from sladaemon.sources.zammad.source import ZammadSource
 from sladaemon.testing.fakes.zammad import DROP, TOKEN
-from tests.connectors.conftest import FakeHelpdesk
+from tests.connectors.conftest import FakeHelpdesk, daemon_config
 
 SEARCH = "/api/v1/tickets/search"
 
@@ -596,27 +595,8 @@ async def test_the_daemon_follows_zammad_tickets_and_resumes_after_a_restart(
     done = new_ticket(fake)
     fake.control("update", {"ticket_id": done, "state": "closed"})
     fake.control("clock", {"advance": 600})
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            calendars:
-              office: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
-            receivers:
-              console: {{urls: ["console://"]}}
-            policies:
-              - name: support
-                calendar: office
-                targets: {{first_response: 1h, resolution: 8h}}
-                escalation:
-                  - {{at: breach, notify: [console]}}
-            sources:
-              zammad: {{type: zammad, url: "{fake.url}", token: {TOKEN}, poll_interval: 1h}}
-            daemon:
-              state: {tmp_path / "state.sqlite"}
-              http: {{enabled: false}}
-            """
-        )
+    config = daemon_config(
+        tmp_path, {"zammad": {"type": "zammad", "url": fake.url, "token": TOKEN}}
     )
     app = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
     await app.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from sladaemon.sources.zendesk import source as zendesk_source
 from sladaemon.sources.zendesk.payloads import parse_timestamp
 from sladaemon.sources.zendesk.source import ZendeskSource
 from sladaemon.testing.fakes.zendesk import AGENT_EMAIL, API_TOKEN
-from tests.connectors.conftest import FakeHelpdesk
+from tests.connectors.conftest import FakeHelpdesk, daemon_config
 
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
@@ -613,36 +612,11 @@ async def test_a_large_initial_sync_arrives_in_pieces(
 # ---------------------------------------------------------------------------- the daemon
 
 
-def daemon_config(tmp_path: Path, fake: FakeHelpdesk) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            calendars:
-              office: {{timezone: UTC, hours: {{mon-fri: "09:00-17:00"}}}}
-            receivers:
-              console: {{urls: ["console://"]}}
-            policies:
-              - name: support
-                calendar: office
-                targets: {{first_response: 1h, resolution: 8h}}
-                escalation:
-                  - {{at: breach, notify: [console]}}
-            sources:
-              zd:
-                type: zendesk
-                url: {fake.url}
-                email: {AGENT_EMAIL}
-                token: {API_TOKEN}
-                poll_interval: 1h
-                timeout: 2s
-            daemon:
-              state: {tmp_path / "state.sqlite"}
-              http: {{enabled: false}}
-            """
-        )
+def zendesk_daemon_config(tmp_path: Path, fake: FakeHelpdesk) -> Path:
+    source = {"type": "zendesk", "url": fake.url, "email": AGENT_EMAIL, "token": API_TOKEN}
+    return daemon_config(
+        tmp_path, {"zd": source | {"timeout": "2s"}}, hours={"mon-fri": "09:00-17:00"}
     )
-    return path
 
 
 async def test_the_daemon_polls_zendesk_into_its_book(
@@ -652,7 +626,7 @@ async def test_the_daemon_polls_zendesk_into_its_book(
     second = desk.ticket(1)
     desk.act(first, "reply", 2, author="agent")
     app = App(
-        load_config(daemon_config(tmp_path, fake)),
+        load_config(zendesk_daemon_config(tmp_path, fake)),
         clock=FakeClock(desk.clock(4)),
         console=io.StringIO(),
     )
