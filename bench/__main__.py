@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from bench import calendar, connectors, daemon, sla
+from bench import calendar, connectors, daemon, kpi, predict, sla
 
 # Each entry is a bench module's ``main(argv)``; add new benchmarks here.
 BENCHES: list[tuple[str, Callable[[Sequence[str] | None], int]]] = [
     ("calendar", calendar.main),
     ("sla", sla.main),
+    ("predict", predict.main),
     ("daemon", daemon.main),
+    ("kpi", kpi.main),
     ("connectors", connectors.main),
 ]
 

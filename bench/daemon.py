@@ -8,9 +8,13 @@ Workload
 
 Measured
     * start-up: from process start until the first evaluation is done (``daemon_started``);
+      then the KPI facts of every ticket, written in small steps after it
+      (``kpi_facts_written``);
     * resident memory (VmRSS) once the tickets are loaded — goal <= 400 MB;
     * idle CPU between events: CPU time used over a quiet minute (polling the file every
       second, housekeeping every second), as a share of one core — goal <= 2 %;
+    * /metrics: the time of a scrape that recomputes the SLA-state gauges and the KPIs, and
+      the CPU share over a minute with a Prometheus-like scrape every 15 s;
     * alert lateness: 200 more tickets arrive live with a 10 s first-response target (50 % and
       breach levels, 400 alerts) while the 100,000 stay open; lateness is the time from each
       level's instant to its arrival at a real webhook receiver on 127.0.0.1.
@@ -25,10 +29,12 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,7 +65,7 @@ sources:
 daemon:
   state: {state}
   log_level: info
-  http: {{enabled: false}}
+  http: {{listen: "127.0.0.1:{http_port}"}}
 """
 
 
@@ -123,6 +129,20 @@ def _start_receiver(out: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, int(line.split()[1])
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _scrape(port: int) -> tuple[float, bytes]:
+    started = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
+        body: bytes = response.read()
+    return time.monotonic() - started, body
+
+
 def _wait_log(path: Path, event: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,7 +162,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         rows = write_fleet(events, n, now)
         receiver, port = _start_receiver(received)
         config = folder / "config.yaml"
-        config.write_text(CONFIG.format(port=port, events=events, state=folder / "s.sqlite"))
+        http_port = _free_port()
+        config.write_text(
+            CONFIG.format(port=port, events=events, state=folder / "s.sqlite", http_port=http_port)
+        )
         log = folder / "daemon.log"
         with log.open("wb") as log_stream:
             started = time.monotonic()
@@ -154,11 +177,28 @@ def run(quick: bool = False) -> dict[str, Any]:
             try:
                 _wait_log(log, "daemon_started", timeout=600)
                 startup_s = time.monotonic() - started
+                _wait_log(log, "kpi_facts_written", timeout=600)  # written after the start
+                kpi_facts_s = next(
+                    float(json.loads(line)["seconds"])
+                    for line in log.read_text(errors="replace").splitlines()
+                    if '"event": "kpi_facts_written"' in line
+                )
                 time.sleep(5)  # let the follow-up polls settle
                 rss_mb = _rss_mb(daemon.pid)
                 cpu_before = _cpu_seconds(daemon.pid)
                 time.sleep(idle_window)
                 idle_cpu = (_cpu_seconds(daemon.pid) - cpu_before) / idle_window
+                scrape_s, body = _scrape(http_port)
+                if b"sladaemon_kpi_backlog_tickets" not in body:
+                    raise RuntimeError("the KPI metrics are missing from /metrics")
+                cpu_before = _cpu_seconds(daemon.pid)
+                scrape_started = time.monotonic()
+                for _ in range(int(idle_window // 15)):
+                    time.sleep(15)
+                    _scrape(http_port)
+                scraped_cpu = (_cpu_seconds(daemon.pid) - cpu_before) / (
+                    time.monotonic() - scrape_started
+                )
                 live = 200
                 with events.open("a") as f:
                     for i in range(live):
@@ -194,10 +234,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         "tickets": n,
         "events": rows,
         "startup_s": startup_s,
+        "kpi_facts_s": kpi_facts_s,
         "rss_mb": rss_mb,
         "rss_after_alerts_mb": rss_after_mb,
         "idle_cpu_share": idle_cpu,
         "idle_window_s": idle_window,
+        "scrape_s": scrape_s,
+        "scraped_cpu_share": scraped_cpu,
         "alerts_expected": 2 * live,
         "alerts_received": len(messages),
         "lateness_p50_s": pct(0.5),
@@ -216,10 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"daemon with {f['tickets']:,} open tickets ({f['events']:,} events):\n"
         f"  start-up (load + first evaluation)  {f['startup_s']:.1f} s\n"
+        f"  KPI facts of every ticket, after it {f['kpi_facts_s']:.1f} s\n"
         f"  resident memory                     {f['rss_mb']:.0f} MB (goal <= 400 MB); "
         f"{f['rss_after_alerts_mb']:.0f} MB after the live alerts\n"
         f"  idle CPU over {f['idle_window_s']:.0f} s                 "
         f"{100 * f['idle_cpu_share']:.2f} % of one core (goal <= 2 %)\n"
+        f"  /metrics scrape (recomputing)       {f['scrape_s']:.2f} s; "
+        f"{100 * f['scraped_cpu_share']:.2f} % of one core with a scrape every 15 s\n"
         f"  alert lateness at the receiver      {f['alerts_received']}/{f['alerts_expected']} "
         f"alerts: p50 {f['lateness_p50_s'] * 1000:.0f} ms, p90 {f['lateness_p90_s'] * 1000:.0f} "
         f"ms, p99 {f['lateness_p99_s'] * 1000:.0f} ms, max {f['lateness_max_s'] * 1000:.0f} ms"

@@ -1,5 +1,5 @@
-"""Command line: ``sladaemon run | once | notify-test | check | explain | backtest | import |
-simulate``.
+"""Command line: ``sladaemon run | once | notify-test | check | explain | backtest | report |
+import | simulate``.
 
 Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments).
 """
@@ -13,15 +13,19 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sladaemon.config import Config, load_config
 from sladaemon.errors import ConfigError, EventLogError
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
-from sladaemon.model import TicketEvent
+from sladaemon.model import SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.explain import explain_json, explain_text, iso
+
+if TYPE_CHECKING:
+    from sladaemon.report.kpi import KpiReport
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -95,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="stop the replay at this ISO 8601 instant")
     p.add_argument("--source", help="csv source whose status mapping applies")
     p.add_argument("--strict", action="store_true", help="reject the file if any row is bad")
+    p.add_argument("--json", type=Path, help="write the summary (compliance, prediction) here")
+    p.add_argument("--no-predict", action="store_true", help="skip breach prediction")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("report", help="support KPIs over a period: table, JSON or HTML")
@@ -227,7 +233,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(
         f"{args.config}: ok — {len(cfg.calendars)} calendars, {len(cfg.policies)} policies, "
-        f"{len(cfg.receivers)} receivers, {len(cfg.sources)} sources"
+        f"{len(cfg.receivers)} receivers, {len(cfg.sources)} sources, {len(cfg.reports)} reports"
     )
     return EXIT_OK
 
@@ -308,11 +314,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     log = _read_log(cfg, args, strict=args.strict)
     until = _instant(args.until, "--until")
-    result = backtest(log.tickets, cfg.policies, until, _progress_bar(sys.stderr))
+    predicted = None
+    if cfg.predict.enabled and not args.no_predict:
+        from sladaemon.predict.backtest import predictive_backtest
+
+        predicted = predictive_backtest(log.tickets, cfg.policies, cfg.predict, until)
+        result = predicted.result
+        events = sorted(
+            [*result.events, *predicted.predictions],
+            key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle),
+        )
+    else:
+        result = backtest(log.tickets, cfg.policies, until, _progress_bar(sys.stderr))
+        events = result.events
     if args.out:
+        from sladaemon.predict.backtest import prediction_record
+
         with args.out.open("w", encoding="utf-8") as out:
-            for e in result.events:
-                record = {
+            for e in events:
+                record: dict[str, object] = {
                     "ticket_id": e.ticket_id,
                     "policy": e.policy,
                     "metric": e.metric.value,
@@ -321,10 +341,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     "at": iso(e.at),
                     "deadline": iso(e.deadline),
                 }
+                if e.kind is SlaEventKind.PREDICTED_BREACH:
+                    record.update(prediction_record(e))
                 out.write(json.dumps(record) + "\n")
     elapsed = time.perf_counter() - started
     counts: dict[str, int] = {}
-    for e in result.events:
+    for e in events:
         counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no SLA events"
     print(
@@ -335,6 +357,39 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"{result.unmatched_tickets} tickets matched no policy")
     print()
     print(format_compliance(result.compliance))
+    if predicted is not None:
+        from sladaemon.predict.quality import format_quality
+
+        print()
+        print(
+            "prediction quality (a metric = ticket × metric × cycle; lead = deadline − warning, "
+            "wall clock; the 75 % baseline is that level's instant on the same replay):"
+        )
+        print(format_quality(predicted.quality))
+    if args.json:
+        summary_json = {
+            "tickets": result.tickets,
+            "ticket_events": result.ticket_events,
+            "until": iso(result.until),
+            "seconds": round(elapsed, 3),
+            "sla_events": counts,
+            "compliance": [
+                {
+                    "policy": r.policy,
+                    "metric": r.metric.value,
+                    "tickets": r.tickets,
+                    "met": r.met,
+                    "breached": r.breached,
+                    "running": r.running,
+                    "compliance": r.compliance,
+                    "median_business_s": r.median_business_s,
+                    "p90_business_s": r.p90_business_s,
+                }
+                for r in result.compliance
+            ],
+            "prediction": predicted.quality.as_json() if predicted is not None else None,
+        }
+        args.json.write_text(json.dumps(summary_json, indent=2) + "\n", encoding="utf-8")
     return EXIT_OK
 
 
@@ -350,15 +405,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         period = parse_period(args.period)
     except ValueError as exc:
         raise UsageError(f"--period: {exc}") from None
+    zone = args.timezone or cfg.report_timezone(None)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--timezone: unknown time zone {zone!r} (use an IANA name)") from None
+    until = _instant(args.until, "--until")
     if args.events is not None:
         tickets: dict[str, list[TicketEvent]] = dict(_read_log(cfg, args).tickets)
         end = max((evs[-1].at for evs in tickets.values()), default=datetime.now(UTC))
-        end += timedelta(microseconds=1)
+        end = until or end + timedelta(microseconds=1)
+        report = compute_kpis(tickets, cfg.policies, end - period, end, zone)
     else:
-        tickets, end = _state_tickets(cfg, args.source), datetime.now(UTC)
-    end = _instant(args.until, "--until") or end
-    zone = args.timezone or next((c.spec.timezone for c in cfg.calendars.values()), "UTC")
-    report = compute_kpis(tickets, cfg.policies, end - period, end, zone)
+        report = _state_report(cfg, args.source, until or datetime.now(UTC), period, zone)
     if args.format == "json":
         text = json_module.dumps(as_json(report), indent=2)
     elif args.format == "html":
@@ -373,23 +432,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _state_tickets(cfg: Config, source: str | None) -> dict[str, list[TicketEvent]]:
-    from sladaemon.store.sqlite import StateStore
+def _state_report(
+    cfg: Config, source: str | None, end: datetime, period: timedelta, zone: str
+) -> KpiReport:
+    """The KPIs from the daemon's ledger (closed tickets included: their facts outlive their
+    events)."""
+    from sladaemon.report.ledger import KpiLedger
 
-    names = [source] if source else list(cfg.sources)
+    if source is not None and source not in cfg.sources:
+        known = ", ".join(sorted(cfg.sources)) or "none"
+        raise UsageError(f"no source {source!r} in {cfg.path} ({known})")
     if not cfg.daemon.state.exists():
         raise UsageError(f"no daemon state at {cfg.daemon.state}; give --events")
-    store = StateStore(cfg.daemon.state)
+    ledger = KpiLedger(cfg.daemon.state)
     try:
-        tickets: dict[str, list[TicketEvent]] = {}
-        for name in names:
-            for ticket_id, events in store.load_events(name).items():
-                tickets[f"{name}/{ticket_id}" if len(names) > 1 else ticket_id] = sorted(
-                    events, key=lambda e: e.at
-                )
+        return ledger.report(end - period, end, zone, source)
     finally:
-        store.close()
-    return tickets
+        ledger.close()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from sladaemon.report.kpi import COMPLIANCE_TARGET, ESCALATION_TARGET, REOPEN_TARGET, KpiReport
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -97,6 +99,30 @@ class DaemonMetrics:
             ["source", "metric"],
             registry=r,
         )
+        self.reports_generated = Counter(
+            "sladaemon_reports_generated_total",
+            "Scheduled KPI reports generated and queued for their receivers",
+            ["report"],
+            registry=r,
+        )
+        self.reports_skipped = Counter(
+            "sladaemon_reports_skipped_total",
+            "Scheduled KPI reports not sent: due longer than daemon.catch_up ago (downtime)",
+            ["report"],
+            registry=r,
+        )
+        self.predicted_breaches = Counter(
+            "sladaemon_predicted_breaches_total",
+            "Running SLA metrics predicted to breach (each ticket × metric × cycle once)",
+            ["source", "policy", "metric"],
+            registry=r,
+        )
+        self.queue_alerts = Counter(
+            "sladaemon_queue_alerts_total",
+            "Queue forecast alerts raised (one per queue when its forecast changes materially)",
+            ["source", "queue"],
+            registry=r,
+        )
         self.invalid_targets = Gauge(
             "sladaemon_receiver_invalid_urls",
             "Receiver URLs apprise cannot use",
@@ -136,3 +162,190 @@ class TicketCollector(Collector):
         for labels, n in self._clock_states():
             states.add_metric(list(labels), n)
         yield states
+
+
+class KpiCollector(Collector):
+    """The support KPIs over the rolling window ``daemon.kpi_window``, from the KPI ledger.
+
+    ``kpis`` returns the latest figures (the daemon caches them) or None before the first
+    evaluation. Figures without data (no cycle decided, nothing solved) are left out rather
+    than reported as NaN. Targets are gauges of their own so dashboards can draw them.
+    """
+
+    def __init__(self, kpis: Callable[[], KpiReport | None]) -> None:
+        self._kpis = kpis
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(None))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._kpis()))
+
+    def _families(self, r: KpiReport | None) -> Iterable[Metric]:
+        def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"sladaemon_kpi_{name}", doc, labels=list(labels))
+
+        window = gauge("window_seconds", "Length of the rolling window of the KPI metrics")
+        compliance = gauge(
+            "sla_compliance_ratio",
+            "SLA cycles met / decided in the window (met + breached)",
+            ["policy", "metric", "channel"],
+        )
+        cycles = gauge(
+            "sla_cycles",
+            "SLA cycles decided in the window by outcome (met, breached)",
+            ["policy", "metric", "channel", "outcome"],
+        )
+        compliance_target = gauge("sla_compliance_target_ratio", "SLA compliance target")
+        first_response = gauge(
+            "first_response_seconds",
+            "First response time over first responses given in the window",
+            ["clock", "statistic"],
+        )
+        resolution = gauge(
+            "resolution_seconds",
+            "Resolution time over tickets resolved in the window",
+            ["clock", "statistic"],
+        )
+        new_tickets = gauge("new_tickets", "Tickets created in the window", ["channel"])
+        daily_volume = gauge("daily_volume_tickets", "Tickets created a day, window average")
+        backlog = gauge("backlog_tickets", "Open tickets (not solved or closed)")
+        backlog_limit = gauge(
+            "backlog_limit_tickets", "10 % of the daily volume: a healthy backlog stays below"
+        )
+        today = gauge(
+            "new_tickets_today", "Tickets created since local midnight (KPI time zone)", ["channel"]
+        )
+        baseline = gauge(
+            "new_tickets_today_baseline",
+            "Mean of the same weekday in the four weeks before, up to the same time of day",
+            ["channel"],
+        )
+        spike = gauge(
+            "volume_spike",
+            "1 when today's tickets exceed the baseline by more than 20 %",
+            ["channel"],
+        )
+        solved = gauge("solved_tickets", "Tickets first solved in the window")
+        reopen = gauge("reopen_ratio", "Share of the tickets solved in the window that reopened")
+        reopen_target = gauge("reopen_target_ratio", "Reopen rate target (stay below)")
+        escalation = gauge(
+            "escalation_ratio",
+            "Share of the tickets created in the window that changed queue or reached an "
+            "escalation level",
+        )
+        escalation_target = gauge("escalation_target_ratio", "Escalation rate target (stay below)")
+        first_contact = gauge(
+            "first_contact_resolution_ratio",
+            "Share of the tickets solved in the window with one agent reply and no reopen",
+        )
+        if r is not None:
+            window.add_metric([], (r.end - r.start).total_seconds())
+            compliance_target.add_metric([], COMPLIANCE_TARGET / 100)
+            reopen_target.add_metric([], REOPEN_TARGET / 100)
+            escalation_target.add_metric([], ESCALATION_TARGET / 100)
+            for c in r.compliance:
+                labels = [c.policy, c.metric, c.channel]
+                cycles.add_metric([*labels, "met"], c.met)
+                cycles.add_metric([*labels, "breached"], c.breached)
+                if c.percent is not None:
+                    compliance.add_metric(labels, c.percent / 100)
+            for family, stats_by_clock in (
+                (first_response, (r.first_response_business, r.first_response_calendar)),
+                (resolution, (r.resolution_business, r.resolution_calendar)),
+            ):
+                for clock, stats in zip(("business", "calendar"), stats_by_clock, strict=True):
+                    for statistic, value in (
+                        ("mean", stats.mean_s),
+                        ("median", stats.median_s),
+                        ("p90", stats.p90_s),
+                    ):
+                        if value is not None:
+                            family.add_metric([clock, statistic], value)
+            for channel, n in sorted(r.created_per_channel.items()):
+                new_tickets.add_metric([channel], n)
+            daily_volume.add_metric([], r.daily_volume)
+            backlog.add_metric([], r.backlog)
+            backlog_limit.add_metric([], r.backlog_limit)
+            last_day = max((v.day for v in r.volume), default=None)
+            for v in r.volume:
+                if v.day == last_day:
+                    today.add_metric([v.channel], v.tickets)
+                    spike.add_metric([v.channel], 1 if v.spike else 0)
+                    if v.baseline is not None:
+                        baseline.add_metric([v.channel], v.baseline)
+            solved.add_metric([], r.reopen.denominator)
+            for family, rate in (
+                (reopen, r.reopen),
+                (escalation, r.escalation),
+                (first_contact, r.first_contact_resolution),
+            ):
+                if rate.percent is not None:
+                    family.add_metric([], rate.percent / 100)
+        yield from (
+            window,
+            compliance,
+            cycles,
+            compliance_target,
+            first_response,
+            resolution,
+            new_tickets,
+            daily_volume,
+            backlog,
+            backlog_limit,
+            today,
+            baseline,
+            spike,
+            solved,
+            reopen,
+            reopen_target,
+            escalation,
+            escalation_target,
+            first_contact,
+        )
+
+
+QueueFigures = tuple[str, str, str, float, float, float, float, int, bool]
+
+
+class QueueCollector(Collector):
+    """Per queue and metric: backlog, forecast arrivals and throughput over the horizon, the
+    expected backlog at its end and the waiting tickets forecast to miss their target.
+
+    ``figures`` returns tuples (source, queue, metric, backlog, arrivals per hour, throughput
+    per hour, backlog at the horizon, will miss, known); queues whose forecast is unknown
+    (too little history) report their backlog only.
+    """
+
+    def __init__(self, figures: Callable[[], Iterable[QueueFigures]]) -> None:
+        self._figures = figures
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families([]))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._figures()))
+
+    @staticmethod
+    def _families(figures: Iterable[QueueFigures]) -> Iterable[Metric]:
+        labels = ["source", "queue", "metric"]
+
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"sladaemon_queue_{name}", doc, labels=labels)
+
+        backlog = gauge("backlog", "Open SLA cycles of the queue and metric")
+        arrivals = gauge("arrivals_per_hour", "Forecast arrivals per hour over the horizon")
+        throughput = gauge("throughput_per_hour", "Forecast throughput per hour over the horizon")
+        forecast = gauge("backlog_forecast", "Expected backlog at the end of the horizon")
+        misses = gauge(
+            "forecast_misses", "Waiting tickets forecast to miss their target within the horizon"
+        )
+        for source, queue, metric, n, arriving, served, ahead, miss, known in figures:
+            key = [source, queue, metric]
+            backlog.add_metric(key, n)
+            if known:
+                arrivals.add_metric(key, arriving)
+                throughput.add_metric(key, served)
+                forecast.add_metric(key, ahead)
+                misses.add_metric(key, miss)
+        return [backlog, arrivals, throughput, forecast, misses]

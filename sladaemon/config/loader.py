@@ -30,7 +30,9 @@ from sladaemon.config.models import (
     CalendarConfig,
     DaemonConfig,
     PolicyConfig,
+    PredictConfig,
     ReceiverConfig,
+    ReportConfig,
     SourceConfig,
     parse_level,
     weekly_hours,
@@ -38,6 +40,7 @@ from sladaemon.config.models import (
 from sladaemon.config.yamlfile import Path_, YamlDocument, format_path, load_yaml
 from sladaemon.errors import ConfigError, ConfigIssue
 from sladaemon.model import Metric, StatusCategory
+from sladaemon.predict.settings import PredictSettings
 from sladaemon.sla.policy import (
     FieldMatch,
     LadderLevel,
@@ -72,7 +75,9 @@ class Settings(BaseSettings):
     policies: list[PolicyConfig] = []
     receivers: dict[str, ReceiverConfig] = {}
     sources: dict[str, SourceConfig] = {}
+    reports: list[ReportConfig] = []
     daemon: DaemonConfig = DaemonConfig()
+    predict: PredictConfig = PredictConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -109,6 +114,20 @@ class Config:
     @property
     def daemon(self) -> DaemonConfig:
         return self.settings.daemon
+
+    @property
+    def predict(self) -> PredictSettings:
+        return self.settings.predict.settings()
+
+    @property
+    def reports(self) -> list[ReportConfig]:
+        return self.settings.reports
+
+    def report_timezone(self, calendar: str | None) -> str:
+        """A report's time zone: its calendar's, else the first calendar's, else UTC."""
+        if calendar is not None:
+            return self.calendars[calendar].spec.timezone
+        return next((c.spec.timezone for c in self.calendars.values()), "UTC")
 
     def status_map(self, source: str | None = None) -> StatusMap:
         """The status mapping of a source (or of the only csv source; else the defaults)."""
@@ -294,6 +313,30 @@ def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
         )
     daemon = _mapping(data.get("daemon"))
     check(("daemon", "operator"), daemon.get("operator"), receivers, "receiver")
+    queue_alerts = _mapping(_mapping(data.get("predict")).get("queue_alerts")).get("notify")
+    for k, receiver in enumerate(queue_alerts if isinstance(queue_alerts, list) else []):
+        check(("predict", "queue_alerts", "notify", k), receiver, receivers, "receiver")
+    reports = data.get("reports")
+    report_names: dict[str, int] = {}
+    for i, report_cfg in enumerate(reports if isinstance(reports, list) else []):
+        if not isinstance(report_cfg, dict):
+            continue
+        check(("reports", i, "calendar"), report_cfg.get("calendar"), calendars, "calendar")
+        named = report_cfg.get("receiver")
+        if isinstance(named, list):
+            for k, receiver in enumerate(named):
+                check(("reports", i, "receiver", k), receiver, receivers, "receiver")
+        else:
+            check(("reports", i, "receiver"), named, receivers, "receiver")
+        key = report_cfg.get("name", report_cfg.get("every"))
+        if isinstance(key, str):
+            if key in report_names:
+                report(
+                    ("reports", i, "name" if "name" in report_cfg else "every"),
+                    f"two reports named {key!r} (also reports[{report_names[key]}]); "
+                    "give each a distinct name",
+                )
+            report_names.setdefault(key, i)
     return issues
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,16 @@ from sladaemon.calendar.hours import (
 )
 from sladaemon.config.durations import Duration, Period, format_duration, parse_duration
 from sladaemon.model import Metric, StatusCategory
+from sladaemon.predict.settings import (
+    DEFAULT_EARLY,
+    DEFAULT_EVERY,
+    DEFAULT_HALF_LIFE,
+    DEFAULT_HORIZON,
+    DEFAULT_LEAD,
+    DEFAULT_MIN_HISTORY,
+    DEFAULT_THRESHOLD,
+    PredictSettings,
+)
 
 
 class StrictModel(BaseModel):
@@ -439,6 +450,39 @@ SourceConfig = Annotated[
 ]
 
 
+# ---------------------------------------------------------------------------- reports
+
+
+def _every(value: object) -> str:
+    from sladaemon.report.schedule import Every
+
+    try:
+        Every.parse(value)
+    except ValueError as exc:
+        raise _custom("schedule", str(exc)) from None
+    return str(value)
+
+
+EveryText = Annotated[str, BeforeValidator(_every)]
+
+
+class ReportConfig(StrictModel):
+    """A KPI report sent on a schedule (see report/schedule.py for ``every``)."""
+
+    name: str | None = Field(None, description="identity of the report (default: every)")
+    every: EveryText = Field(description="e.g. 'mon 09:00', 'daily 08:00', 'mon-fri 07:30'")
+    calendar: str | None = Field(None, description="its time zone (default: the first one's)")
+    period: Period = timedelta(days=7)
+    receiver: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(min_length=1)
+    format: Literal["auto", "text", "html"] = Field(
+        "auto", description="auto: the HTML page to email URLs, the text table elsewhere"
+    )
+
+    @property
+    def key(self) -> str:
+        return self.name or self.every
+
+
 # ---------------------------------------------------------------------------- daemon
 
 
@@ -477,3 +521,67 @@ class DaemonConfig(StrictModel):
         timedelta(hours=1),
         description="SLA events found this long overdue (e.g. after downtime) are still sent",
     )
+    kpi_window: Period = Field(
+        timedelta(days=7), description="the rolling window of the KPI metrics on /metrics"
+    )
+
+
+# ---------------------------------------------------------------------------- prediction
+
+
+class QueueAlertsConfig(StrictModel):
+    notify: list[str] = Field([], description="receivers of the per-queue forecast messages")
+
+
+class PredictConfig(StrictModel):
+    """Breach prediction (sladaemon/predict): ``predicted_breach`` events for ``at:
+    predicted`` ladder levels, queue forecasts and queue alerts."""
+
+    enabled: bool = True
+    threshold: float = Field(
+        DEFAULT_THRESHOLD,
+        gt=0,
+        lt=1,
+        description="breach probability that warns at the last moment leaving `lead`",
+    )
+    early: float = Field(
+        DEFAULT_EARLY, gt=0, lt=1, description="breach probability that warns at once"
+    )
+    lead: Duration = Field(DEFAULT_LEAD, description="warn only while the deadline is this far")
+    horizon: Duration = Field(DEFAULT_HORIZON, description="business time the queue forecast sees")
+    half_life: Period = Field(DEFAULT_HALF_LIFE, description="how fast old history fades")
+    min_history: int = Field(
+        DEFAULT_MIN_HISTORY, ge=1, description="finished cycles of a policy × metric needed"
+    )
+    every: Duration = Field(DEFAULT_EVERY, description="how often running metrics are judged")
+    queue_alerts: QueueAlertsConfig = QueueAlertsConfig()
+
+    @field_validator("horizon", "every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise _custom("duration", "must be longer than 0s")
+        return value
+
+    @field_validator("early")
+    @classmethod
+    def _early_above_threshold(cls, value: float, info: ValidationInfo) -> float:
+        threshold = info.data.get("threshold")
+        if isinstance(threshold, float) and value < threshold:
+            raise _custom(
+                "probability", f"early ({value}) must not be below threshold ({threshold})"
+            )
+        return value
+
+    def settings(self) -> PredictSettings:
+        return PredictSettings(
+            enabled=self.enabled,
+            threshold=self.threshold,
+            early=self.early,
+            lead=self.lead,
+            horizon=self.horizon,
+            half_life=self.half_life,
+            min_history=self.min_history,
+            every=self.every,
+            queue_alerts=tuple(self.queue_alerts.notify),
+        )

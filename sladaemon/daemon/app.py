@@ -6,6 +6,9 @@ Tasks (one asyncio loop):
 * the timer — sleeps until the earliest ladder instant of any ticket, independent of polling;
 * the deliverer — sends outbox rows (written before any attempt), retries with backoff;
 * housekeeping — source staleness (alerting the operator receiver), gauges, watchdog pings;
+* reports — scheduled KPI reports, queued in the outbox once per scheduled instant;
+* prediction — judges every running SLA metric each ``predict.every`` and at each last call
+  (the deadline ``predict.lead`` away), raises predicted breaches and queue alerts;
 * the HTTP endpoints /healthz and /metrics.
 """
 
@@ -14,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,26 +33,54 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sladaemon.calendar import from_us, to_us
 from sladaemon.clock import Clock, ScaledClock, SystemClock
 from sladaemon.config import Config
-from sladaemon.config.models import CsvSourceConfig, SimulatorSourceConfig, SourceConfig
+from sladaemon.config.models import (
+    CsvSourceConfig,
+    ReportConfig,
+    SimulatorSourceConfig,
+    SourceConfig,
+)
 from sladaemon.daemon.systemd import SystemdNotifier
-from sladaemon.escalate.book import Fired, TicketBook
+from sladaemon.escalate.book import Fired, TicketBook, TicketKey
 from sladaemon.escalate.retry import retry_delay
 from sladaemon.logs import get_logger
-from sladaemon.metrics import DaemonMetrics, TicketCollector
+from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, TicketCollector
 from sladaemon.model import NATIVE_DUE_PREFIX, SlaEventKind, native_due_field
 from sladaemon.notify.apprise_notifier import AppriseNotifier
-from sladaemon.notify.message import Notification, operator_payload, render, sla_payload
+from sladaemon.notify.message import Notification, iso, operator_payload, render, sla_payload
+from sladaemon.predict.engine import BreachPredictor, Prediction, QueueAlert
+from sladaemon.report.kpi import KpiReport, ticket_facts
+from sladaemon.report.ledger import KpiLedger
+from sladaemon.report.render import as_html, as_table
+from sladaemon.report.schedule import Every
 from sladaemon.sla.batch import OpenClocks, evaluate_open
+from sladaemon.sla.engine import TicketReplay
 from sladaemon.sources.base import PollResult, Source, SourceError
 from sladaemon.sources.csv.source import CsvSource
 from sladaemon.sources.registry import build_source
 from sladaemon.store.sqlite import OutboxItem, OutboxRow, StateStore
 
-ALERTING = (SlaEventKind.WARNING, SlaEventKind.BREACH, SlaEventKind.ESCALATION)
+ALERTING = (
+    SlaEventKind.WARNING,
+    SlaEventKind.BREACH,
+    SlaEventKind.ESCALATION,
+    SlaEventKind.PREDICTED_BREACH,
+)
+LAST_CALL_MARGIN_S = 5.0  # clock seconds a last call is judged before its instant
 MAX_IN_FLIGHT = 32
 PER_RECEIVER = 4  # in flight per receiver: a slow or hanging one cannot starve the others
 STOP_GRACE = 5.0  # seconds in-flight deliveries get to finish on shutdown
 SCRAPE_CACHE = 30.0  # seconds the SLA-state gauges are reused between scrapes
+KPI_CACHE = 300.0  # clock seconds the KPI gauges are reused (a window of days moves slowly)
+MAX_MISSED_REPORTS = 1000  # missed instants counted after downtime, per report
+FACTS_CHUNK = 2000  # tickets whose KPI facts are written in one step (~60 ms)
+RETRY_AFTER_ERROR = 60.0  # seconds before KPI work tries the state file again
+# Ledger facts change when a cycle's outcome is decided or an escalation level is reached.
+_KPI_EVENTS = (
+    SlaEventKind.BREACH,
+    SlaEventKind.ESCALATION,
+    SlaEventKind.MET,
+    SlaEventKind.MET_LATE,
+)
 
 
 @dataclass
@@ -94,6 +128,7 @@ class App:
         self.systemd = systemd or SystemdNotifier({})
         self.serve_http = serve_http and config.daemon.http.enabled
         self.book = TicketBook(config.policies)
+        self.ledger = KpiLedger(config.daemon.state)
         self.sources: dict[str, Source] = {}
         self.health: dict[str, SourceHealth] = {}
         self._pollers: dict[str, asyncio.Task[None]] = {}
@@ -110,8 +145,19 @@ class App:
         self._mismatches: dict[tuple[str, str, str], str] = {}
         self._http: web.AppRunner | None = None
         self._scrape: tuple[float, list[Any], list[Any]] | None = None
+        self._kpis: KpiReport | None = None
+        self._wake_reports = asyncio.Event()
+        # Tickets whose KPI facts are to be rewritten, and the first escalation of those whose
+        # ladder reached one (the replay knows that it did, not when).
+        self._changed: dict[TicketKey, TicketReplay] = {}
+        self._escalated: dict[TicketKey, datetime] = {}
+        self._wake_kpis = asyncio.Event()
         self._rng = random.Random()
         self.metrics.add_collector(TicketCollector(self._open_ticket_counts, self._clock_counts))
+        self.metrics.add_collector(KpiCollector(self._kpi_figures))
+        self.predictor = BreachPredictor(config.policies, config.predict)
+        self._wake_predict = asyncio.Event()
+        self.metrics.add_collector(QueueCollector(lambda: self.predictor.queue_figures()))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -128,10 +174,14 @@ class App:
         for name in self.sources:
             await self._poll_all(name)
         self._fire_due()
+        self._predict(self.clock.now())
         self._tasks = [
             asyncio.create_task(self._timer_loop(), name="timer"),
             asyncio.create_task(self._delivery_loop(), name="delivery"),
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+            asyncio.create_task(self._report_loop(), name="reports"),
+            asyncio.create_task(self._kpi_loop(), name="kpis"),
+            asyncio.create_task(self._predict_loop(), name="predict"),
         ]
         for name in self.sources:
             self._pollers[name] = asyncio.create_task(self._poll_loop(name), name=f"poll:{name}")
@@ -171,6 +221,8 @@ class App:
             await source.close()
         self.notifier.close(wait=False)
         self.store.close()
+        self._write_facts()
+        self.ledger.close()
         self.log.info("daemon_stopped")
 
     async def once(self) -> dict[str, int]:
@@ -181,6 +233,9 @@ class App:
         for name in self.sources:
             await self._poll_all(name)
         self._fire_due()
+        self._predict(self.clock.now())
+        self._run_reports()
+        self._write_facts()
         sent = failed = 0
         while rows := self.store.claim_due(limit=MAX_IN_FLIGHT):
             results = await asyncio.gather(*(self._deliver(row, final=True) for row in rows))
@@ -191,6 +246,7 @@ class App:
             await source.close()
         self.notifier.close(wait=False)
         self.store.close()
+        self.ledger.close()
         return counts
 
     async def reload(self, config_path: str | None = None) -> bool:
@@ -219,8 +275,16 @@ class App:
                     self._pollers[name] = asyncio.create_task(
                         self._poll_loop(name), name=f"poll:{name}"
                     )
-        self._route(self.book.replace_policies(new.policies))
+        fired = self.book.replace_policies(new.policies)
+        self._route(fired)
+        if not self.predictor.reconfigure(new.predict):  # history weighed anew: start over
+            self.predictor = BreachPredictor(new.policies, new.predict)
+        self._observe(dict(self.book.replays), [])
+        self._wake_predict.set()
+        self._facts_changed(dict(self.book.replays), fired)
+        self._kpis = None
         self._wake_timer.set()
+        self._wake_reports.set()
         self.metrics.reloads.labels("ok").inc()
         self.log.info("config_reloaded", policies=len(new.policies), sources=list(self.sources))
         self.systemd.ready(self._status())
@@ -230,11 +294,15 @@ class App:
         source = build_source(name, cfg, self.store.cursor(name), self.clock.now())
         if not source.persistent:
             self.store.forget_source(name)
+            self.ledger.forget_source(name)
         else:
             previous = self.store.load_events(name)
             if previous:
                 events = [e for evs in previous.values() for e in evs]
-                self._after_ingest(name, self.book.ingest(name, events).fired)
+                ingested = self.book.ingest(name, events)
+                self._after_ingest(name, ingested.fired)
+                self._facts_changed(ingested.touched, ingested.fired)
+                self._observe(ingested.touched, ingested.closed)
         self.sources[name] = source
         self.health[name] = SourceHealth(cfg.stale_after.total_seconds(), time.time())
 
@@ -248,6 +316,7 @@ class App:
             await source.close()
         self.health.pop(name, None)
         self.book.forget_source(name)
+        self.predictor.forget_source(name)
 
     # ------------------------------------------------------------------ polling
 
@@ -329,6 +398,10 @@ class App:
         if ingested.closed and source.persistent:
             self.store.forget_tickets(name, [ticket for _, ticket in ingested.closed])
         self._after_ingest(name, ingested.fired)
+        self._facts_changed(ingested.touched, ingested.fired)
+        if ingested.closed:  # their events are gone from the state file: keep the facts now
+            self._write_facts(ingested.closed)
+        self._observe(ingested.touched, ingested.closed)
         touched = {e.ticket_id for e in result.events if _has_native_due(e.fields)}
         if touched:
             self._cross_check(name, touched)
@@ -394,6 +467,7 @@ class App:
                 late = (now - f.event.at).total_seconds() / self.clock.speed
                 self.metrics.lateness.observe(max(0.0, late))
         self._route(fired)
+        self._facts_changed({}, fired)
 
     # ------------------------------------------------------------------ routing
 
@@ -406,6 +480,8 @@ class App:
             self.metrics.sla_events.labels(f.source, e.policy, e.metric.value, e.kind.value).inc()
             if e.kind is SlaEventKind.BREACH:
                 self.metrics.breaches.labels(f.source, e.policy, e.metric.value).inc()
+            elif e.kind is SlaEventKind.PREDICTED_BREACH:
+                self.metrics.predicted_breaches.labels(f.source, e.policy, e.metric.value).inc()
             if e.kind in ALERTING or e.kind is SlaEventKind.MET_LATE:
                 if e.at < horizon:
                     self.metrics.sla_events_skipped.labels(f.source).inc()
@@ -515,7 +591,7 @@ class App:
         if outcome.delivered:
             self.store.delivered(row.id)
             self.metrics.escalations_sent.labels(row.receiver, row.kind).inc()
-            if row.kind != "operator":
+            if row.kind not in ("operator", "report"):
                 due = datetime.fromisoformat(row.due_at)
                 late = (self.clock.now() - due).total_seconds() / self.clock.speed
                 self.metrics.delivery_latency.labels(row.receiver).observe(max(0.0, late))
@@ -584,6 +660,7 @@ class App:
             if now - last_sweep >= 3600:
                 last_sweep = now
                 self._evict_idle()
+                self._prune_ledger()
             for name, health in self.health.items():
                 fresh = health.fresh(now)
                 self.metrics.source_up.labels(name).set(1 if fresh else 0)
@@ -622,13 +699,269 @@ class App:
         for source, tickets in by_source.items():
             if source in self.sources and self.sources[source].persistent:
                 self.store.forget_tickets(source, tickets)
+        for key in evicted:
+            self.predictor.forget(key)
         if evicted:
             self.log.info("idle_tickets_evicted", count=len(evicted))
+
+    # ------------------------------------------------------------------ prediction
+
+    def _observe(self, touched: dict[TicketKey, TicketReplay], closed: list[TicketKey]) -> None:
+        """Tell the predictor what changed; judge the new cycles at once."""
+        now_us = to_us(self.clock.now())
+        for key, replay in touched.items():
+            self.predictor.observe(key, replay, now_us)
+        for key in closed:
+            self.predictor.forget(key)
+        if touched:
+            self._route_predictions(self.predictor.judge_fresh(self._margin_us()))
+            self._wake_predict.set()  # a new deadline may come before the next tick
+
+    def _margin_us(self) -> int:
+        return int(LAST_CALL_MARGIN_S * 1_000_000)
+
+    async def _predict_loop(self) -> None:
+        """A tick each ``predict.every``, and a last call a little before each instant a
+        running metric's deadline is ``predict.lead`` away."""
+        last_tick = self.clock.now()  # start() ran the first tick
+        margin = timedelta(seconds=LAST_CALL_MARGIN_S)
+        while True:
+            until = last_tick + self.config.predict.every
+            call = self.predictor.next_call_us
+            if call is not None:
+                until = min(until, from_us(call) - margin)
+            await self.clock.wait(self._wake_predict, until)
+            self._wake_predict.clear()
+            now = self.clock.now()
+            call = self.predictor.next_call_us
+            if call is not None and call <= to_us(now + margin):
+                self._route_predictions(
+                    self.predictor.last_calls(to_us(now), 2 * self._margin_us())
+                )
+            if now - last_tick >= self.config.predict.every:
+                self._predict(now)
+                last_tick = now
+
+    def _predict(self, now: datetime) -> None:
+        """One tick of the predictor: route its predictions and queue alerts."""
+        started = time.monotonic()
+        result = self.predictor.tick(to_us(now), queues=True, window_us=self._margin_us())
+        self._route_predictions(result.predictions)
+        self._route_queue_alerts(result.alerts)
+        self.log.debug(
+            "prediction_tick",
+            rows=len(self.predictor),
+            predictions=len(result.predictions),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _route_predictions(self, predictions: list[Prediction]) -> None:
+        fired = []
+        for p in predictions:
+            replay = self.book.replays.get(p.key)
+            if replay is None:
+                continue
+            event = replay.predict_breach(p.metric, p.cycle, p.at_us, p.deadline_us, p.details())
+            if event is not None:
+                fired.append(Fired(p.key[0], event))
+                if replay.timeline and replay.timeline[-1] is event:
+                    replay.timeline.pop()  # routed here, not again by the next ingest
+        self._route(fired)
+
+    def _route_queue_alerts(self, alerts: list[QueueAlert]) -> None:
+        receivers = self.config.predict.queue_alerts
+        items: list[OutboxItem] = []
+        for alert in alerts:
+            self.metrics.queue_alerts.labels(alert.source, alert.queue).inc()
+            at = from_us(alert.at_us)
+            self.log.info(
+                "queue_alert",
+                source=alert.source,
+                queue=alert.queue,
+                will_miss=alert.will_miss,
+                summary=alert.summary,
+            )
+            payload = {
+                "id": alert.key,
+                "kind": "queue",
+                "summary": alert.summary,
+                "at": iso(at),
+                "source": alert.source,
+                "queue": alert.queue,
+                "will_miss": alert.will_miss,
+            }
+            for receiver in receivers:
+                for target in range(self.notifier.targets(receiver)):
+                    items.append(OutboxItem(alert.key, receiver, "queue", payload, at, target))
+        if items and self.store.enqueue(items):
+            self._wake_delivery.set()
 
     def _status(self) -> str:
         stale = [n for n, h in self.health.items() if h.stale]
         text = f"{len(self.book)} open tickets from {len(self.sources)} sources"
         return text + (f"; stale: {', '.join(stale)}" if stale else "")
+
+    # ------------------------------------------------------------------ KPIs and reports
+
+    def _facts_changed(self, touched: dict[TicketKey, TicketReplay], fired: list[Fired]) -> None:
+        """Note the tickets whose KPI facts changed: new events (closed tickets included), a
+        cycle decided, an escalation level reached. The KPI task writes them soon after."""
+        self._changed.update(touched)
+        for f in fired:
+            e = f.event
+            if e.kind not in _KPI_EVENTS:
+                continue
+            key = (f.source, e.ticket_id)
+            if key not in self._changed:
+                replay = self.book.replays.get(key)
+                if replay is None:
+                    continue
+                self._changed[key] = replay
+            if e.kind is SlaEventKind.ESCALATION:
+                first = self._escalated.get(key)
+                if first is None or e.at < first:
+                    self._escalated[key] = e.at
+        if self._changed:
+            self._wake_kpis.set()
+
+    def _write_facts(self, keys: Iterable[TicketKey] | None = None, limit: int = 0) -> int:
+        """Write the facts of changed tickets to the ledger: those of ``keys``, or the oldest
+        changes (at most ``limit``, 0: all). Returns how many tickets were written."""
+        if keys is None:
+            keys = list(self._changed) if limit <= 0 else list(islice(self._changed, limit))
+        by_source: dict[str, list[Any]] = {}
+        written = 0
+        for key in keys:
+            replay = self._changed.pop(key, None)
+            escalated = self._escalated.pop(key, None)
+            if replay is None or not replay.events:
+                continue
+            facts = by_source.setdefault(key[0], [])
+            facts.append(ticket_facts(replay, escalated))
+            written += 1
+            if len(facts) >= FACTS_CHUNK:  # bounded memory when many tickets change at once
+                self.ledger.record(key[0], facts)
+                facts.clear()
+        for source, facts in by_source.items():
+            self.ledger.record(source, facts)
+        return written
+
+    async def _kpi_loop(self) -> None:
+        """Write changed facts in small steps, so 100k tickets loading at once never hold up
+        the timers."""
+        while True:
+            await self._wake_kpis.wait()
+            self._wake_kpis.clear()
+            started, written = time.monotonic(), 0
+            try:
+                while self._changed:
+                    written += self._write_facts(limit=FACTS_CHUNK)
+                    await asyncio.sleep(0)
+                self._changed, self._escalated = {}, {}  # an emptied dict keeps its size
+            except (sqlite3.Error, OSError) as exc:  # the state file: try again shortly
+                self.log.error("kpi_facts_failed", error=str(exc), waiting=len(self._changed))
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+                self._wake_kpis.set()
+                continue
+            if written >= FACTS_CHUNK:
+                seconds = round(time.monotonic() - started, 2)
+                self.log.info("kpi_facts_written", tickets=written, seconds=seconds)
+
+    def _prune_ledger(self) -> None:
+        reach = max([self.config.daemon.kpi_window, *(r.period for r in self.config.reports)])
+        forgotten = self.ledger.prune(self.clock.now(), reach)
+        if forgotten:
+            self.log.info("kpi_facts_pruned", tickets=forgotten)
+
+    def _kpi_figures(self) -> KpiReport | None:
+        """The KPIs of the rolling window ending now, recomputed at most every KPI_CACHE
+        seconds of the daemon's clock."""
+        now = self.clock.now()
+        age = (now - self._kpis.end).total_seconds() if self._kpis is not None else None
+        if age is None or not 0 <= age < KPI_CACHE:
+            zone = self.config.report_timezone(None)
+            try:
+                self._kpis = self.ledger.report(now - self.config.daemon.kpi_window, now, zone)
+            except sqlite3.Error as exc:  # keep serving the last figures; say why
+                self.log.error("kpi_count_failed", error=str(exc))
+        return self._kpis
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                nxt = self._run_reports()
+            except (sqlite3.Error, OSError) as exc:  # the state file: try again shortly
+                self.log.error("report_failed", error=str(exc))
+                nxt = self.clock.now() + timedelta(seconds=RETRY_AFTER_ERROR)
+            await self.clock.wait(self._wake_reports, nxt)
+            self._wake_reports.clear()
+
+    def _run_reports(self) -> datetime | None:
+        """Queue the reports that are due; return the next due instant of any report.
+
+        Each scheduled instant is handled once (the ledger remembers the last one): queued if
+        it is at most ``daemon.catch_up`` old, otherwise counted and logged as skipped — after
+        downtime only the latest missed instant can still be sent.
+        """
+        now = self.clock.now()
+        catch_up = self.config.daemon.catch_up
+        nxt: datetime | None = None
+        if self.config.reports and self._changed:
+            self._write_facts()  # a report counts every change so far
+        for cfg in self.config.reports:
+            zone = ZoneInfo(self.config.report_timezone(cfg.calendar))
+            every = Every.parse(cfg.every)
+            last_us = self.ledger.last_due(cfg.key)
+            if last_us is None:  # a new report: only an instant within catch_up is owed
+                due_now = [every.latest(now, zone)]
+                missed = [] if now - due_now[0] <= catch_up else due_now
+            else:
+                due_now, t = [], from_us(last_us)
+                while len(due_now) < MAX_MISSED_REPORTS and (t := every.following(t, zone)) <= now:
+                    due_now.append(t)
+                missed = [t for t in due_now if now - t > catch_up or t != due_now[-1]]
+            for at in missed:
+                if last_us is not None:
+                    self.metrics.reports_skipped.labels(cfg.key).inc()
+                    self.log.warning("report_skipped", report=cfg.key, due=iso(at))
+            if due_now and due_now[-1] not in missed:
+                self._queue_report(cfg, due_now[-1], zone)
+            if due_now:
+                self.ledger.set_last_due(cfg.key, to_us(due_now[-1]))
+            following = every.following(now, zone)
+            nxt = following if nxt is None else min(nxt, following)
+        return nxt
+
+    def _queue_report(self, cfg: ReportConfig, due: datetime, zone: ZoneInfo) -> None:
+        # The period starts at the same wall-clock time: "mon 09:00" covers Monday 09:00 to
+        # Monday 09:00 even across a DST change.
+        wall = due.astimezone(zone).replace(tzinfo=None) - cfg.period
+        start = wall.replace(tzinfo=zone).astimezone(UTC)
+        report = self.ledger.report(start, due, zone.key)
+        key = f"report/{cfg.key}/{iso(due)}"
+        title = f"Support KPIs {cfg.key}: {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}"
+        bodies: dict[str, str] = {}
+        items: list[OutboxItem] = []
+        for receiver in cfg.receiver:
+            for target in range(self.notifier.targets(receiver)):
+                fmt = cfg.format
+                if fmt == "auto":
+                    fmt = "html" if self.notifier.prefers_html(receiver, target) else "text"
+                if fmt not in bodies:
+                    bodies[fmt] = as_html(report) if fmt == "html" else as_table(report)
+                payload = {
+                    "id": key,
+                    "kind": "report",
+                    "title": title,
+                    "body": bodies[fmt],
+                    "format": fmt,
+                    "at": iso(due),
+                }
+                items.append(OutboxItem(key, receiver, "report", payload, due, target))
+        self.metrics.reports_generated.labels(cfg.key).inc()
+        self.log.info("report_queued", report=cfg.key, due=iso(due), receivers=cfg.receiver)
+        if items and self.store.enqueue(items):
+            self._wake_delivery.set()
 
     # ------------------------------------------------------------------ metrics on scrape
 

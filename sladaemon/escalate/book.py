@@ -34,6 +34,7 @@ class IngestResult:
     fired: list[Fired] = field(default_factory=list)
     orphans: list[TicketEvent] = field(default_factory=list)  # no created event known
     closed: list[TicketKey] = field(default_factory=list)  # left the book
+    touched: dict[TicketKey, TicketReplay] = field(default_factory=dict)  # incl. closed ones
 
 
 class TicketBook:
@@ -74,6 +75,7 @@ class TicketBook:
                 for event in batch:
                     replay.feed(event)
             result.fired.extend(Fired(source, e) for e in replay.take_timeline())
+            result.touched[key] = replay
             if self._settle(key, replay):
                 result.closed.append(key)
         return result

@@ -29,7 +29,9 @@ _NOTIFY_TYPE = {
     "resolved": apprise.NotifyType.SUCCESS,
     "operator": apprise.NotifyType.WARNING,
     "test": apprise.NotifyType.INFO,
+    "report": apprise.NotifyType.INFO,
 }
+_BODY_FORMAT = {"text": apprise.NotifyFormat.TEXT, "html": apprise.NotifyFormat.HTML}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class _Target:
     url: str = ""
     console: bool = False
     invalid: str = ""
+    prefers_html: bool = False  # the plugin's own format is HTML (email)
 
     def client(self) -> apprise.Apprise:
         # A fresh client per message: apprise paces sends through one client object
@@ -84,8 +87,9 @@ class AppriseNotifier:
                 if url.strip().lower().startswith(CONSOLE):
                     targets.append(_Target(label, console=True))
                     continue
-                if apprise.Apprise().add(url):
-                    targets.append(_Target(label, url=url))
+                client = apprise.Apprise()
+                if client.add(url):
+                    targets.append(_Target(label, url=url, prefers_html=_prefers_html(client)))
                 else:
                     targets.append(_Target(label, invalid=f"apprise cannot use URL {label}"))
             self._targets[name] = targets
@@ -101,6 +105,12 @@ class AppriseNotifier:
             for k, t in enumerate(targets)
             if t.invalid
         ]
+
+    def prefers_html(self, receiver: str, target: int) -> bool:
+        """Whether a receiver URL renders HTML bodies itself (email does; chat and webhooks
+        get text)."""
+        targets = self._targets.get(receiver, ())
+        return target < len(targets) and targets[target].prefers_html
 
     def template(self, receiver: str) -> str | None:
         cfg = self._receivers.get(receiver)
@@ -127,7 +137,7 @@ class AppriseNotifier:
                 body=message.body,
                 title=message.title,
                 notify_type=_NOTIFY_TYPE.get(message.kind, apprise.NotifyType.INFO),
-                body_format=apprise.NotifyFormat.TEXT,
+                body_format=_BODY_FORMAT.get(message.body_format, apprise.NotifyFormat.TEXT),
             ),
         )
         try:
@@ -142,3 +152,9 @@ class AppriseNotifier:
 
     def close(self, wait: bool = True) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def _prefers_html(client: apprise.Apprise) -> bool:
+    formats = getattr(client[0], "notify_format", None)
+    first = formats[0] if isinstance(formats, tuple | list) and formats else formats
+    return bool(first == apprise.NotifyFormat.HTML)

@@ -29,6 +29,9 @@ FIELDS = (
     "remaining",
     "overdue",
     "summary",
+    "probability",
+    "expected_met",
+    "reason",
 )
 
 HEADLINE = {
@@ -36,17 +39,21 @@ HEADLINE = {
     "breach": "SLA breached",
     "escalation": "SLA escalation",
     "resolved": "SLA met late",
+    "predicted_breach": "SLA breach predicted",
+    "queue": "Queue forecast",
     "operator": "sladaemon",
     "test": "sladaemon test",
+    "report": "sladaemon report",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
     id: str
-    kind: str  # warning | breach | escalation | resolved | operator | test
+    kind: str  # warning | breach | escalation | resolved | operator | test | report
     title: str
     body: str
+    body_format: str = "text"  # text | html
 
 
 def iso(t: datetime) -> str:
@@ -94,7 +101,30 @@ def sla_payload(source: str, event: SlaEvent, link: str | None) -> dict[str, Any
         "remaining": span(remaining_s) if remaining_s >= 0 else "",
         "overdue": span(remaining_s) if remaining_s < 0 else "",
     }
+    if event.kind is SlaEventKind.PREDICTED_BREACH:
+        payload.update(_prediction_fields(details, zone))
     return payload
+
+
+def percent(value: object) -> str:
+    """A probability as a whole percentage, 1 % to 99 % (a prediction is never certain);
+    'unknown' for anything that is not a number in 0..1 (never 'nan%')."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return f"{min(99, max(1, round(100.0 * value)))}%"
+    return "unknown"
+
+
+def _prediction_fields(details: Mapping[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    met_us = details.get("expected_met_us")
+    expected_met = ""
+    if isinstance(met_us, int):
+        met = datetime.fromtimestamp(met_us / 1e6, UTC)
+        expected_met = f"{iso(met)} ({met.astimezone(zone):%a %Y-%m-%d %H:%M %Z})"
+    return {
+        "probability": percent(details.get("probability")),
+        "expected_met": expected_met,
+        "reason": str(details.get("reason") or ""),
+    }
 
 
 def operator_payload(kind_id: str, summary: str, at: datetime, **extra: Any) -> dict[str, Any]:
@@ -104,12 +134,20 @@ def operator_payload(kind_id: str, summary: str, at: datetime, **extra: Any) -> 
 def render(payload: Mapping[str, Any], template: str | None = None) -> Notification:
     """Title and body of a notification; a receiver template replaces the default body."""
     kind = str(payload.get("kind", ""))
+    if kind == "report":  # a rendered KPI report: receiver templates are for SLA messages
+        return Notification(
+            id=str(payload.get("id", "")),
+            kind=kind,
+            title=str(payload.get("title", "")),
+            body=str(payload.get("body", "")),
+            body_format="html" if payload.get("format") == "html" else "text",
+        )
     fields = {name: payload.get(name, "") for name in FIELDS}
     fields["summary"] = payload.get("summary") or _summary(payload)
     title = f"{HEADLINE.get(kind, 'sladaemon')}: {fields['summary']}"
     if template:
         body = template.format_map(fields)
-    elif kind in ("operator", "test"):
+    elif kind in ("operator", "test", "queue"):
         body = f"{fields['summary']}\nat: {fields['at']}\nid: {fields['id']}"
     else:
         body = _default_body(payload)
@@ -127,6 +165,11 @@ def _summary(p: Mapping[str, Any]) -> str:
         return f"{what} met after its breach"
     if kind == "escalation":
         return f"{what} overdue by {p.get('overdue') or '0h00m'} ({p.get('level')})"
+    if kind == "predicted_breach":
+        return (
+            f"{what} {p.get('probability') or 'unknown'} likely to breach at "
+            f"{p.get('deadline_local') or p.get('deadline')}"
+        )
     return f"{what} breached"
 
 
@@ -145,6 +188,11 @@ def _default_body(p: Mapping[str, Any]) -> str:
         lines.append(f"remaining: {p['remaining']}")
     if p.get("overdue"):
         lines.append(f"overdue: {p['overdue']}")
+    if p.get("kind") == "predicted_breach":
+        lines.append(f"probability of breach: {p.get('probability') or 'unknown'}")
+        lines.append(f"expected met: {p.get('expected_met') or 'not within the history seen'}")
+        if p.get("reason"):
+            lines.append(f"why: {p['reason']}")
     lines += [f"at: {p.get('at')}", f"source: {p.get('source')}", f"id: {p.get('id')}"]
     return "\n".join(lines)
 

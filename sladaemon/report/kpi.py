@@ -1,9 +1,10 @@
-"""The KPIs support leads track, computed from ticket histories. Pure.
+"""The KPIs support leads track, computed from ticket histories.
 
 Definitions (a period is [start, end)):
 
-* **SLA compliance** per policy × metric × channel: cycles that finished or breached in the
-  period; met / (met + breached). Target >= 95 %.
+* **SLA compliance** per policy × metric × channel: cycles whose outcome was decided in the
+  period — a met cycle when it stopped, a breached one at its breach instant — counted as
+  met / (met + breached). Each cycle counts once. Target >= 95 %.
 * **First response time** (mean, median, p90), business time on the metric's calendar and
   calendar (wall) time, over first responses given in the period.
 * **Resolution time** (mean, median, p90), business and calendar, over tickets resolved in the
@@ -12,33 +13,45 @@ Definitions (a period is [start, end)):
   (a common rule of thumb for a healthy backlog).
 * **Volume** per channel and day (created tickets; days in the report's time zone). A day is a
   **spike** when it exceeds the trailing same-weekday baseline (the mean of the same weekday in
-  the four weeks before it, where history has them) by more than 20 %.
-* **Reopen rate**: tickets solved in the period that were reopened afterwards. Target < 5 %.
+  the four weeks before it, where history has them) by more than 20 %. A day cut short by the
+  end of the period is compared with the same part of those days (up to the same wall time).
+* **Reopen rate**: tickets first solved in the period that were reopened afterwards (moved out
+  of solved or closed) before its end. Target < 5 %.
 * **Escalation rate**: tickets created in the period that moved to another queue after creation
   or reached an escalation level of their ladder (a level after the breach, e.g. breach+30m).
   Target < 10 %.
-* **First-contact resolution**: tickets solved in the period with exactly one agent reply and
-  never reopened.
+* **First-contact resolution**: tickets first solved in the period with exactly one agent reply
+  up to that solve and not reopened.
+
+Each ticket is first reduced to its ``TicketFacts``: time-stamped facts that stay true until
+the ticket changes (pure, from its replay). The figures of a period are then counted over the
+facts by ``KpiLedger`` (report/ledger.py) — in memory for ``sladaemon report``, in the state
+file for the daemon, which keeps the facts of closed tickets after their events are gone.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
+from sladaemon.calendar import to_us
 from sladaemon.model import EventKind, Metric, MetricState, SlaEventKind, TicketEvent
-from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.engine import TicketReplay, next_category
 from sladaemon.sla.policy import SlaPolicy
 
-COMPLIANCE_TARGET = 95.0
-REOPEN_TARGET = 5.0
-ESCALATION_TARGET = 10.0
+COMPLIANCE_TARGET = 95.0  # percent; at or above is good
+REOPEN_TARGET = 5.0  # percent; below is good
+ESCALATION_TARGET = 10.0  # percent; below is good
+BACKLOG_SHARE = 0.1  # a healthy backlog stays under this share of the daily volume
 SPIKE_FACTOR = 1.2
+BASELINE_WEEKS = 4
+HISTORY_NEEDED = timedelta(weeks=BASELINE_WEEKS, days=1)  # before a period, for its baselines
+UNKNOWN_CHANNEL = "unknown"
 
 
 @dataclass(frozen=True)
@@ -49,12 +62,12 @@ class TimeStats:
     p90_s: float | None
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> TimeStats:
-        if not values:
+    def of(cls, values: Sequence[float] | npt.NDArray[np.float64]) -> TimeStats:
+        if len(values) == 0:
             return cls(0, None, None, None)
         arr = np.asarray(values, dtype=float)
         median, p90 = np.percentile(arr, [50, 90])
-        return cls(len(values), float(arr.mean()), float(median), float(p90))
+        return cls(len(arr), float(arr.mean()), float(median), float(p90))
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class KpiReport:
     resolution_business: TimeStats = TimeStats(0, None, None, None)
     resolution_calendar: TimeStats = TimeStats(0, None, None, None)
     created: int = 0
+    created_per_channel: dict[str, int] = field(default_factory=dict)
     backlog: int = 0
     daily_volume: float = 0.0
     volume: list[DayVolume] = field(default_factory=list)
@@ -111,7 +125,131 @@ class KpiReport:
 
     @property
     def backlog_limit(self) -> float:
-        return 0.1 * self.daily_volume
+        return BACKLOG_SHARE * self.daily_volume
+
+
+# ---------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True, slots=True)
+class CycleFact:
+    """A cycle of an SLA metric whose outcome is known (µs since the epoch)."""
+
+    metric: Metric
+    cycle: int
+    started_us: int
+    ended_us: int | None  # None: still running (and already breached)
+    outcome: MetricState  # MET or BREACHED
+    decided_us: int  # the breach instant, or the stop of a met cycle
+    business_us: int  # business time counted; final once ended
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFacts:
+    """What one ticket contributes to the KPIs, true until its next event (µs instants)."""
+
+    ticket_id: str
+    channel: str
+    policy: str
+    created_us: int
+    done_us: int | None  # since when it is solved or closed; None while open
+    first_solved_us: int | None
+    reopened_us: int | None  # first move out of solved/closed after the first solve
+    replies_before_solve: int  # agent replies up to the first solve (or so far)
+    escalated_us: int | None  # first queue change or first escalation level
+    cycles: tuple[CycleFact, ...] = ()
+
+
+def ticket_facts(replay: TicketReplay, escalated_at: datetime | None = None) -> TicketFacts:
+    """The facts of a replayed ticket. ``escalated_at``: the first escalation level it reached,
+    when known (the replay keeps which levels fired, not when)."""
+    facts = _event_facts(replay.ticket_id, replay.events, escalated_at)
+    cycles: list[CycleFact] = []
+    for clock in replay.clocks:
+        for c in clock.cycles:
+            if c.ended is not None:
+                outcome = c.outcome or MetricState.MET
+                breached = outcome is MetricState.BREACHED and c.breached_at is not None
+                decided = c.breached_at if breached else c.ended
+            elif c.breached_at is not None:
+                outcome, decided = MetricState.BREACHED, c.breached_at
+            else:
+                continue  # running within target: nothing decided yet
+            assert decided is not None
+            cycles.append(
+                CycleFact(clock.metric, c.number, c.start, c.ended, outcome, decided, c.elapsed)
+            )
+    policy = replay.policy.name if replay.policy else ""
+    return TicketFacts(
+        facts.ticket_id,
+        facts.channel,
+        policy,
+        facts.created_us,
+        facts.done_us,
+        facts.first_solved_us,
+        facts.reopened_us,
+        facts.replies_before_solve,
+        facts.escalated_us,
+        tuple(cycles),
+    )
+
+
+def _event_facts(
+    ticket_id: str, events: Sequence[TicketEvent], escalated_at: datetime | None
+) -> TicketFacts:
+    """The ticket-level facts, from its events in time order (no SLA cycles)."""
+    channel = next((e.fields["channel"] for e in events if e.fields.get("channel")), "")
+    escalated = to_us(escalated_at) if escalated_at is not None else None
+    first_queue: str | None = None
+    category = None
+    done_us = first_solved = reopened = None
+    replies = 0
+    for e in events:
+        t = to_us(e.at)
+        queue = e.fields.get("queue")
+        if queue:
+            if first_queue is None:
+                first_queue = queue
+            elif queue != first_queue and (escalated is None or t < escalated):
+                escalated = t
+        was_done = category is not None and category.is_done
+        category = next_category(category, e)
+        done = category is not None and category.is_done
+        if e.kind is EventKind.AGENT_REPLY and first_solved is None:
+            replies += 1
+        if done and not was_done:
+            done_us = t
+            if first_solved is None:
+                first_solved = t
+        elif was_done and not done:
+            done_us = None
+            if reopened is None:
+                reopened = t
+    return TicketFacts(
+        ticket_id=ticket_id,
+        channel=channel or UNKNOWN_CHANNEL,
+        policy="",
+        created_us=to_us(events[0].at),
+        done_us=done_us,
+        first_solved_us=first_solved,
+        reopened_us=reopened,
+        replies_before_solve=replies,
+        escalated_us=escalated,
+    )
+
+
+def history_facts(
+    ticket_id: str, events: Sequence[TicketEvent], policies: Sequence[SlaPolicy], end: datetime
+) -> TicketFacts:
+    """The facts of a ticket history as they stood just before ``end``."""
+    replay = TicketReplay(ticket_id, policies)
+    for event in events:
+        if event.at >= end:
+            break
+        replay.feed(event)
+    replay.advance(to_us(end))  # ladder instants before the end: breaches, escalations
+    escalations = [e.at for e in replay.timeline if e.kind is SlaEventKind.ESCALATION]
+    return ticket_facts(replay, min(escalations, default=None))
 
 
 def compute_kpis(
@@ -121,108 +259,100 @@ def compute_kpis(
     end: datetime,
     timezone: str = "UTC",
 ) -> KpiReport:
-    zone = ZoneInfo(timezone)
-    report = KpiReport(start=start, end=end, timezone=timezone)
-    compliance: Counter[tuple[str, str, str, str]] = Counter()
-    fr_business: list[float] = []
-    fr_calendar: list[float] = []
-    res_business: list[float] = []
-    res_calendar: list[float] = []
-    per_day: Counter[tuple[date, str]] = Counter()
-    solved = reopened = escalated = fcr = 0
+    """The KPIs of [start, end) from ticket histories (each in time order)."""
+    from sladaemon.report.ledger import KpiLedger
 
-    def within(t: datetime | None) -> bool:
-        return t is not None and start <= t < end
+    ledger = KpiLedger(":memory:")
+    try:
+        ledger.record("", _period_facts(tickets, policies, start, end))
+        return ledger.report(start, end, timezone)
+    finally:
+        ledger.close()
 
+
+def _period_facts(
+    tickets: Mapping[str, Sequence[TicketEvent]],
+    policies: Sequence[SlaPolicy],
+    start: datetime,
+    end: datetime,
+) -> list[TicketFacts]:
+    """Facts of the tickets that can matter to the period. A ticket already solved or closed
+    before the start only counts towards the volume baselines: it is not replayed."""
+    baseline_from = start - HISTORY_NEEDED
+    out: list[TicketFacts] = []
     for ticket_id, events in tickets.items():
         if not events or events[0].at >= end:
             continue
-        channel = next((e.fields["channel"] for e in events if "channel" in e.fields), "")
-        channel = channel or "unknown"
-        created_at = events[0].at
-        day_key = (created_at.astimezone(zone).date(), channel)
-        per_day[day_key] += 1  # history before the period feeds the spike baseline
-        replay = TicketReplay(ticket_id, policies)
-        for event in events:
-            if event.at >= end:
-                break
-            replay.feed(event)
-        evaluation = replay.evaluate(end - timedelta(microseconds=1))
-        policy = evaluation.policy.name if evaluation.policy else ""
-        done = evaluation.category is not None and evaluation.category.is_done
-        if within(created_at):
-            report.created += 1
-            queues = {e.fields["queue"] for e in events if "queue" in e.fields and e.at < end}
-            reached = any(e.kind is SlaEventKind.ESCALATION for e in evaluation.timeline)
-            if len(queues) > 1 or reached:
-                escalated += 1
-        if created_at < end and not done:
-            report.backlog += 1
-        for cycle in evaluation.cycles:
-            finished = cycle.ended_at if cycle.ended_at is not None else cycle.breached_at
-            if cycle.state in (MetricState.MET, MetricState.BREACHED) and within(finished):
-                compliance[(policy, cycle.metric.value, channel, cycle.state.value)] += 1
-            if cycle.ended_at is None or not within(cycle.ended_at):
+        if events[-1].at < start:
+            if events[0].at < baseline_from:
+                if _done_after(events):
+                    continue
+            elif _done_after(events):
+                out.append(_event_facts(ticket_id, events, None))
                 continue
-            wall = (cycle.ended_at - cycle.started_at).total_seconds()
-            if cycle.metric is Metric.FIRST_RESPONSE:
-                fr_business.append(cycle.business_elapsed.total_seconds())
-                fr_calendar.append(wall)
-            elif cycle.metric is Metric.RESOLUTION:
-                res_business.append(cycle.business_elapsed.total_seconds())
-                res_calendar.append(wall)
-        first_solve = next((e for e in events if e.kind is EventKind.RESOLVED or _solves(e)), None)
-        if first_solve is not None and within(first_solve.at):
-            solved += 1
-            later = [e for e in events if e.at > first_solve.at and e.at < end]
-            was_reopened = any(e.kind is EventKind.REOPENED for e in later)
-            reopened += was_reopened
-            replies = sum(
-                1 for e in events if e.kind is EventKind.AGENT_REPLY and e.at <= first_solve.at
-            )
-            fcr += replies == 1 and not was_reopened
-
-    cells: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (policy, metric, channel, state), n in compliance.items():
-        cells[(policy, metric, channel)][0 if state == "met" else 1] += n
-    report.compliance = [
-        ComplianceCell(p, m, c, met, breached)
-        for (p, m, c), (met, breached) in sorted(cells.items())
-    ]
-    report.first_response_business = TimeStats.of(fr_business)
-    report.first_response_calendar = TimeStats.of(fr_calendar)
-    report.resolution_business = TimeStats.of(res_business)
-    report.resolution_calendar = TimeStats.of(res_calendar)
-    days = max(1.0, (end - start).total_seconds() / 86_400)
-    report.daily_volume = report.created / days
-    report.volume = _volume(per_day, start.astimezone(zone).date(), end.astimezone(zone).date())
-    report.reopen = Rate(reopened, solved, REOPEN_TARGET)
-    report.escalation = Rate(escalated, report.created, ESCALATION_TARGET)
-    report.first_contact_resolution = Rate(fcr, solved)
-    return report
+        out.append(history_facts(ticket_id, events, policies, end))
+    return out
 
 
-def _solves(event: TicketEvent) -> bool:
-    return event.category is not None and event.category.is_done
+def _done_after(events: Sequence[TicketEvent]) -> bool:
+    category = None
+    for e in events:
+        category = next_category(category, e)
+    return category is not None and category.is_done
 
 
-def _volume(per_day: Counter[tuple[date, str]], first: date, last: date) -> list[DayVolume]:
-    channels = sorted({c for _, c in per_day})
+# ---------------------------------------------------------------------------- volume
+
+
+def local_instant(day: date, wall: time, zone: ZoneInfo) -> int:
+    """µs of a local wall-clock reading (a reading skipped by DST moves forward by the gap;
+    a repeated one means its first occurrence)."""
+    return to_us(datetime.combine(day, wall, tzinfo=zone))
+
+
+def day_volumes(
+    count: Callable[[int, int], Mapping[str, int]],
+    channels: Sequence[str],
+    earliest_us: int | None,
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+) -> list[DayVolume]:
+    """Tickets per channel and local day of [start, end), with same-weekday baselines.
+
+    ``count(lo, hi)`` gives the tickets created in [lo, hi) (µs) per channel; ``earliest_us``
+    is the first creation of the history (no baseline reaches before its day).
+    """
     out: list[DayVolume] = []
-    if not per_day:
+    if earliest_us is None or not channels:
         return out
-    earliest = min(d for d, _ in per_day)
+    end_us = to_us(end)
+    end_local = end.astimezone(zone)
+    first = start.astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    earliest = datetime.fromtimestamp(earliest_us / 1e6, zone).date()
+    midnight = time(0)
     day = first
     while day <= last:
+        lo = local_instant(day, midnight, zone)
+        hi = local_instant(day + timedelta(days=1), midnight, zone)
+        cut = end_local.timetz().replace(tzinfo=None) if end_us < hi else None
+        counts = count(lo, min(hi, end_us))
+        history: list[Mapping[str, int]] = []
+        for k in range(1, BASELINE_WEEKS + 1):
+            before = day - timedelta(weeks=k)
+            if before < earliest:
+                break
+            k_hi = (
+                local_instant(before, cut, zone)
+                if cut is not None
+                else local_instant(before + timedelta(days=1), midnight, zone)
+            )
+            history.append(count(local_instant(before, midnight, zone), k_hi))
         for channel in channels:
-            n = per_day.get((day, channel), 0)
-            history = [
-                per_day.get((day - timedelta(weeks=k), channel), 0)
-                for k in range(1, 5)
-                if (day - timedelta(weeks=k)) >= earliest
-            ]
-            baseline = sum(history) / len(history) if history else None
-            spike = baseline is not None and n > SPIKE_FACTOR * baseline and n > 0
+            n = counts.get(channel, 0)
+            baseline = sum(h.get(channel, 0) for h in history) / len(history) if history else None
+            spike = baseline is not None and n > 0 and n > SPIKE_FACTOR * baseline
             out.append(DayVolume(day, channel, n, baseline, spike))
         day += timedelta(days=1)
     return out

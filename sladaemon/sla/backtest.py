@@ -79,15 +79,15 @@ def backtest(
         if evaluation.policy is None:
             result.unmatched_tickets += 1
         else:
-            _collect(evaluation.policy.name, evaluation.cycles, outcomes, durations)
+            collect_outcomes(evaluation.policy.name, evaluation.cycles, outcomes, durations)
         if progress is not None and (n % 500 == 0 or n == total):
             progress(n, total)
     result.events.sort(key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle))
-    result.compliance = _table(outcomes, durations, order)
+    result.compliance = compliance_table(outcomes, durations, order)
     return result
 
 
-def _collect(
+def collect_outcomes(
     policy: str,
     cycles: Iterable[CycleResult],
     outcomes: dict[tuple[str, Metric], list[MetricState]],
@@ -108,7 +108,7 @@ def _collect(
         outcomes.setdefault((policy, metric), []).append(outcome)
 
 
-def _table(
+def compliance_table(
     outcomes: dict[tuple[str, Metric], list[MetricState]],
     durations: dict[tuple[str, Metric], list[float]],
     order: Mapping[str, int],

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sladaemon.calendar import BusinessCalendar, from_us, to_us
 from sladaemon.model import (
@@ -43,6 +44,7 @@ from sladaemon.model import (
 from sladaemon.sla.policy import LadderLevel, MetricRule, SlaPolicy, select_policy
 
 LevelKey = tuple[Metric, int, str]  # (metric, cycle, level label) — never re-sent
+PREDICTED = "predicted"  # the label of predicted breaches (the ``at: predicted`` level)
 
 
 _SHARED: dict[object, object] = {}
@@ -368,6 +370,46 @@ class TicketReplay:
         next instant needs only that instant, which its owner keeps."""
         for clock in self.clocks:
             clock.schedule = None
+
+    def predict_breach(
+        self, metric: Metric, cycle: int, at: int, deadline: int, details: Mapping[str, Any]
+    ) -> SlaEvent | None:
+        """Record that cycle ``cycle`` of ``metric`` is predicted to breach (judged at ``at``,
+        µs): a ``predicted_breach`` SLA event for the ``predicted`` ladder levels, once per
+        metric and cycle. None when it was recorded before or the cycle is unknown."""
+        clock = next((c for c in self.clocks if c.metric is metric), None)
+        if clock is None or self.policy is None or not 0 <= cycle < len(clock.cycles):
+            return None
+        key = (metric, cycle, PREDICTED)
+        if key in self.fired:
+            return None
+        self.fired.append(key)
+        c = clock.cycles[cycle]
+        notify = tuple(
+            receiver
+            for level in self.policy.ladder
+            if level.predicted and level.applies_to(metric)
+            for receiver in level.notify
+        )
+        event = SlaEvent(
+            ticket_id=self.ticket_id,
+            policy=self.policy.name,
+            metric=metric,
+            kind=SlaEventKind.PREDICTED_BREACH,
+            at=from_us(at),
+            deadline=from_us(deadline),
+            level=PREDICTED,
+            cycle=cycle,
+            details={
+                "notify": tuple(dict.fromkeys(notify)),
+                "timezone": clock.calendar.spec.timezone,
+                "target_us": clock.target,
+                "elapsed_us": clock.elapsed_at(c, at),
+                **details,
+            },
+        )
+        self.timeline.append(event)
+        return event
 
     def take_timeline(self) -> list[SlaEvent]:
         """The SLA events recorded since the last call (the daemon routes them)."""

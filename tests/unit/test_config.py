@@ -38,6 +38,13 @@ def test_example_config_is_valid() -> None:
     secret = cfg.receivers["support-team"].urls[0]
     assert secret.get_secret_value() == "slack://a/b/c/#support"
     assert "slack://" not in repr(cfg.receivers["support-team"]), "secrets never print"
+    (weekly,) = cfg.reports
+    assert (weekly.key, weekly.receiver, weekly.period) == (
+        "weekly-leads",
+        ["support-leads"],
+        timedelta(days=7),
+    )
+    assert cfg.report_timezone(weekly.calendar) == "Europe/Berlin"
 
 
 def test_demo_config_is_valid() -> None:

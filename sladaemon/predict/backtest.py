@@ -1,0 +1,184 @@
+"""The backtest with prediction: the whole history replayed in time order, every ticket's SLA
+clocks as in ``sla.backtest``, and the predictor judging every running metric as time passes.
+
+The predictor sees the history only up to each instant: events are fed in time order, the model
+is refreshed at each tick of ``STEP_US`` (an hour of history; the daemon ticks every minute, so
+an early warning in the backtest comes at most an hour later than the daemon's would), every
+last call is judged at its exact instant (``next_call_us``), and a cycle that started between
+two ticks is judged at the instant it started with the model of the previous tick. Cutting the
+history at any instant therefore leaves every prediction before the cut unchanged.
+
+The 75 % baseline is measured on the same replay: policies without a ``75%`` level get one
+(notifying nobody) whose warnings are kept for the quality figures only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sladaemon.calendar import from_us, to_us
+from sladaemon.model import Metric, MetricState, SlaEvent, SlaEventKind, TicketEvent
+from sladaemon.predict.engine import BreachPredictor, Prediction
+from sladaemon.predict.quality import BASELINE_LABEL, PredictionQuality, measure
+from sladaemon.predict.settings import PredictSettings
+from sladaemon.sla.backtest import REPORTED, BacktestResult, collect_outcomes, compliance_table
+from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.policy import LadderLevel, SlaPolicy, ladder_for
+
+STEP_US = 60 * 60 * 1_000_000  # early warnings are looked for once an hour of history
+QUEUE_STEP_US = 60 * 60 * 1_000_000  # queue forecasts, when queue alerts are configured
+SOURCE = "history"
+
+
+@dataclass
+class PredictiveBacktest:
+    result: BacktestResult
+    predictions: list[SlaEvent]
+    quality: PredictionQuality
+    queue_alerts: int
+    seconds: float
+
+
+def with_baseline_level(policies: Sequence[SlaPolicy]) -> tuple[tuple[SlaPolicy, ...], set[str]]:
+    """The policies with a ``75%`` ladder level added where they have none (notifying
+    nobody), and the names of the policies that got one."""
+    out, added = [], set()
+    for policy in policies:
+        if any(level.label == BASELINE_LABEL for level in policy.ladder):
+            out.append(policy)
+            continue
+        ladder = (*policy.ladder, LadderLevel(BASELINE_LABEL, 0.75))
+        ladders = {rule.metric: ladder_for(ladder, rule.metric) for rule in policy.metrics}
+        out.append(replace(policy, ladder=ladder, ladders=ladders))
+        added.add(policy.name)
+    return tuple(out), added
+
+
+def predictive_backtest(
+    tickets: Mapping[str, Sequence[TicketEvent]],
+    policies: Sequence[SlaPolicy],
+    settings: PredictSettings,
+    until: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PredictiveBacktest:
+    """Replay every ticket in global time order up to ``until`` (default: the end of the
+    history), with predictions; SLA events and compliance as ``sla.backtest.backtest``."""
+    started = time.perf_counter()
+    if until is None:
+        until = max((evs[-1].at for evs in tickets.values() if evs), default=None)
+    shadow, added = with_baseline_level(policies)
+    result = BacktestResult(until=until)
+    if until is None:
+        empty = measure(())
+        return PredictiveBacktest(result, [], empty, 0, 0.0)
+    end = to_us(until)
+    stream = sorted(
+        (
+            (to_us(e.at), n, k, e)
+            for n, evs in enumerate(tickets.values())
+            for k, e in enumerate(evs)
+            if e.at <= until
+        ),
+        key=lambda item: item[:3],
+    )
+    predictor = BreachPredictor(shadow, settings)
+    replays: dict[str, TicketReplay] = {}
+    queue_alerts = 0
+    next_tick = _grid_after(stream[0][0]) if stream else end
+    next_queue_tick = next_tick
+    total = len(stream)
+
+    def tick(at: int) -> None:
+        nonlocal next_queue_tick, queue_alerts
+        queues = bool(settings.queue_alerts) and at >= next_queue_tick
+        if queues:
+            next_queue_tick = at + QUEUE_STEP_US
+        outcome = predictor.tick(at, queues=queues)
+        queue_alerts += len(outcome.alerts)
+        _record(outcome.predictions, replays)
+
+    def until_before(t: int) -> None:
+        """Ticks and last calls before ``t`` (events at an instant come before its calls)."""
+        nonlocal next_tick
+        while True:
+            call = predictor.next_call_us
+            if call is not None and call < t and call < next_tick:
+                _record(predictor.last_calls(call), replays)
+            elif next_tick < t:
+                tick(next_tick)
+                next_tick += STEP_US
+            else:
+                return
+
+    for done, (t, _, _, event) in enumerate(stream, 1):
+        until_before(t)
+        replay = replays.get(event.ticket_id)
+        if replay is None:
+            replay = replays[event.ticket_id] = TicketReplay(event.ticket_id, shadow)
+        replay.feed(event)
+        result.ticket_events += 1
+        predictor.observe((SOURCE, event.ticket_id), replay, t)
+        if progress is not None and (done % 5000 == 0 or done == total):
+            progress(done, total)
+    until_before(end + 1)
+    _record(predictor.judge_fresh(), replays)
+
+    outcomes: dict[tuple[str, Metric], list[MetricState]] = {}
+    durations: dict[tuple[str, Metric], list[float]] = {}
+    everything: list[SlaEvent] = []
+    predictions: list[SlaEvent] = []
+    for ticket_id in tickets:
+        replay = replays.get(ticket_id)
+        if replay is None:
+            continue
+        evaluation = replay.evaluate(until)
+        result.tickets += 1
+        for e in evaluation.timeline:
+            everything.append(e)
+            if e.kind is SlaEventKind.PREDICTED_BREACH:
+                predictions.append(e)
+            elif e.kind in REPORTED and not (e.level == BASELINE_LABEL and e.policy in added):
+                result.events.append(e)
+        if evaluation.policy is None:
+            result.unmatched_tickets += 1
+        else:
+            collect_outcomes(evaluation.policy.name, evaluation.cycles, outcomes, durations)
+    result.events.sort(key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle))
+    predictions.sort(key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle))
+    result.compliance = compliance_table(outcomes, durations, {p.name: p.index for p in policies})
+    quality = measure(everything, queue_alerts)
+    return PredictiveBacktest(
+        result, predictions, quality, queue_alerts, time.perf_counter() - started
+    )
+
+
+def _grid_after(t: int) -> int:
+    return (t // STEP_US + 1) * STEP_US
+
+
+def _record(predictions: list[Prediction], replays: Mapping[str, TicketReplay]) -> None:
+    for p in predictions:
+        replay = replays.get(p.key[1])
+        if replay is not None:
+            replay.predict_breach(p.metric, p.cycle, p.at_us, p.deadline_us, p.details())
+
+
+def prediction_record(e: SlaEvent) -> dict[str, object]:
+    """The extra JSON fields of a ``predicted_breach`` line."""
+    details = e.details
+    met = details.get("expected_met_us")
+    return {
+        "probability": round(float(details.get("probability", 0.0)), 4),
+        "expected_met": _iso(from_us(int(met))) if isinstance(met, int) else None,
+        "queue": details.get("queue"),
+        "position": details.get("position"),
+        "backlog": details.get("backlog"),
+        "reason": details.get("reason"),
+    }
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
