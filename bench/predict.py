@@ -42,9 +42,10 @@ from sladaemon.eventlog import read_events
 from sladaemon.eventlog.importers import convert
 from sladaemon.predict.backtest import predictive_backtest
 from sladaemon.predict.engine import BreachPredictor
-from sladaemon.predict.quality import WarningQuality, hours
+from sladaemon.predict.quality import WarningQuality
 from sladaemon.sla.backtest import backtest
 from sladaemon.sla.engine import TicketReplay
+from sladaemon.texttable import aligned, short_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -163,21 +164,11 @@ def table(figures: Sequence[dict[str, Any]]) -> str:
                     _pct(q["precision"]),
                     f"{_pct(q['share_30m'])} ({q['caught_30m']})",
                     f"{_pct(q['share_1h'])} ({q['caught_1h']})",
-                    hours(q["median_lead_s"]),
+                    short_duration(q["median_lead_s"]),
                     verdict,
                 )
             )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for k, line in enumerate(lines):
-        cells = [
-            cell.ljust(w) if i in (0, 1, 7) else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return "\n".join(aligned(lines, left=(0, 1, 7)))
 
 
 def _pct(value: float | None) -> str:

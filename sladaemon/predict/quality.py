@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sladaemon.model import SlaEvent, SlaEventKind
+from sladaemon.texttable import aligned, short_duration
 
 BASELINE_LABEL = "75%"
 MetricKey = tuple[str, str, int]  # (ticket, metric, cycle)
@@ -167,29 +168,11 @@ def format_quality(quality: PredictionQuality, *, groups: bool = True) -> str:
                     str(q.breaches),
                     _pct(q.share_30m),
                     _pct(q.share_1h),
-                    hours(q.median_lead_s),
+                    short_duration(q.median_lead_s),
                 )
             )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for k, line in enumerate(lines):
-        cells = [
-            cell.ljust(w) if i < 3 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return "\n".join(aligned(lines, left=(0, 1, 2)))
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.1f}%"
-
-
-def hours(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"

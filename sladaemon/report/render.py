@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date
 from typing import Any
 
 from sladaemon.report.kpi import COMPLIANCE_TARGET, KpiReport, Rate, TimeStats
-
-
-def _hours(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+from sladaemon.texttable import aligned, short_duration
 
 
 def _pct(value: float | None) -> str:
@@ -31,8 +23,8 @@ def _rate(rate: Rate) -> str:
 
 def _times(stats: TimeStats) -> str:
     return (
-        f"mean {_hours(stats.mean_s)}, median {_hours(stats.median_s)}, "
-        f"p90 {_hours(stats.p90_s)} ({stats.count})"
+        f"mean {short_duration(stats.mean_s)}, median {short_duration(stats.median_s)}, "
+        f"p90 {short_duration(stats.p90_s)} ({stats.count})"
     )
 
 
@@ -60,7 +52,7 @@ def as_table(r: KpiReport) -> str:
         rows.append(
             (c.policy, c.metric, c.channel, str(c.met), str(c.breached), _pct(c.percent) + mark)
         )
-    lines += _aligned(rows)
+    lines += aligned(rows, left=(0, 1, 2), rule=False, indent="  ")
     lines += ["", "volume per day and channel (* = spike over the same-weekday baseline)"]
     by_day: dict[date, list[str]] = defaultdict(list)
     for v in r.volume:
@@ -68,18 +60,6 @@ def as_table(r: KpiReport) -> str:
     for day, cells in sorted(by_day.items()):
         lines.append(f"  {day:%a %Y-%m-%d}  " + ", ".join(cells))
     return "\n".join(lines)
-
-
-def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  "
-        + "  ".join(
-            c.ljust(w) if i < 3 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
 
 
 def as_json(r: KpiReport) -> dict[str, Any]:

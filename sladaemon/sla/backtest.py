@@ -17,6 +17,7 @@ import numpy as np
 from sladaemon.model import Metric, MetricState, SlaEvent, SlaEventKind, TicketEvent
 from sladaemon.sla.engine import CycleResult, TicketReplay
 from sladaemon.sla.policy import SlaPolicy
+from sladaemon.texttable import aligned, short_duration
 
 REPORTED = frozenset(
     {SlaEventKind.WARNING, SlaEventKind.BREACH, SlaEventKind.ESCALATION, SlaEventKind.MET}
@@ -162,26 +163,8 @@ def format_compliance(rows: Sequence[ComplianceRow]) -> str:
                 str(r.breached),
                 str(r.running),
                 pct,
-                _hours(r.median_business_s),
-                _hours(r.p90_business_s),
+                short_duration(r.median_business_s),
+                short_duration(r.p90_business_s),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for k, line in enumerate(lines):
-        cells = [
-            cell.ljust(w) if i < 2 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def _hours(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+    return "\n".join(aligned(lines, left=(0, 1)))
