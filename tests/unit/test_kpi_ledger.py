@@ -14,19 +14,9 @@ from sladaemon.model import Metric, MetricState, TicketEvent
 from sladaemon.report.kpi import compute_kpis, history_facts, ticket_facts
 from sladaemon.report.ledger import KpiLedger
 from sladaemon.sla.engine import TicketReplay
+from tests.unit.test_report import CONFIG, MON
 
-MON = datetime(2024, 1, 8, tzinfo=UTC)
 DAY = timedelta(days=1)
-CONFIG = """
-calendars:
-  always: {timezone: UTC, hours: {mon-sun: "00:00-24:00"}}
-receivers: {team: {urls: ["console://"]}}
-policies:
-  - name: desk
-    calendar: always
-    targets: {first_response: 1h, resolution: 8h}
-    escalation: [{at: breach, notify: [team]}, {at: breach+1h, notify: [team]}]
-"""
 
 
 def at(day: float, hour: float = 0) -> datetime:
