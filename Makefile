@@ -13,6 +13,7 @@ $(BIN)/.installed: pyproject.toml
 
 demo: $(BIN)/.installed
 	@echo "sladaemon on a simulated helpdesk, 10 simulated minutes per second; Ctrl-C stops it."
+	rm -rf .demo  # each demo starts from the same simulated Monday, with nothing sent yet
 	$(BIN)/sladaemon run --config config/demo.yaml
 
 test: lint types unit

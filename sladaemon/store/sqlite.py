@@ -64,6 +64,18 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 """
 
 
+# Columns added after a table's first release: (table, column, definition). A state file made by
+# an earlier version gets them on open, before the indexes that use them are created.
+ADDED_COLUMNS = (("events", "event_id", "TEXT NOT NULL DEFAULT ''"),)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, definition in ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if present and column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     key: str
@@ -97,6 +109,7 @@ class StateStore:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        _add_missing_columns(self._db)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import random
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from sladaemon.escalate.retry import retry_delay
 from sladaemon.escalate.timers import TimerQueue
 from sladaemon.logs import Redactor, configure_logging, get_logger
+from sladaemon.model import EventKind, TicketEvent
 from sladaemon.notify.message import render, template_problem
 from sladaemon.store.sqlite import OutboxItem, StateStore
 
@@ -193,3 +195,30 @@ def test_solved_tickets_without_news_leave_the_book() -> None:
     assert book.evict_idle(DUE + timedelta(days=13), timedelta(days=14)) == []
     assert book.evict_idle(DUE + timedelta(days=15), timedelta(days=14)) == [("s", "A")]
     assert list(book.replays) == [("s", "B")], "open tickets stay however old"
+
+
+def test_a_state_file_of_an_earlier_version_opens_and_gains_the_new_columns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:  # the events table as first released: no event_id
+        old.execute(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, ticket_id TEXT "
+            "NOT NULL, at_us INTEGER NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, "
+            "category TEXT, fields TEXT NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO events (source, ticket_id, at_us, kind, status, category, fields) "
+            "VALUES ('desk', '7', 1700000000000000, 'created', 'new', 'new', '{}')"
+        )
+    old.close()
+    store = StateStore(path)
+    try:
+        kept = store.load_events("desk")["7"]
+        assert [(e.kind, e.event_id) for e in kept] == [(EventKind.CREATED, "")]
+        at = datetime(2024, 1, 1, tzinfo=UTC)
+        reply = TicketEvent("7", at, EventKind.AGENT_REPLY, event_id="r1")
+        store.add_events("desk", [reply, reply])  # the new unique index drops the repeat
+        assert [e.event_id for e in store.load_events("desk")["7"]] == ["", "r1"]
+    finally:
+        store.close()
