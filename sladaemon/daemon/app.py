@@ -40,7 +40,7 @@ from sladaemon.config.models import (
     SourceConfig,
 )
 from sladaemon.daemon.systemd import SystemdNotifier
-from sladaemon.escalate.book import Fired, TicketBook, TicketKey
+from sladaemon.escalate.book import Fired, IngestResult, TicketBook, TicketKey
 from sladaemon.escalate.retry import retry_delay
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, TicketCollector
@@ -299,10 +299,7 @@ class App:
             previous = self.store.load_events(name)
             if previous:
                 events = [e for evs in previous.values() for e in evs]
-                ingested = self.book.ingest(name, events)
-                self._after_ingest(name, ingested.fired)
-                self._facts_changed(ingested.touched, ingested.fired)
-                self._observe(ingested.touched, ingested.closed)
+                self._absorb(name, self.book.ingest(name, events))
         self.sources[name] = source
         self.health[name] = SourceHealth(cfg.stale_after.total_seconds(), time.time())
 
@@ -397,14 +394,19 @@ class App:
             )
         if ingested.closed and source.persistent:
             self.store.forget_tickets(name, [ticket for _, ticket in ingested.closed])
+        self._absorb(name, ingested)
+        touched = {e.ticket_id for e in result.events if _has_native_due(e.fields)}
+        if touched:
+            self._cross_check(name, touched)
+
+    def _absorb(self, name: str, ingested: IngestResult) -> None:
+        """What follows every ingest: route the SLA events, note the KPI facts, tell the
+        predictor."""
         self._after_ingest(name, ingested.fired)
         self._facts_changed(ingested.touched, ingested.fired)
         if ingested.closed:  # their events are gone from the state file: keep the facts now
             self._write_facts(ingested.closed)
         self._observe(ingested.touched, ingested.closed)
-        touched = {e.ticket_id for e in result.events if _has_native_due(e.fields)}
-        if touched:
-            self._cross_check(name, touched)
 
     def _cross_check(self, name: str, ticket_ids: Iterable[str]) -> None:
         """Compare the helpdesk's own deadlines with ours; report differences once each."""
@@ -764,8 +766,6 @@ class App:
             event = replay.predict_breach(p.metric, p.cycle, p.at_us, p.deadline_us, p.details())
             if event is not None:
                 fired.append(Fired(p.key[0], event))
-                if replay.timeline and replay.timeline[-1] is event:
-                    replay.timeline.pop()  # routed here, not again by the next ingest
         self._route(fired)
 
     def _route_queue_alerts(self, alerts: list[QueueAlert]) -> None:

@@ -163,7 +163,9 @@ def _record(predictions: list[Prediction], replays: Mapping[str, TicketReplay]) 
     for p in predictions:
         replay = replays.get(p.key[1])
         if replay is not None:
-            replay.predict_breach(p.metric, p.cycle, p.at_us, p.deadline_us, p.details())
+            event = replay.predict_breach(p.metric, p.cycle, p.at_us, p.deadline_us, p.details())
+            if event is not None:  # in the ticket's timeline, in time order with the rest
+                replay.timeline.append(event)
 
 
 def prediction_record(e: SlaEvent) -> dict[str, object]:

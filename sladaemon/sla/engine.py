@@ -376,7 +376,8 @@ class TicketReplay:
     ) -> SlaEvent | None:
         """Record that cycle ``cycle`` of ``metric`` is predicted to breach (judged at ``at``,
         µs): a ``predicted_breach`` SLA event for the ``predicted`` ladder levels, once per
-        metric and cycle. None when it was recorded before or the cycle is unknown."""
+        metric and cycle. None when it was recorded before or the cycle is unknown. The event is
+        returned, not added to the timeline: the caller routes it."""
         clock = next((c for c in self.clocks if c.metric is metric), None)
         if clock is None or self.policy is None or not 0 <= cycle < len(clock.cycles):
             return None
@@ -391,7 +392,7 @@ class TicketReplay:
             if level.predicted and level.applies_to(metric)
             for receiver in level.notify
         )
-        event = SlaEvent(
+        return SlaEvent(
             ticket_id=self.ticket_id,
             policy=self.policy.name,
             metric=metric,
@@ -408,8 +409,6 @@ class TicketReplay:
                 **details,
             },
         )
-        self.timeline.append(event)
-        return event
 
     def take_timeline(self) -> list[SlaEvent]:
         """The SLA events recorded since the last call (the daemon routes them)."""
