@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -10,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sladaemon.clock import FakeClock
 from sladaemon.config import load_config
 from sladaemon.daemon.app import App
+from tests.scenario.harness import DaemonHarness
 
 START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)  # a Monday
-HEADER = "ticket_id,timestamp,event,status,priority,channel,queue\n"
 
 
 def config_text(tmp_path: Path, targets: str = "{first_response: 1h, resolution: 8h}") -> str:
@@ -44,47 +42,12 @@ def config_text(tmp_path: Path, targets: str = "{first_response: 1h, resolution:
     )
 
 
-class Harness:
+class Harness(DaemonHarness):
     def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.events = tmp_path / "events.csv"
-        self.events.write_text(HEADER)
-        self.config = tmp_path / "config.yaml"
-        self.config.write_text(config_text(tmp_path))
-        self.clock = FakeClock(START)
-        self.console = io.StringIO()
-        self.app: App | None = None
-
-    def add(self, ticket: str, at: datetime, event: str, status: str = "") -> None:
-        stamp = at.isoformat().replace("+00:00", "Z")
-        with self.events.open("a") as f:
-            f.write(f"{ticket},{stamp},{event},{status},normal,email,support\n")
-
-    async def start(self) -> App:
-        self.app = App(load_config(self.config), clock=self.clock, console=self.console)
-        await self.app.start()
-        return self.app
-
-    async def poll(self) -> None:
-        assert self.app is not None
-        await self.app._poll("desk")
-
-    async def advance(self, minutes: float, step_minutes: float = 1) -> None:
-        await self.clock.advance(timedelta(minutes=minutes), timedelta(minutes=step_minutes))
-        await self.settle()
-
-    async def settle(self) -> None:
-        """Let the delivery loop drain the outbox (console delivery needs no waiting)."""
-        import asyncio
-
-        assert self.app is not None
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if not self.app.store.outbox_counts().get("pending") and not self.app._in_flight:
-                return
+        super().__init__(tmp_path, config_text(tmp_path), START)
 
     def titles(self) -> list[str]:
-        return [line for line in self.console.getvalue().splitlines() if line.startswith("[")]
+        return self.lines("[")
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ file and state file, console receivers)."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import textwrap
 from collections.abc import AsyncIterator
@@ -20,10 +18,10 @@ from sladaemon.config import load_config
 from sladaemon.daemon.app import App
 from sladaemon.eventlog import read_events
 from sladaemon.report.kpi import compute_kpis
+from tests.scenario.harness import DaemonHarness
 
 START = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)  # Monday 08:00 in Berlin
 DUE = datetime(2024, 1, 8, 8, 0, tzinfo=UTC)  # the weekly report: Monday 09:00 in Berlin
-HEADER = "ticket_id,timestamp,event,status,priority,channel,queue\n"
 
 
 def config_text(tmp_path: Path) -> str:
@@ -53,50 +51,29 @@ def config_text(tmp_path: Path) -> str:
     )
 
 
-class Harness:
+class Harness(DaemonHarness):
+    step_minutes = 5
+
     def __init__(self, tmp_path: Path) -> None:
-        self.events = tmp_path / "events.csv"
-        self.events.write_text(HEADER)
-        self.config = tmp_path / "config.yaml"
-        self.config.write_text(config_text(tmp_path))
-        self.clock = FakeClock(START)
-        self.console = io.StringIO()
-        self.app: App | None = None
+        super().__init__(tmp_path, config_text(tmp_path), START)
 
-    def add(self, ticket: str, at: datetime, event: str, status: str = "", **cells: str) -> None:
-        stamp = at.isoformat().replace("+00:00", "Z")
-        channel, queue = cells.get("channel", ""), cells.get("queue", "")
-        with self.events.open("a") as f:
-            f.write(f"{ticket},{stamp},{event},{status},normal,{channel},{queue}\n")
-
-    async def start(self) -> App:
-        self.app = App(load_config(self.config), clock=self.clock, console=self.console)
-        await self.app.start()
-        await self.settle()
-        return self.app
-
-    async def stop(self) -> None:
-        assert self.app is not None
-        await self.app.shutdown()
-        self.app = None
-
-    async def advance(self, minutes: float, step_minutes: float = 5) -> None:
-        await self.clock.advance(timedelta(minutes=minutes), timedelta(minutes=step_minutes))
-        await self.settle()
+    def add(
+        self,
+        ticket: str,
+        at: datetime,
+        event: str,
+        status: str = "",
+        channel: str = "",
+        queue: str = "",
+    ) -> None:
+        super().add(ticket, at, event, status, channel, queue)
 
     async def jump_to(self, t: datetime) -> None:
         """Move the clock while no daemon runs (downtime)."""
         await self.clock.advance(t - self.clock.now())
 
-    async def settle(self) -> None:
-        assert self.app is not None
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if not self.app.store.outbox_counts().get("pending") and not self.app._in_flight:
-                return
-
     def reports(self) -> list[str]:
-        return [line for line in self.console.getvalue().splitlines() if line.startswith("[REP")]
+        return self.lines("[REP")
 
     def last_week(self) -> None:
         """A week of history: one ticket answered in time, one answered late."""

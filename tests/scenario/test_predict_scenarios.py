@@ -3,8 +3,6 @@ file, console receivers, the SQLite outbox."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import re
 import textwrap
 from collections.abc import AsyncIterator
@@ -13,25 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from sladaemon.clock import FakeClock
-from sladaemon.config import load_config
-from sladaemon.daemon.app import App
+from tests.scenario.harness import DaemonHarness, stamp
 
 NOW = datetime(2024, 3, 11, 9, 0, tzinfo=UTC)  # a Monday
-HEADER = "ticket_id,timestamp,event,status,priority,channel,queue\n"
 
 
-def stamp(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
-class PredictHarness:
+class PredictHarness(DaemonHarness):
     """A daemon whose CSV holds a history of answered tickets before ``NOW``."""
 
     def __init__(self, tmp_path: Path, answered_after_minutes: list[int]) -> None:
-        self.tmp_path = tmp_path
-        self.events = tmp_path / "events.csv"
-        rows = [HEADER]
+        rows = []
         # The history: one ticket every 4 hours over the past days, answered after the given
         # minutes (cycled), so the predictor has finished cycles to learn from.
         start = NOW - timedelta(hours=4 * len(answered_after_minutes))
@@ -40,11 +29,8 @@ class PredictHarness:
             replied = created + timedelta(minutes=minutes)
             rows.append(f"H{n},{stamp(created)},created,new,normal,email,support\n")
             rows.append(f"H{n},{stamp(replied)},agent_reply,open,,,\n")
-        self.events.write_text("".join(rows))
-        self.config = tmp_path / "config.yaml"
-        self.config.write_text(
-            textwrap.dedent(
-                f"""
+        config = textwrap.dedent(
+            f"""
                 calendars:
                   always: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
                 receivers:
@@ -64,51 +50,16 @@ class PredictHarness:
                   min_history: 10
                   queue_alerts: {{notify: [leads]}}
                 sources:
-                  desk: {{type: csv, path: {self.events}, poll_interval: 1h}}
+                  desk: {{type: csv, path: {tmp_path / "events.csv"}, poll_interval: 1h}}
                 daemon:
                   state: {tmp_path / "state.sqlite"}
                   http: {{enabled: false}}
                 """
-            )
         )
-        self.clock = FakeClock(NOW)
-        self.console = io.StringIO()
-        self.app: App | None = None
-
-    def add(self, ticket: str, at: datetime, event: str, status: str = "") -> None:
-        with self.events.open("a") as f:
-            f.write(f"{ticket},{stamp(at)},{event},{status},normal,email,support\n")
-
-    async def start(self) -> App:
-        self.app = App(load_config(self.config, environ={}), clock=self.clock, console=self.console)
-        await self.app.start()
-        await self.settle()
-        return self.app
-
-    async def stop(self) -> None:
-        if self.app is not None:
-            await self.app.shutdown()
-            self.app = None
-
-    async def poll(self) -> None:
-        assert self.app is not None
-        await self.app._poll("desk")
-        await self.settle()
-
-    async def advance(self, minutes: float) -> None:
-        await self.clock.advance(timedelta(minutes=minutes), timedelta(minutes=1))
-        await self.settle()
-
-    async def settle(self) -> None:
-        assert self.app is not None
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if not self.app.store.outbox_counts().get("pending") and not self.app._in_flight:
-                return
+        super().__init__(tmp_path, config, NOW, "".join(rows))
 
     def titles(self, kind: str) -> list[str]:
-        prefix = f"[{kind.upper()}]"
-        return [line for line in self.console.getvalue().splitlines() if line.startswith(prefix)]
+        return self.lines(f"[{kind.upper()}]")
 
     def body_of(self, title: str) -> list[str]:
         lines = self.console.getvalue().splitlines()
