@@ -350,7 +350,8 @@ async def test_first_responses_and_deadlines_match_rts_own_due(rt: RealRt, tmp_p
         def native(ticket: int, which: Metric) -> datetime:
             return rt_time(replays[ticket].fields[f"due:{which.value}"])
 
-        # (a) First responses come from RT's correspondence (RT's Told is its time).
+        # (a) First responses come from RT's correspondence. RT stamps Told with a fresh "now"
+        # after it has recorded the Correspond transaction, so Told may be the next second.
         story = [
             (e.kind, e.status)
             for e in replays[answered].events
@@ -368,7 +369,9 @@ async def test_first_responses_and_deadlines_match_rts_own_due(rt: RealRt, tmp_p
         for ticket in (answered, replied):
             first = metric(ticket, Metric.FIRST_RESPONSE)
             assert first.state is MetricState.MET
-            assert first.ended_at == rt_time(rt.ticket(ticket)["Told"])
+            assert first.ended_at is not None
+            told = rt_time(rt.ticket(ticket)["Told"])
+            assert timedelta(0) <= told - first.ended_at <= timedelta(seconds=1)
         assert metric(waiting, Metric.FIRST_RESPONSE).state is MetricState.RUNNING
 
         # (b) Same calendar and targets: our deadlines are RT's Due.
