@@ -47,7 +47,7 @@ from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, Ticke
 from sladaemon.model import NATIVE_DUE_PREFIX, SlaEventKind, native_due_field
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.notify.message import Notification, iso, operator_payload, render, sla_payload
-from sladaemon.predict.engine import BreachPredictor, Prediction, QueueAlert
+from sladaemon.predict.engine import BreachPredictor, Prediction, QueueAlert, learnt_cycles
 from sladaemon.report.kpi import KpiReport, ticket_facts
 from sladaemon.report.ledger import KpiLedger
 from sladaemon.report.render import as_html, as_table
@@ -74,6 +74,7 @@ KPI_CACHE = 300.0  # clock seconds the KPI gauges are reused (a window of days m
 MAX_MISSED_REPORTS = 1000  # missed instants counted after downtime, per report
 FACTS_CHUNK = 2000  # tickets whose KPI facts are written in one step (~60 ms)
 RETRY_AFTER_ERROR = 60.0  # seconds before KPI work tries the state file again
+LEARNT_HALF_LIVES = 10  # learnt cycles are kept this many half-lives (then weigh < 0.1 %)
 # Ledger facts change when a cycle's outcome is decided or an escalation level is reached.
 _KPI_EVENTS = (
     SlaEventKind.BREACH,
@@ -279,6 +280,9 @@ class App:
         self._route(fired)
         if not self.predictor.reconfigure(new.predict):  # history weighed anew: start over
             self.predictor = BreachPredictor(new.policies, new.predict)
+            for name, source in self.sources.items():
+                if source.persistent:
+                    self._remember(name, skip={t for s, t in self.book.replays if s == name})
         self._observe(dict(self.book.replays), [])
         self._wake_predict.set()
         self._facts_changed(dict(self.book.replays), fired)
@@ -297,6 +301,7 @@ class App:
             self.ledger.forget_source(name)
         else:
             previous = self.store.load_events(name)
+            self._remember(name, skip=previous.keys())
             if previous:
                 events = [e for evs in previous.values() for e in evs]
                 self._absorb(name, self.book.ingest(name, events))
@@ -393,7 +398,7 @@ class App:
                 tickets=sorted({e.ticket_id for e in ingested.orphans})[:10],
             )
         if ingested.closed and source.persistent:
-            self.store.forget_tickets(name, [ticket for _, ticket in ingested.closed])
+            self._retire(name, {key: ingested.touched[key] for key in ingested.closed})
         self._absorb(name, ingested)
         touched = {e.ticket_id for e in result.events if _has_native_due(e.fields)}
         if touched:
@@ -695,16 +700,35 @@ class App:
 
     def _evict_idle(self) -> None:
         evicted = self.book.evict_idle(self.clock.now(), self.config.daemon.retention)
-        by_source: dict[str, list[str]] = {}
-        for source, ticket in evicted:
-            by_source.setdefault(source, []).append(ticket)
-        for source, tickets in by_source.items():
+        by_source: dict[str, dict[TicketKey, TicketReplay]] = {}
+        for key, replay in evicted.items():
+            by_source.setdefault(key[0], {})[key] = replay
+        for source, replays in by_source.items():
             if source in self.sources and self.sources[source].persistent:
-                self.store.forget_tickets(source, tickets)
+                self._retire(source, replays)
         for key in evicted:
             self.predictor.forget(key)
         if evicted:
             self.log.info("idle_tickets_evicted", count=len(evicted))
+        kept_since = self.clock.now() - LEARNT_HALF_LIVES * self.config.predict.half_life
+        pruned = self.store.prune_learnt(kept_since)
+        if pruned:
+            self.log.info("learnt_cycles_pruned", cycles=pruned)
+
+    def _retire(self, source: str, replays: dict[TicketKey, TicketReplay]) -> None:
+        """Tickets left memory: delete their events, keep what the predictor learnt from
+        them (one transaction)."""
+        learnt = [c for replay in replays.values() for c in learnt_cycles(replay)]
+        self.store.forget_tickets(source, [ticket for _, ticket in replays], learnt)
+
+    def _remember(self, source: str, skip: Iterable[str]) -> None:
+        """Hand the predictor the learnt cycles of the source's retired tickets (not those
+        whose events came back: they are observed)."""
+        back = set(skip)
+        learnt = [c for c in self.store.learnt(source) if c.ticket_id not in back]
+        counted = self.predictor.remember(source, learnt)
+        if counted:
+            self.log.info("learnt_cycles_loaded", source=source, cycles=counted)
 
     # ------------------------------------------------------------------ prediction
 

@@ -107,16 +107,16 @@ class TicketBook:
             new.release_caches()
         return fired
 
-    def evict_idle(self, now: datetime, retention: timedelta) -> list[TicketKey]:
+    def evict_idle(self, now: datetime, retention: timedelta) -> dict[TicketKey, TicketReplay]:
         """Drop solved tickets with no event for ``retention``: helpdesks that never close
         tickets would otherwise keep every ticket forever. A later event brings one back only
-        with its history, which the source then has to send again."""
+        with its history, which the source then has to send again. Returns the dropped."""
         cutoff = now - retention
-        idle = [
-            key
+        idle = {
+            key: replay
             for key, replay in self.replays.items()
             if replay.category is StatusCategory.SOLVED and replay.events[-1].at < cutoff
-        ]
+        }
         for key in idle:
             del self.replays[key]
             self.timers.schedule(key, None)

@@ -47,7 +47,7 @@ public logs, so it is not part of ``P``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +130,52 @@ class Prediction:
             "backlog": self.backlog,
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class LearntCycle:
+    """One cycle of a ticket that left memory (closed, or evicted when idle), as the predictor
+    counted it. The daemon keeps these in its state file, so a restart does not forget what the
+    model learnt from tickets whose events are gone."""
+
+    ticket_id: str
+    metric: Metric
+    cycle: int
+    policy: str
+    priority: str
+    queue: str
+    started_us: int
+    ended_us: int | None  # None: never met
+    elapsed_us: int  # business time used
+
+
+def learnt_cycles(replay: TicketReplay) -> list[LearntCycle]:
+    """The cycles of a ticket's replay, to be remembered once its events are gone."""
+    policy = replay.policy
+    if policy is None:
+        return []
+    queue, priority = _queue_and_priority(replay, policy)
+    return [
+        LearntCycle(
+            replay.ticket_id,
+            clock.metric,
+            cycle.number,
+            policy.name,
+            priority,
+            queue,
+            cycle.start,
+            cycle.ended,
+            cycle.elapsed,
+        )
+        for clock in replay.clocks
+        for cycle in clock.cycles
+    ]
+
+
+def _queue_and_priority(replay: TicketReplay, policy: SlaPolicy) -> tuple[str, str]:
+    queue = replay.fields.get("queue") or policy.name
+    priority = (replay.fields.get("priority") or "").lower() or "(none)"
+    return queue, priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +344,7 @@ class BreachPredictor:
                     if target is not None:
                         targets.add(target.total_seconds())
         self.survival = SurvivalModel(targets, self.half_life_us)
+        self._policies = {policy.name: policy for policy in policies}
         self.calibration = Calibration(self.half_life_us)
         self.rows = _Rows()
         self._tickets: dict[TicketKey, int] = {}  # key -> ticket number
@@ -355,8 +402,7 @@ class BreachPredictor:
             return
         if number is None:
             number = self._new_ticket(key)
-        queue = replay.fields.get("queue") or policy.name
-        priority = (replay.fields.get("priority") or "").lower() or "(none)"
+        queue, priority = _queue_and_priority(replay, policy)
         present = set()
         for clock in replay.clocks:
             m = METRICS.index(clock.metric)
@@ -414,6 +460,32 @@ class BreachPredictor:
         for m in range(len(METRICS)):
             if m not in present and self._slot[number, m] >= 0:
                 self._drop(number, m)
+
+    def remember(self, source: str, cycles: Iterable[LearntCycle]) -> int:
+        """Count the cycles of tickets that left memory before a restart as ``observe`` counted
+        them: an arrival each, the met ones in the life tables and service rates. Cycles of a
+        policy or metric no longer configured are passed over. Returns how many counted."""
+        if not self.settings.enabled:
+            return 0
+        counted = 0
+        for c in cycles:
+            policy = self._policies.get(c.policy)
+            rules = policy.metrics if policy is not None else ()
+            rule = next((r for r in rules if r.metric is c.metric), None)
+            if rule is None:
+                continue
+            cal = self._calendar_id(rule.calendar)
+            qm = self._queue_id(source, c.queue, c.metric, cal)
+            self.arrivals.observe(self._queues[qm].arrivals, c.started_us)
+            if self._earliest_us is None or c.started_us < self._earliest_us:
+                self._earliest_us = c.started_us
+            if c.ended_us is not None:
+                gid = self.survival.group(c.metric.value, c.policy, c.priority, c.queue)
+                pm = self._pm_id(c.policy, c.metric, cal)
+                self._count_finished(gid, qm, pm, c.elapsed_us, c.ended_us)
+            counted += 1
+        self._changed = True
+        return counted
 
     def forget_source(self, source: str) -> None:
         for key in [k for k in self._tickets if k[0] == source]:
@@ -529,7 +601,7 @@ class BreachPredictor:
         self._count_finished(int(r.gid[slot]), qm, pm, elapsed_us, ended_us)
 
     def _count_finished(self, gid: int, qm: int, pm: int, elapsed_us: int, ended_us: int) -> None:
-        self.survival.add_finished(gid, elapsed_us / US)
+        self.survival.add_finished(gid, elapsed_us / US, ended_us)
         self.services.observe(self._queues[qm].services, ended_us)
         self.pm_services.observe(self._pms[pm].services, ended_us)
 

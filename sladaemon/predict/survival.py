@@ -100,9 +100,16 @@ class SurvivalModel:
 
     # ------------------------------------------------------------------ observations
 
-    def add_finished(self, gid: int, duration_s: float, weight: float = 1.0) -> None:
-        """A cycle of group ``gid`` was met after ``duration_s`` business seconds."""
+    def add_finished(self, gid: int, duration_s: float, ended_us: int | None = None) -> None:
+        """A cycle of group ``gid`` was met after ``duration_s`` business seconds, at
+        ``ended_us``: it weighs as its age says when the tables are next decayed (history
+        loaded at start-up is not all as fresh as today)."""
         d = max(float(duration_s), 0.0)
+        weight = 1.0
+        if ended_us is not None:
+            if self._decayed_at is None:
+                self._decayed_at = ended_us  # the instant the recorded weights are as of
+            weight = 2.0 ** ((ended_us - self._decayed_at) / self.half_life_us)
         self._exposure[gid] += weight * np.clip(d - self.edges, 0.0, self.widths)
         self._entered[gid] += weight * (self.edges <= d)
         k = int(np.searchsorted(self.edges, d, side="right")) - 1

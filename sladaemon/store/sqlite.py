@@ -1,4 +1,5 @@
-"""The daemon's state in one SQLite file: ticket events, source cursors and the outbox.
+"""The daemon's state in one SQLite file: ticket events, source cursors, the outbox, and the
+cycles the predictor learnt from tickets whose events are gone.
 
 The outbox is the durable record of every notification: a row is written (``pending``) before
 any attempt, marked ``sending`` while a receiver is being called, and ``delivered`` only once
@@ -22,7 +23,8 @@ from types import MappingProxyType
 from typing import Any
 
 from sladaemon.calendar import from_us, to_us
-from sladaemon.model import EventKind, StatusCategory, TicketEvent
+from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent
+from sladaemon.predict.engine import LearntCycle
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -61,6 +63,19 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (key, receiver, target)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS learnt_cycles (
+    source TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    cycle INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    started_us INTEGER NOT NULL,
+    ended_us INTEGER,
+    elapsed_us INTEGER NOT NULL,
+    PRIMARY KEY (source, ticket_id, metric, cycle)
+);
 """
 
 
@@ -157,15 +172,52 @@ class StateStore:
             )
         return tickets
 
-    def forget_tickets(self, source: str, ticket_ids: Iterable[str]) -> None:
-        self._write(
-            "DELETE FROM events WHERE source = ? AND ticket_id = ?",
-            ((source, t) for t in ticket_ids),
-        )
+    def forget_tickets(
+        self, source: str, ticket_ids: Iterable[str], learnt: Iterable[LearntCycle] = ()
+    ) -> None:
+        """Delete tickets' events, keeping in the same transaction what the predictor learnt
+        from them."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "DELETE FROM events WHERE source = ? AND ticket_id = ?",
+                ((source, t) for t in ticket_ids),
+            )
+            self._db.executemany(_UPSERT_LEARNT, (_learnt_row(source, c) for c in learnt))
 
     def forget_source(self, source: str) -> None:
-        self._write("DELETE FROM events WHERE source = ?", [(source,)])
-        self._write("DELETE FROM cursors WHERE source = ?", [(source,)])
+        for table in ("events", "cursors", "learnt_cycles"):
+            self._write(f"DELETE FROM {table} WHERE source = ?", [(source,)])
+
+    # ------------------------------------------------------------------ learnt cycles
+
+    def learnt(self, source: str) -> list[LearntCycle]:
+        """The cycles of the source's tickets that left the state file (see LearntCycle)."""
+        rows = self._db.execute(
+            "SELECT ticket_id, metric, cycle, policy, priority, queue, started_us, ended_us, "
+            "elapsed_us FROM learnt_cycles WHERE source = ?",
+            (source,),
+        )
+        out = []
+        for ticket, metric, cycle, policy, priority, queue, started, ended, elapsed in rows:
+            try:
+                kind = Metric(metric)
+            except ValueError:
+                continue
+            out.append(
+                LearntCycle(ticket, kind, cycle, policy, priority, queue, started, ended, elapsed)
+            )
+        return out
+
+    def prune_learnt(self, before: datetime) -> int:
+        """Forget learnt cycles that ended (or, never met, started) before ``before``."""
+        with self._db:
+            self._db.execute("BEGIN")
+            cursor = self._db.execute(
+                "DELETE FROM learnt_cycles WHERE COALESCE(ended_us, started_us) < ?",
+                (to_us(before),),
+            )
+        return cursor.rowcount
 
     # ------------------------------------------------------------------ cursors
 
@@ -287,6 +339,28 @@ _UPSERT_CURSOR = (
     "INSERT INTO cursors (source, value) VALUES (?, ?) "
     "ON CONFLICT (source) DO UPDATE SET value = excluded.value"
 )
+
+
+_UPSERT_LEARNT = """
+INSERT OR REPLACE INTO learnt_cycles (source, ticket_id, metric, cycle, policy, priority, queue,
+    started_us, ended_us, elapsed_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _learnt_row(source: str, c: LearntCycle) -> tuple[Any, ...]:
+    return (
+        source,
+        c.ticket_id,
+        c.metric.value,
+        c.cycle,
+        c.policy,
+        c.priority,
+        c.queue,
+        c.started_us,
+        c.ended_us,
+        c.elapsed_us,
+    )
 
 
 def _event_row(source: str, e: TicketEvent) -> tuple[Any, ...]:

@@ -178,3 +178,48 @@ async def test_a_queue_alert_goes_out_once_when_the_forecast_turns_bad(tmp_path:
         assert h.app.metrics.queue_alerts.labels("desk", "support")._value.get() == 1
     finally:
         await h.stop()
+
+
+async def test_what_was_learnt_from_closed_tickets_survives_a_restart(
+    spread: PredictHarness,
+) -> None:
+    """Closed tickets leave the state file with their events; their cycles stay as learnt
+    cycles, so after a restart the predictor still has its history."""
+    h = spread
+    for n in range(40):
+        h.add(f"H{n}", NOW - timedelta(minutes=1), "closed", "closed")
+    app = await h.start()
+    assert app.store.load_events("desk") == {}
+    learnt = app.store.learnt("desk")
+    assert len(learnt) == 40 and all(c.ended_us is not None for c in learnt)
+    await h.stop()
+
+    app = await h.start()  # the CSV cursor is past the history: only the learnt cycles tell
+    h.add("N1", NOW, "created", "new")
+    await h.poll()
+    await h.advance(40)
+    assert len(h.titles("predicted_breach")) == 1, "warned at its last call, as before"
+    await h.stop()
+
+    app = await h.start()
+    assert app.store.prune_learnt(NOW + timedelta(days=1)) == 40  # without them: no history
+    await h.stop()
+    app = await h.start()
+    (risk,) = app.predictor.assess(app.predictor.refreshed_at or 0)
+    assert risk.probability is None and "finished first_response cycles" in risk.reason
+
+
+async def test_solved_tickets_evicted_when_idle_leave_their_cycles_behind(
+    spread: PredictHarness,
+) -> None:
+    h = spread
+    for n in range(40):
+        h.add(f"H{n}", NOW - timedelta(minutes=1), "resolved", "solved")
+    app = await h.start()
+    assert len(app.store.load_events("desk")) == 40 and app.store.learnt("desk") == []
+    await h.advance(15 * 24 * 60, step_minutes=24 * 60)  # past the 14 day retention
+    app._evict_idle()
+    assert app.store.load_events("desk") == {} and len(app.book) == 0
+    assert sorted(c.ticket_id for c in app.store.learnt("desk")) == sorted(
+        f"H{n}" for n in range(40)
+    )

@@ -192,8 +192,8 @@ def test_solved_tickets_without_news_leave_the_book() -> None:
             TicketEvent("A", DUE, EventKind.RESOLVED),
         ],
     )
-    assert book.evict_idle(DUE + timedelta(days=13), timedelta(days=14)) == []
-    assert book.evict_idle(DUE + timedelta(days=15), timedelta(days=14)) == [("s", "A")]
+    assert list(book.evict_idle(DUE + timedelta(days=13), timedelta(days=14))) == []
+    assert list(book.evict_idle(DUE + timedelta(days=15), timedelta(days=14))) == [("s", "A")]
     assert list(book.replays) == [("s", "B")], "open tickets stay however old"
 
 

@@ -132,6 +132,19 @@ def test_life_table_recovers_exponential_times_counting_open_cycles_as_censored(
         assert estimate == pytest.approx(math.exp(-hours / 2.0), abs=0.03)
 
 
+def test_finished_cycles_weigh_by_their_age_not_by_when_they_were_loaded() -> None:
+    # A daemon restarting reads weeks of history at once: a cycle met a half-life ago must
+    # count half as much as one met just now.
+    model = SurvivalModel([], FOUR_WEEKS_US)
+    group = model.group("first_response", "support", "normal", "desk")
+    model.add_finished(group, 60.0, ended_us=FOUR_WEEKS_US)
+    model.add_finished(group, 60.0, ended_us=0)
+    model.refresh(FOUR_WEEKS_US, np.zeros(0, np.int64), np.zeros(0))
+    assert model.leaf_finished[group] == pytest.approx(1.5)
+    model.refresh(2 * FOUR_WEEKS_US, np.zeros(0, np.int64), np.zeros(0))
+    assert model.leaf_finished[group] == pytest.approx(0.75)
+
+
 def test_a_sparse_queue_leans_on_its_policy() -> None:
     """A queue with two fast cycles does not claim everything is met within minutes: with
     PRIOR_CYCLES of its parent's evidence it stays close to the policy's figure."""
