@@ -467,23 +467,33 @@ class BreachPredictor:
         policy or metric no longer configured are passed over. Returns how many counted."""
         if not self.settings.enabled:
             return 0
-        counted = 0
+        groups: dict[tuple[str, Metric, str, str], list[LearntCycle]] = {}
         for c in cycles:
-            policy = self._policies.get(c.policy)
+            groups.setdefault((c.policy, c.metric, c.priority, c.queue), []).append(c)
+        counted = 0
+        for (name, metric, priority, queue), members in groups.items():
+            policy = self._policies.get(name)
             rules = policy.metrics if policy is not None else ()
-            rule = next((r for r in rules if r.metric is c.metric), None)
+            rule = next((r for r in rules if r.metric is metric), None)
             if rule is None:
                 continue
             cal = self._calendar_id(rule.calendar)
-            qm = self._queue_id(source, c.queue, c.metric, cal)
-            self.arrivals.observe(self._queues[qm].arrivals, c.started_us)
-            if self._earliest_us is None or c.started_us < self._earliest_us:
-                self._earliest_us = c.started_us
-            if c.ended_us is not None:
-                gid = self.survival.group(c.metric.value, c.policy, c.priority, c.queue)
-                pm = self._pm_id(c.policy, c.metric, cal)
-                self._count_finished(gid, qm, pm, c.elapsed_us, c.ended_us)
-            counted += 1
+            qm = self._queue_id(source, queue, metric, cal)
+            starts = np.array([c.started_us for c in members], np.int64)
+            self.arrivals.observe_many(self._queues[qm].arrivals, starts)
+            first = int(starts.min())
+            if self._earliest_us is None or first < self._earliest_us:
+                self._earliest_us = first
+            met = [c for c in members if c.ended_us is not None]
+            if met:
+                gid = self.survival.group(metric.value, name, priority, queue)
+                pm = self._pm_id(name, metric, cal)
+                ended = np.array([c.ended_us for c in met], np.int64)
+                elapsed_s = np.array([c.elapsed_us for c in met], np.float64) / US
+                self.survival.add_finished_many(gid, elapsed_s, ended)
+                self.services.observe_many(self._queues[qm].services, ended)
+                self.pm_services.observe_many(self._pms[pm].services, ended)
+            counted += len(members)
         self._changed = True
         return counted
 

@@ -25,6 +25,7 @@ from sladaemon.calendar import CalendarSpec
 
 HOURS_PER_WEEK = 168
 US_PER_HOUR = 3_600_000_000
+QUARTER_US = 900_000_000
 EPOCH_HOUR_OF_WEEK = 72  # 1970-01-01 00:00 UTC was a Thursday, 72 h after Monday 00:00
 MAX_CATCH_UP_HOURS = 52 * HOURS_PER_WEEK  # a longer gap keeps only its last year
 PRIOR_HOURS = 0.25  # pseudo-observation pulling each bin towards the weekly mean
@@ -38,6 +39,23 @@ def hour_of_week(t_us: int, zone: ZoneInfo) -> int:
     """The local hour of week of an instant (0 = Monday 00:00-01:00), DST-exact."""
     local = datetime.fromtimestamp(t_us / 1e6, zone)
     return local.weekday() * 24 + local.hour
+
+
+def hours_of_week(t_us: Ints, zone: ZoneInfo) -> Ints:
+    """``hour_of_week`` of many instants: the zone's offset is looked up once per quarter hour
+    they fall in (offsets change on quarter hours in every zone in use)."""
+    quarters = t_us // QUARTER_US
+    distinct, inverse = np.unique(quarters, return_inverse=True)
+    offsets = np.array([_offset_us(int(q) * QUARTER_US, zone) for q in distinct.tolist()], np.int64)
+    local_hours = (t_us + offsets[inverse]) // US_PER_HOUR
+    how: Ints = (local_hours + EPOCH_HOUR_OF_WEEK) % HOURS_PER_WEEK
+    return how
+
+
+def _offset_us(t_us: int, zone: ZoneInfo) -> int:
+    offset = datetime.fromtimestamp(t_us / 1e6, zone).utcoffset()
+    assert offset is not None
+    return (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
 
 
 def decay(elapsed_us: float, half_life_us: float) -> float:
@@ -121,6 +139,20 @@ class WeeklyCounts:
             self._table *= 2.0**-exponent
             self.origin, exponent = t_us, 0.0
         self._table[row, hour_of_week(t_us, self._zones[row])] += weight * 2.0**exponent
+
+    def observe_many(self, row: int, t_us: Ints) -> None:
+        """``observe`` for many instants of one series at once."""
+        if t_us.size == 0:
+            return
+        if self.origin is None:
+            self.origin = int(t_us.min())
+        top = int(t_us.max())
+        exponent = (top - self.origin) / self.half_life_us
+        if exponent > _REBASE_EXPONENT:
+            self._table *= 2.0**-exponent
+            self.origin = top
+        weights = 2.0 ** ((t_us - self.origin) / self.half_life_us)
+        np.add.at(self._table[row], hours_of_week(t_us, self._zones[row]), weights)
 
     def counts_at(self, t_us: int) -> Floats:
         """Every series' decayed counts at ``t_us`` (rows × 168)."""

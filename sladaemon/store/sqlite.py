@@ -198,16 +198,12 @@ class StateStore:
             "elapsed_us FROM learnt_cycles WHERE source = ?",
             (source,),
         )
-        out = []
-        for ticket, metric, cycle, policy, priority, queue, started, ended, elapsed in rows:
-            try:
-                kind = Metric(metric)
-            except ValueError:
-                continue
-            out.append(
-                LearntCycle(ticket, kind, cycle, policy, priority, queue, started, ended, elapsed)
-            )
-        return out
+        metrics = {m.value: m for m in Metric}
+        return [
+            LearntCycle(ticket, metrics[metric], cycle, policy, priority, queue, *times)
+            for ticket, metric, cycle, policy, priority, queue, *times in rows
+            if metric in metrics
+        ]
 
     def prune_learnt(self, before: datetime) -> int:
         """Forget learnt cycles that ended (or, never met, started) before ``before``."""

@@ -27,6 +27,7 @@ from sladaemon.predict.weekly import (
     WeekExposure,
     WeeklyCounts,
     hour_of_week,
+    hours_of_week,
     rates,
 )
 from sladaemon.sla.engine import TicketReplay
@@ -143,6 +144,40 @@ def test_finished_cycles_weigh_by_their_age_not_by_when_they_were_loaded() -> No
     assert model.leaf_finished[group] == pytest.approx(1.5)
     model.refresh(2 * FOUR_WEEKS_US, np.zeros(0, np.int64), np.zeros(0))
     assert model.leaf_finished[group] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe"])
+def test_hours_of_week_at_once_match_one_by_one_across_dst(zone: str) -> None:
+    # Every 7 minutes over a year: both DST changes, and zones with half-hour offsets and a
+    # half-hour DST shift.
+    tz = ZoneInfo(zone)
+    instants = np.arange(to_us(MONDAY), to_us(MONDAY + timedelta(days=366)), 7 * 60 * 1_000_000)
+    expected = [hour_of_week(int(t), tz) for t in instants]
+    assert hours_of_week(instants, tz).tolist() == expected
+
+
+def test_remembering_in_bulk_counts_exactly_what_one_by_one_counts() -> None:
+    rng = np.random.default_rng(11)
+    ended = np.sort(rng.integers(0, 3 * FOUR_WEEKS_US, 500))
+    durations = rng.exponential(3 * 3600.0, 500)
+    one, bulk = (
+        SurvivalModel([3 * 3600.0], FOUR_WEEKS_US),
+        SurvivalModel([3 * 3600.0], FOUR_WEEKS_US),
+    )
+    g1, g2 = (m.group("resolution", "support", "normal", "desk") for m in (one, bulk))
+    counts_one, counts_bulk = WeeklyCounts(FOUR_WEEKS_US), WeeklyCounts(FOUR_WEEKS_US)
+    r1, r2 = counts_one.add_series(BERLIN), counts_bulk.add_series(BERLIN)
+    for d, e in zip(durations, ended, strict=True):
+        one.add_finished(g1, float(d), int(e))
+        counts_one.observe(r1, int(e))
+    bulk.add_finished_many(g2, durations, ended)
+    counts_bulk.observe_many(r2, ended)
+    now = 3 * FOUR_WEEKS_US
+    for model in (one, bulk):
+        model.refresh(now, np.zeros(0, np.int64), np.zeros(0))
+    assert np.allclose(one.cum_hazard, bulk.cum_hazard)
+    assert one.leaf_finished == pytest.approx(bulk.leaf_finished)
+    assert np.allclose(counts_one.counts_at(now), counts_bulk.counts_at(now))
 
 
 def test_a_sparse_queue_leans_on_its_policy() -> None:
