@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import io
 import json
 import random
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.timing import timed
 from sladaemon.cli import main as cli_main
 from sladaemon.config import load_config
 from sladaemon.escalate.book import TicketBook
@@ -58,13 +57,6 @@ policies:
 """
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    gc.collect()
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def bench_report() -> dict[str, Any]:
     if not SERVICENOW.exists():
         return {"skipped": f"{SERVICENOW} not present"}
@@ -86,7 +78,7 @@ def bench_report() -> dict[str, Any]:
                 contextlib.redirect_stdout(io.StringIO()),
                 contextlib.redirect_stderr(io.StringIO()),
             ):
-                seconds, code = _timed(partial(cli_main, [*base, *extra, "--out", str(out)]))
+                seconds, code = timed(partial(cli_main, [*base, *extra, "--out", str(out)]))
             if code != 0:
                 raise RuntimeError(f"report {extra} exited with {code}")
             figures[name] = seconds
@@ -130,11 +122,11 @@ def bench_ledger(n: int) -> dict[str, Any]:
         book = TicketBook(cfg.policies)
         ingested = book.ingest("desk", _fleet(n, now))
         ledger = KpiLedger(Path(tmp) / "state.sqlite")
-        facts_s, facts = _timed(lambda: [ticket_facts(r) for r in ingested.touched.values()])
-        record_s, _ = _timed(lambda: ledger.record("desk", facts))
-        counts = [_timed(lambda: ledger.report(now - timedelta(days=7), now, "Europe/Berlin"))]
+        facts_s, facts = timed(lambda: [ticket_facts(r) for r in ingested.touched.values()])
+        record_s, _ = timed(lambda: ledger.record("desk", facts))
+        counts = [timed(lambda: ledger.report(now - timedelta(days=7), now, "Europe/Berlin"))]
         counts += [
-            _timed(lambda: ledger.report(now - timedelta(days=7), now, "Europe/Berlin"))
+            timed(lambda: ledger.report(now - timedelta(days=7), now, "Europe/Berlin"))
             for _ in range(2)
         ]
         report = counts[-1][1]

@@ -27,16 +27,16 @@ saves the figures).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import tempfile
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench.sla import FLEET_CONFIG, _fleet
+from bench.timing import timed
 from sladaemon.calendar import to_us
 from sladaemon.config import load_config
 from sladaemon.eventlog import read_events
@@ -61,14 +61,8 @@ LOGS = {
 def run_log(name: str, config: Path, events: Path) -> dict[str, Any]:
     cfg = load_config(config, environ={})
     log = read_events(events, cfg.status_map())
-    gc.collect()
-    started = time.perf_counter()
-    backtest(log.tickets, cfg.policies)
-    plain_s = time.perf_counter() - started
-    gc.collect()
-    started = time.perf_counter()
-    result = predictive_backtest(log.tickets, cfg.policies, cfg.predict)
-    predict_s = time.perf_counter() - started
+    plain_s, _ = timed(lambda: backtest(log.tickets, cfg.policies))
+    predict_s, result = timed(lambda: predictive_backtest(log.tickets, cfg.policies, cfg.predict))
     q = result.quality
     return {
         "log": name,
@@ -106,19 +100,17 @@ def bench_fleet(n: int) -> dict[str, Any]:
         replays.append(replay)
     predictor = BreachPredictor(cfg.policies, cfg.predict)
     now_us = to_us(now)
-    gc.collect()
-    started = time.perf_counter()
-    for replay in replays:
-        predictor.observe(("fleet", replay.ticket_id), replay, now_us)
-    observe_s = time.perf_counter() - started
-    started = time.perf_counter()
-    predictor.tick(now_us, queues=True)  # the first tick builds the tables
-    first_tick_s = time.perf_counter() - started
-    ticks = []
-    for k in range(1, 4):
-        started = time.perf_counter()
-        predictor.tick(now_us + k * 60_000_000, queues=True, window_us=5_000_000)
-        ticks.append(time.perf_counter() - started)
+
+    def observe_all() -> None:
+        for replay in replays:
+            predictor.observe(("fleet", replay.ticket_id), replay, now_us)
+
+    observe_s, _ = timed(observe_all)
+    first_tick_s, _ = timed(lambda: predictor.tick(now_us, queues=True))  # builds the tables
+    ticks = [
+        timed(partial(predictor.tick, now_us + k * 60_000_000, queues=True, window_us=5_000_000))[0]
+        for k in range(1, 4)
+    ]
     return {
         "tickets": n,
         "rows": len(predictor),
@@ -155,13 +147,10 @@ def bench_learnt(n: int) -> dict[str, Any]:
         ]
         store = StateStore(Path(tmp) / "state.sqlite")
         store.forget_tickets("fleet", [], cycles)
-        gc.collect()
-        started = time.perf_counter()
-        learnt = store.learnt("fleet")
-        read_s = time.perf_counter() - started
-        started = time.perf_counter()
-        BreachPredictor(cfg.policies, cfg.predict).remember("fleet", learnt)
-        remember_s = time.perf_counter() - started
+        read_s, learnt = timed(lambda: store.learnt("fleet"))
+        remember_s, _ = timed(
+            lambda: BreachPredictor(cfg.policies, cfg.predict).remember("fleet", learnt)
+        )
         store.close()  # checkpoints the WAL into the file
         size = (Path(tmp) / "state.sqlite").stat().st_size
     return {"cycles": n, "state_mb": size / 1e6, "read_s": read_s, "remember_s": remember_s}

@@ -19,16 +19,15 @@ Run ``python -m bench.sla`` (``--quick`` for a smoke run, ``--json PATH`` to sav
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import random
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.timing import timed
 from sladaemon.calendar import to_us
 from sladaemon.config import load_config
 from sladaemon.eventlog import read_events
@@ -57,26 +56,15 @@ policies:
 """
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        result = fn()
-        return time.perf_counter() - start, result
-    finally:
-        gc.enable()
-
-
 def bench_backtest() -> dict[str, Any]:
     if not SERVICENOW.exists():
         return {"skipped": f"{SERVICENOW} not present"}
     cfg = load_config(ROOT / "bench" / "configs" / "servicenow.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         events_csv = Path(tmp) / "servicenow.csv"
-        import_s, report = _timed(lambda: convert("servicenow", SERVICENOW, events_csv))
-        read_s, log = _timed(lambda: read_events(events_csv, cfg.status_map()))
-        replay_s, result = _timed(lambda: backtest(log.tickets, cfg.policies))
+        import_s, report = timed(lambda: convert("servicenow", SERVICENOW, events_csv))
+        read_s, log = timed(lambda: read_events(events_csv, cfg.status_map()))
+        replay_s, result = timed(lambda: backtest(log.tickets, cfg.policies))
     return {
         "rows_imported": 119_998,
         "events": report.events,
@@ -130,12 +118,12 @@ def bench_fleet(n: int) -> dict[str, Any]:
             replays.append(replay)
         return replays
 
-    fold_s, replays = _timed(fold)
-    collect_s, clocks = _timed(lambda: OpenClocks.of(replays))
-    evaluate_s = min(_timed(lambda: evaluate_open(clocks, to_us(now)))[0] for _ in range(3))
+    fold_s, replays = timed(fold)
+    collect_s, clocks = timed(lambda: OpenClocks.of(replays))
+    evaluate_s = min(timed(lambda: evaluate_open(clocks, to_us(now)))[0] for _ in range(3))
     result = evaluate_open(clocks, to_us(now))
     sample = replays[: max(1, n // 20)]
-    scalar_s, _ = _timed(lambda: [r.evaluate(now) for r in sample])
+    scalar_s, _ = timed(lambda: [r.evaluate(now) for r in sample])
     scalar_full_s = scalar_s * n / len(sample)
     return {
         "tickets": n,

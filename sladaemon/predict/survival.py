@@ -105,11 +105,7 @@ class SurvivalModel:
         ``ended_us``: it weighs as its age says when the tables are next decayed (history
         loaded at start-up is not all as fresh as today)."""
         d = max(float(duration_s), 0.0)
-        weight = 1.0
-        if ended_us is not None:
-            if self._decayed_at is None:
-                self._decayed_at = ended_us  # the instant the recorded weights are as of
-            weight = 2.0 ** ((ended_us - self._decayed_at) / self.half_life_us)
+        weight = 1.0 if ended_us is None else float(self._weights(np.array([ended_us]))[0])
         self._exposure[gid] += weight * np.clip(d - self.edges, 0.0, self.widths)
         self._entered[gid] += weight * (self.edges <= d)
         k = int(np.searchsorted(self.edges, d, side="right")) - 1
@@ -121,9 +117,7 @@ class SurvivalModel:
         """``add_finished`` for many cycles of one group at once."""
         if durations_s.size == 0:
             return
-        if self._decayed_at is None:
-            self._decayed_at = int(ended_us[0])
-        weights = 2.0 ** ((ended_us - self._decayed_at) / self.half_life_us)
+        weights = self._weights(ended_us)
         d = np.maximum(durations_s, 0.0)
         for lo in range(0, d.size, 4096):  # bounded memory: cycles × bins per step
             part, w = d[lo : lo + 4096, None], weights[lo : lo + 4096]
@@ -133,6 +127,14 @@ class SurvivalModel:
         np.add.at(self._events[gid], bins, weights)
         self._finished[gid] += float(weights.sum())
         self.news += int(d.size)
+
+    def _weights(self, ended_us: Ints) -> Floats:
+        """Weights of cycles that ended at ``ended_us`` relative to the instant the recorded
+        weights are as of (the next refresh decays everything to its ``now``)."""
+        if self._decayed_at is None:
+            self._decayed_at = int(ended_us[0])
+        weights: Floats = 2.0 ** ((ended_us - self._decayed_at) / self.half_life_us)
+        return weights
 
     def refresh(self, now_us: int, open_gids: Ints, open_elapsed_s: Floats) -> None:
         """Decay what was recorded, add the open cycles as censored at their elapsed time, and

@@ -132,13 +132,8 @@ class WeeklyCounts:
         return row
 
     def observe(self, row: int, t_us: int, weight: float = 1.0) -> None:
-        if self.origin is None:
-            self.origin = t_us
-        exponent = (t_us - self.origin) / self.half_life_us
-        if exponent > _REBASE_EXPONENT:
-            self._table *= 2.0**-exponent
-            self.origin, exponent = t_us, 0.0
-        self._table[row, hour_of_week(t_us, self._zones[row])] += weight * 2.0**exponent
+        scaled = weight * 2.0 ** self._scale(t_us)  # before the table is read: it may rebase
+        self._table[row, hour_of_week(t_us, self._zones[row])] += scaled
 
     def observe_many(self, row: int, t_us: Ints) -> None:
         """``observe`` for many instants of one series at once."""
@@ -146,13 +141,20 @@ class WeeklyCounts:
             return
         if self.origin is None:
             self.origin = int(t_us.min())
-        top = int(t_us.max())
-        exponent = (top - self.origin) / self.half_life_us
-        if exponent > _REBASE_EXPONENT:
-            self._table *= 2.0**-exponent
-            self.origin = top
+        self._scale(int(t_us.max()))
         weights = 2.0 ** ((t_us - self.origin) / self.half_life_us)
         np.add.at(self._table[row], hours_of_week(t_us, self._zones[row]), weights)
+
+    def _scale(self, t_us: int) -> float:
+        """log2 of the pre-scaling of a count at ``t_us``; rebases the stored counts first
+        when that nears overflow."""
+        if self.origin is None:
+            self.origin = t_us
+        exponent = (t_us - self.origin) / self.half_life_us
+        if exponent > _REBASE_EXPONENT:
+            self._table *= 2.0**-exponent
+            self.origin, exponent = t_us, 0.0
+        return exponent
 
     def counts_at(self, t_us: int) -> Floats:
         """Every series' decayed counts at ``t_us`` (rows × 168)."""

@@ -23,7 +23,13 @@ from sladaemon.config.models import RequestTrackerSourceConfig
 from sladaemon.daemon.app import App
 from sladaemon.model import EventKind, StatusCategory, TicketEvent
 from sladaemon.sources.base import PollResult, SourceError
-from sladaemon.sources.rt.mapping import ChannelNames, MappingContext, TicketTrail, map_ticket
+from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.rt.mapping import (
+    DEFAULT_CHANNELS,
+    MappingContext,
+    TicketTrail,
+    map_ticket,
+)
 from sladaemon.sources.rt.payloads import RtTicket, RtTransaction, parse_rt_time
 from sladaemon.sources.rt.source import RequestTrackerSource, decode_ranges, encode_ranges
 from sladaemon.statuses import StatusMap
@@ -720,7 +726,7 @@ def test_a_history_read_in_two_parts_maps_like_one() -> None:
         },
     ]
     history = [RtTransaction.model_validate(r) for r in raw]
-    context = MappingContext(StatusMap({"open": StatusCategory.OPEN}), ChannelNames())
+    context = MappingContext(StatusMap({"open": StatusCategory.OPEN}), ChannelMap(DEFAULT_CHANNELS))
     whole = map_ticket(ticket, history, None, context)
     head = map_ticket(ticket, history[:3], None, context)
     tail = map_ticket(ticket, history, head.trail, context)
@@ -749,7 +755,7 @@ def test_a_due_without_history_is_taken_from_the_ticket() -> None:
     create = RtTransaction.model_validate(
         {"id": 1, "Type": "Create", "Creator": {"id": "c@example.com"}, "Created": 1714554000}
     )
-    context = MappingContext(StatusMap(), ChannelNames())
+    context = MappingContext(StatusMap(), ChannelMap(DEFAULT_CHANNELS))
     mapped = map_ticket(ticket, [create], None, context)
     assert [(e.at, dict(e.fields)) for e in mapped.events[1:]] == [
         (datetime(2024, 5, 1, 9, 5, tzinfo=UTC), {"due:first_response": "2024-05-01T10:00:00Z"})

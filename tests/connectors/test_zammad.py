@@ -22,7 +22,13 @@ from sladaemon.config.models import ZammadSourceConfig
 from sladaemon.daemon.app import App
 from sladaemon.model import EventKind, StatusCategory, TicketEvent
 from sladaemon.sources.base import PollResult, SourceError
-from sladaemon.sources.zammad.mapping import ChannelMap, Seen, TicketDetails, ticket_events
+from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.zammad.mapping import (
+    DEFAULT_CHANNELS,
+    Seen,
+    TicketDetails,
+    ticket_events,
+)
 from sladaemon.sources.zammad.mapping import zammad_statuses as default_statuses
 from sladaemon.sources.zammad.payloads import ZammadHistoryEntry, ZammadTicket, parse_timestamp
 from sladaemon.sources.zammad.source import ZammadSource
@@ -389,7 +395,7 @@ def test_a_state_change_the_history_does_not_show_lands_at_updated_at() -> None:
     events = ticket_events(
         TicketDetails(ticket, None, []),
         statuses=default_statuses({}),
-        channels=ChannelMap(),
+        channels=ChannelMap(DEFAULT_CHANNELS),
         seen=seen,
     )
     assert [(e.kind, e.status, e.at) for e in events] == [
@@ -412,7 +418,7 @@ def test_a_state_change_the_history_does_not_show_lands_at_updated_at() -> None:
     events = ticket_events(
         TicketDetails(removed, None, history),
         statuses=default_statuses({}),
-        channels=ChannelMap(),
+        channels=ChannelMap(DEFAULT_CHANNELS),
         seen=seen,
     )
     assert [(e.kind, e.status, e.category) for e in events] == [

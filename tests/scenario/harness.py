@@ -22,6 +22,8 @@ class DaemonHarness:
     """``config`` follows ``tmp_path/events.csv`` as source ``desk``; ``rows`` start it."""
 
     step_minutes: float = 1  # clock steps of ``advance``
+    channel = "email"  # of the rows ``add`` writes, unless given
+    queue = "support"
 
     def __init__(self, tmp_path: Path, config: str, start: datetime, rows: str = "") -> None:
         self.tmp_path = tmp_path
@@ -39,9 +41,11 @@ class DaemonHarness:
         at: datetime,
         event: str,
         status: str = "",
-        channel: str = "email",
-        queue: str = "support",
+        channel: str | None = None,
+        queue: str | None = None,
     ) -> None:
+        channel = self.channel if channel is None else channel
+        queue = self.queue if queue is None else queue
         with self.events.open("a") as f:
             f.write(f"{ticket},{stamp(at)},{event},{status},normal,{channel},{queue}\n")
 

@@ -54,8 +54,7 @@ class Harness(DaemonHarness):
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     h = Harness(tmp_path)
     yield h
-    if h.app is not None:
-        await h.app.shutdown()
+    await h.stop()
 
 
 async def test_levels_fire_at_their_instants_independent_of_polling(harness: Harness) -> None:

@@ -53,20 +53,10 @@ def config_text(tmp_path: Path) -> str:
 
 class Harness(DaemonHarness):
     step_minutes = 5
+    channel = queue = ""
 
     def __init__(self, tmp_path: Path) -> None:
         super().__init__(tmp_path, config_text(tmp_path), START)
-
-    def add(
-        self,
-        ticket: str,
-        at: datetime,
-        event: str,
-        status: str = "",
-        channel: str = "",
-        queue: str = "",
-    ) -> None:
-        super().add(ticket, at, event, status, channel, queue)
 
     async def jump_to(self, t: datetime) -> None:
         """Move the clock while no daemon runs (downtime)."""
@@ -87,8 +77,7 @@ class Harness(DaemonHarness):
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     h = Harness(tmp_path)
     yield h
-    if h.app is not None:
-        await h.app.shutdown()
+    await h.stop()
 
 
 def sample(app: App, name: str, **labels: str) -> float | None:

@@ -30,6 +30,7 @@ from fnmatch import fnmatchcase
 from types import MappingProxyType
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.freshdesk.payloads import FreshdeskTicket
 
 OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
@@ -66,7 +67,6 @@ SOURCE_NAMES: Mapping[int, str] = MappingProxyType(
 DEFAULT_CHANNELS: Mapping[str, str] = MappingProxyType(
     {"1": "email", "2": "web", "3": "phone", "7": "chat", "9": "web", "10": "email"}
 )
-OTHER_CHANNEL = "other"
 
 DUE_FIELDS: tuple[tuple[str, Metric], ...] = (
     ("fr_due_by", Metric.FIRST_RESPONSE),
@@ -123,7 +123,7 @@ class Vocabulary:
 
     status_names: Mapping[int, str] = field(default_factory=dict)  # custom statuses
     group_names: Mapping[int, str] = field(default_factory=dict)
-    channels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CHANNELS))
+    channels: ChannelMap = field(default_factory=lambda: ChannelMap(DEFAULT_CHANNELS))
 
     def status_name(self, code: int | None) -> str:
         if code is None:
@@ -135,21 +135,15 @@ class Vocabulary:
             return ""
         return self.group_names.get(group_id) or str(group_id)
 
-    def channel(self, source: int | None) -> tuple[str, bool]:
-        """(channel, known): unknown sources are channel ``other``."""
+    def channel(self, source: int | None) -> str:
+        """The channel of a source code, by code, else by Freshdesk's name for it; unknown
+        codes are channel ``other`` (remembered by the channel map)."""
         if source is None:
-            return "", True
-        found = self.channels.get(str(source))
+            return ""
+        found = self.channels.find(str(source))
         if found is None and source in SOURCE_NAMES:
-            found = self.channels.get(SOURCE_NAMES[source])
-        return (found, True) if found else (OTHER_CHANNEL, False)
-
-
-def channel_map(configured: Mapping[str, str]) -> dict[str, str]:
-    """The default channel map with the source's ``channels`` config merged over it."""
-    merged = dict(DEFAULT_CHANNELS)
-    merged.update({k.strip().lower(): v for k, v in configured.items() if v.strip()})
-    return merged
+            found = self.channels.find(SOURCE_NAMES[source])
+        return found if found is not None else self.channels(str(source))
 
 
 def ticket_fields(ticket: FreshdeskTicket, vocabulary: Vocabulary) -> dict[str, str]:
@@ -158,7 +152,7 @@ def ticket_fields(ticket: FreshdeskTicket, vocabulary: Vocabulary) -> dict[str, 
         "priority": PRIORITY_NAMES.get(ticket.priority, str(ticket.priority))
         if ticket.priority is not None
         else "",
-        "channel": vocabulary.channel(ticket.source)[0],
+        "channel": vocabulary.channel(ticket.source),
         "queue": vocabulary.queue(ticket.group_id),
         "type": ticket.type or "",
         "company": str(ticket.company_id) if ticket.company_id is not None else "",

@@ -34,12 +34,13 @@ from sladaemon.errors import RowIssue
 from sladaemon.logs import get_logger
 from sladaemon.model import StatusCategory
 from sladaemon.sources.base import PollResult, SourceError
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.freshdesk.client import MAX_PAGE, MAX_PER_PAGE, FreshdeskClient, TicketPage
 from sladaemon.sources.freshdesk.mapping import (
     CLOSED,
+    DEFAULT_CHANNELS,
     StatusCategories,
     Vocabulary,
-    channel_map,
     closed_event,
     iso,
     status_changed_at,
@@ -163,12 +164,11 @@ class FreshdeskSource:
         self.client = FreshdeskClient(cfg.url, api_key, timeout=cfg.timeout.total_seconds())
         self._state = SyncState.from_cursor(cursor)
         self._statuses = StatusCategories(cfg.statuses)
-        self._channels = channel_map(cfg.channels)
+        self._channels = ChannelMap(DEFAULT_CHANNELS, cfg.channels)
         self._queues = {q.strip().lower() for q in cfg.queues if q.strip()}
         self._per_page = min(cfg.page_size, MAX_PER_PAGE)
         self._vocabulary: Vocabulary | None = None
         self._looked_up: set[tuple[str, int]] = set()  # unnamed groups/statuses already sought
-        self._unknown_channels: set[str] = set()
         self._reported: set[str] = set()  # issues already reported (overlapping reads repeat)
         self._names_warned = False
 
@@ -238,6 +238,7 @@ class FreshdeskSource:
         self._reported |= {issue.message for issue in result.issues}
         result.cursor = work.to_json()
         result.unknown_statuses = set(self._statuses.unknown)
+        self._channels.log_unknown(self.log, self.name)
         return result
 
     # ------------------------------------------------------------------ listing
@@ -330,7 +331,6 @@ class FreshdeskSource:
             if seen or initial or since is None or status_changed_at(ticket) < since:
                 work.closed[tid] = max(stamp, work.closed.get(tid, stamp))
                 return
-        self._note_channel(ticket, vocabulary)
         events = ticket_events(ticket, vocabulary, self._statuses)
         if held is not None:  # what came before the snapshot delivered last is known already
             cutoff = _from_ms(held) - self.cfg.overlap
@@ -379,13 +379,6 @@ class FreshdeskSource:
             return False
         names = {str(ticket.group_id), vocabulary.queue(ticket.group_id).lower()}
         return not names.isdisjoint(self._queues)
-
-    def _note_channel(self, ticket: FreshdeskTicket, vocabulary: Vocabulary) -> None:
-        channel, known = vocabulary.channel(ticket.source)
-        raw = str(ticket.source)
-        if not known and raw not in self._unknown_channels:
-            self._unknown_channels.add(raw)
-            self.log.warning("unknown_channel", source=self.name, channel=raw, counted_as=channel)
 
     def _report(self, result: PollResult, issues: Iterable[RowIssue]) -> None:
         """Add issues not reported by an earlier poll (overlapping reads meet them again)."""

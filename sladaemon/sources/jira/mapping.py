@@ -29,6 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.jira.payloads import (
     ChangeHistory,
     ChangeItem,
@@ -153,17 +154,6 @@ class JiraStatuses:
         return found if found is not None else self._fallback(name)
 
 
-class JiraChannels:
-    """request.channel.type -> channel name: the configured map over the defaults."""
-
-    def __init__(self, configured: Mapping[str, str] | None = None) -> None:
-        merged = {**DEFAULT_CHANNELS, **(configured or {})}
-        self._map = {k.strip().lower(): v for k, v in merged.items()}
-
-    def __call__(self, raw: str) -> str | None:
-        return self._map.get(raw.strip().lower())
-
-
 @dataclass(frozen=True, slots=True)
 class TicketMemory:
     """What was processed of a ticket: its issue id, the ``updated`` seen (epoch ms), whether
@@ -194,14 +184,13 @@ class TicketMemory:
 class MappedIssue:
     events: list[TicketEvent]
     memory: TicketMemory
-    unknown_channel: str | None = None
 
 
 @dataclass
 class MappingContext:
     catalog: SiteCatalog
     statuses: JiraStatuses
-    channels: JiraChannels
+    channels: ChannelMap  # request.channel.type -> channel name
 
 
 def to_ms(moment: datetime) -> int:
@@ -236,8 +225,7 @@ def map_issue(
     seen_until = previous.updated_ms if previous is not None else None
 
     start = _start_values(issue, context, ordered)
-    channel, unknown_channel = _channel(context, issue.channel)
-    events = [_created_event(issue, start, channel)]
+    events = [_created_event(issue, start, context.channels(issue.channel))]
     history_events, revived = _history_events(issue, context, ordered, start, seen_until)
     events += history_events
     events += _comment_events(issue, comments)
@@ -259,7 +247,6 @@ def map_issue(
     return MappedIssue(
         events=events,
         memory=TicketMemory(issue.id, to_ms(issue.updated_at), done, due),
-        unknown_channel=unknown_channel,
     )
 
 
@@ -490,16 +477,6 @@ def _comment_kind(comment: CommentPayload, reporter: UserRef | None) -> EventKin
     if reporter is not None and reporter.account_id and author.account_id == reporter.account_id:
         return EventKind.CUSTOMER_REPLY
     return EventKind.AGENT_REPLY
-
-
-def _channel(context: MappingContext, raw: str) -> tuple[str, str | None]:
-    """(channel name, the raw value when it is unknown)."""
-    if not raw:
-        return "", None
-    mapped = context.channels(raw)
-    if mapped is None:
-        return "other", raw
-    return mapped, None
 
 
 def _running_deadlines(slas: Iterable[SlaValue]) -> dict[Metric, datetime]:

@@ -38,11 +38,12 @@ from sladaemon.config.models import JiraSourceConfig
 from sladaemon.errors import RowIssue
 from sladaemon.logs import get_logger
 from sladaemon.sources.base import PollResult, SourceError
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.jira.client import JiraClient, jql_string, jql_time
 from sladaemon.sources.jira.mapping import (
+    DEFAULT_CHANNELS,
     PRIORITY_FIELD,
     STATUS_FIELD,
-    JiraChannels,
     JiraStatuses,
     MappingContext,
     SiteCatalog,
@@ -183,11 +184,10 @@ class JiraSource:
         self.persistent = True
         self.client = JiraClient(cfg)
         self.statuses = JiraStatuses(cfg.statuses)
-        self.channels = JiraChannels(cfg.channels)
+        self.channels = ChannelMap(DEFAULT_CHANNELS, cfg.channels)
         self.state = SyncState.from_cursor(cursor)
         self.overlap = max(cfg.overlap, MIN_OVERLAP)
         self._filters = _filters(cfg)
-        self._reported_channels: set[str] = set()
         self._reported_zones: set[str] = set()
         self._skipped_rows: set[str] = set()
 
@@ -223,6 +223,7 @@ class JiraSource:
         progress.store(state)
         result.cursor = state.to_cursor() if dirty else None
         result.unknown_statuses = set(self.statuses.unknown)
+        self.channels.log_unknown(log, self.name)
         return result
 
     # ------------------------------------------------------------------ reading changes
@@ -332,14 +333,6 @@ class JiraSource:
                 continue
             result.events.extend(mapped.events)
             changes.remember(issue.key, mapped.memory)
-            if mapped.unknown_channel and mapped.unknown_channel not in self._reported_channels:
-                self._reported_channels.add(mapped.unknown_channel)
-                log.warning(
-                    "unknown_channel",
-                    source=self.name,
-                    channel=mapped.unknown_channel,
-                    counted_as="other",
-                )
         return newest
 
     def _skip(self, raw: object, reason: str, changes: _TicketChanges, result: PollResult) -> None:

@@ -48,6 +48,7 @@ from sladaemon.model import (
     TicketEvent,
     native_due_field,
 )
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.rt.payloads import RtRef, RtTicket, RtTransaction, parse_rt_time
 from sladaemon.statuses import StatusMap
 
@@ -78,37 +79,16 @@ DEFAULT_CHANNELS: Mapping[str, str] = {
     "mobile": "mobile",
 }
 CHANNEL_CUSTOM_FIELD = "channel"
-OTHER_CHANNEL = "other"
 CUSTOM_FIELD_PREFIX = "cf."
 
 # Transaction types the connector reads (the rest, e.g. EmailRecord, say nothing about SLAs).
 HISTORY_TYPES = ("Create", "Correspond", "Comment", "Status", "Set", "CustomField")
 
 
-class ChannelNames:
-    """Raw channel -> channel name: the configured map over the defaults, case-insensitive;
-    anything else is "other" and remembered in ``unknown`` (the source logs each once)."""
-
-    def __init__(self, configured: Mapping[str, str] | None = None) -> None:
-        merged = {**DEFAULT_CHANNELS, **(configured or {})}
-        self._names = {raw.strip().lower(): name for raw, name in merged.items()}
-        self.unknown: set[str] = set()
-
-    def __call__(self, raw: str) -> str:
-        key = raw.strip().lower()
-        if not key:
-            return ""
-        name = self._names.get(key)
-        if name is None:
-            self.unknown.add(raw.strip())
-            return OTHER_CHANNEL
-        return name
-
-
 @dataclass(frozen=True, slots=True)
 class MappingContext:
     statuses: StatusMap
-    channels: ChannelNames
+    channels: ChannelMap
     queue_names: Mapping[str, str] = field(default_factory=dict)  # queue id -> name
 
 

@@ -45,6 +45,7 @@ from sladaemon.config.models import RequestTrackerSourceConfig
 from sladaemon.errors import RowIssue
 from sladaemon.logs import get_logger
 from sladaemon.sources.base import PollResult, SourceError
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.rt.client import (
     RequestTrackerClient,
     TicketPage,
@@ -52,8 +53,8 @@ from sladaemon.sources.rt.client import (
     ticketsql_time,
 )
 from sladaemon.sources.rt.mapping import (
+    DEFAULT_CHANNELS,
     DEFAULT_STATUSES,
-    ChannelNames,
     MappingContext,
     TicketTrail,
     map_ticket,
@@ -185,13 +186,12 @@ class RequestTrackerSource:
             cfg, first_backoff=first_backoff, max_attempts=max_attempts
         )
         self.statuses = StatusMap({**DEFAULT_STATUSES, **cfg.statuses})
-        self.channels = ChannelNames(cfg.channels)
+        self.channels = ChannelMap(DEFAULT_CHANNELS, cfg.channels)
         self.overlap = cfg.overlap
         self._queues = {q.strip().lower() for q in cfg.queues if q.strip()}
         self._queue_names: dict[str, str] = {}
         self._state = SyncState.from_cursor(cursor)
         self._trails: dict[int, TicketTrail] = {}
-        self._reported_channels: set[str] = set()
         self._reported_issues: set[str] = set()
 
     @property
@@ -213,9 +213,7 @@ class RequestTrackerSource:
         result = work.result
         result.cursor = self._state.to_cursor()
         result.unknown_statuses = set(self.statuses.unknown)
-        for raw in sorted(self.channels.unknown - self._reported_channels):
-            self.log.warning("unknown_channel", source=self.name, channel=raw, counted_as="other")
-            self._reported_channels.add(raw)
+        self.channels.log_unknown(self.log, self.name)
         return result
 
     # ------------------------------------------------------------------ sweep

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.zammad.payloads import ZammadArticle, ZammadHistoryEntry, ZammadTicket
 from sladaemon.statuses import StatusMap
 
@@ -62,7 +63,6 @@ DEFAULT_CHANNELS: Mapping[str, str] = {
     "whatsapp message": "whatsapp",
     "note": "note",
 }
-UNKNOWN_CHANNEL = "other"
 NON_COMMUNICATION_TYPES = frozenset({"note"})
 
 DEADLINE_FIELDS: tuple[tuple[str, Metric], ...] = (
@@ -76,23 +76,6 @@ TRACKED_ATTRIBUTES = ("state", "priority", "group")
 def zammad_statuses(configured: Mapping[str, StatusCategory]) -> StatusMap:
     """Zammad's default states, with the user's map on top."""
     return StatusMap({**DEFAULT_STATUSES, **configured})
-
-
-class ChannelMap:
-    """Article type -> channel name: the user's map over Zammad's types; anything else is
-    ``other`` and remembered in ``unknown``."""
-
-    def __init__(self, configured: Mapping[str, str] | None = None) -> None:
-        merged = {**DEFAULT_CHANNELS, **(configured or {})}
-        self._names = {raw.strip().lower(): name for raw, name in merged.items()}
-        self.unknown: set[str] = set()
-
-    def __call__(self, raw: str) -> str:
-        name = self._names.get(raw.strip().lower())
-        if name is None:
-            self.unknown.add(raw)
-            return UNKNOWN_CHANNEL
-        return name
 
 
 def is_communication(article_type: str | None) -> bool:

@@ -36,11 +36,12 @@ from sladaemon.errors import RowIssue
 from sladaemon.logs import get_logger
 from sladaemon.model import StatusCategory
 from sladaemon.sources.base import PollResult
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.zammad.client import MAX_PER_PAGE, TicketUnreachable, ZammadClient
 from sladaemon.sources.zammad.mapping import (
+    DEFAULT_CHANNELS,
     DELETED,
     MOVED,
-    ChannelMap,
     Seen,
     TicketDetails,
     deadline_values,
@@ -195,7 +196,7 @@ class ZammadSource:
         self.cfg = cfg
         self.persistent = True
         self.statuses = zammad_statuses(cfg.statuses)
-        self.channels = ChannelMap(cfg.channels)
+        self.channels = ChannelMap(DEFAULT_CHANNELS, cfg.channels)
         self.client = ZammadClient(cfg)
         self.page_size = max(1, min(cfg.page_size, MAX_PER_PAGE - 1))
         self.pages_per_poll = PAGES_PER_POLL
@@ -208,7 +209,6 @@ class ZammadSource:
         self._state = SyncState.from_cursor(cursor)
         self._cursor: dict[str, Any] | None = None
         self._log = get_logger("sladaemon.sources.zammad")
-        self._channels_reported: set[str] = set()
 
     async def poll(self, now: datetime) -> PollResult:
         run = _Poll(self._state.copy(), now, PollResult())
@@ -225,9 +225,7 @@ class ZammadSource:
         if cursor != self._cursor:  # unchanged: nothing to persist
             run.result.cursor = self._cursor = cursor
         run.result.unknown_statuses = set(self.statuses.unknown)
-        for raw in sorted(self.channels.unknown - self._channels_reported):
-            self._log.warning("unknown_channel", source=self.name, channel=raw, counted_as="other")
-            self._channels_reported.add(raw)
+        self.channels.log_unknown(self._log, self.name)
         return run.result
 
     async def close(self) -> None:

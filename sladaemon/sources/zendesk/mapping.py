@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.zendesk.payloads import Audit, AuditEvent, Ticket, Via
 from sladaemon.statuses import StatusMap
 
@@ -101,23 +102,6 @@ END_USER = "end-user"
 
 class UnmappableTicket(ValueError):
     """A ticket payload that parsed but cannot become events (e.g. no time at all)."""
-
-
-class ChannelMap:
-    """Raw ``via.channel`` -> channel name: the configured map over the defaults. Unknown
-    values count as ``other`` and are remembered in ``unknown``."""
-
-    def __init__(self, configured: Mapping[str, str] | None = None) -> None:
-        self._names = {key.lower(): value for key, value in DEFAULT_CHANNELS.items()}
-        self._names.update({str(k).strip().lower(): v for k, v in (configured or {}).items()})
-        self.unknown: set[str] = set()
-
-    def __call__(self, raw: str) -> str:
-        name = self._names.get(raw.strip().lower())
-        if name is None:
-            self.unknown.add(raw)
-            return "other"
-        return name
 
 
 @dataclass

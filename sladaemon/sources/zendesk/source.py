@@ -41,10 +41,11 @@ from sladaemon.errors import RowIssue
 from sladaemon.logs import get_logger
 from sladaemon.model import StatusCategory, TicketEvent
 from sladaemon.sources.base import PollResult, SourceError
+from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.zendesk.client import ZendeskClient
 from sladaemon.sources.zendesk.mapping import (
+    DEFAULT_CHANNELS,
     DEFAULT_STATUSES,
-    ChannelMap,
     Directory,
     TicketMapper,
     UnmappableTicket,
@@ -129,7 +130,7 @@ class ZendeskSource:
         self.cfg = cfg
         self.client = ZendeskClient(cfg)
         self.statuses = StatusMap({**DEFAULT_STATUSES, **cfg.statuses})
-        self.channels = ChannelMap(cfg.channels)
+        self.channels = ChannelMap(DEFAULT_CHANNELS, cfg.channels)
         self.directory = Directory()
         self.mapper = TicketMapper(self.statuses, self.channels, self.directory)
         self.log = get_logger("sladaemon.sources.zendesk")
@@ -148,7 +149,6 @@ class ZendeskSource:
         self._reconciliation: Reconciliation | None = None
         self._caught_up = False
         self._last_export = 0.0
-        self._logged_channels: set[str] = set()
         self._reconcile_failing = False
         self._reconcile_retry_at = 0.0
 
@@ -608,9 +608,7 @@ class ZendeskSource:
         self._reconciliation = work.reconciliation
         if work.reconciled_at is not None:
             self._reconciled_at = work.reconciled_at
-        for raw in sorted(self.channels.unknown - self._logged_channels):
-            self.log.warning("unknown_channel", source=self.name, channel=raw, counted_as="other")
-            self._logged_channels.add(raw)
+        self.channels.log_unknown(self.log, self.name)
 
 
 def _parse_ticket(raw: Any, issues: list[RowIssue]) -> Ticket | None:
