@@ -50,18 +50,21 @@ class HelpdeskHttp:
         auth: aiohttp.BasicAuth | None = None,
         timeout: float = 30.0,
         max_attempts: int = 5,
-        first_backoff: float = 1.0,
-        max_backoff: float = 30.0,
+        first_backoff: float | None = None,
+        max_backoff: float | None = None,
         max_retry_after: float = 120.0,
     ) -> None:
+        """Backoff between retries starts at ``first_backoff`` and doubles up to
+        ``max_backoff``; by default both scale with the timeout: 1 s and 30 s for the usual
+        30 s, quick retries for the short timeouts of tests."""
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json", **(headers or {})}
         if auth is not None:  # sent as a header: aiohttp deprecates its BasicAuth argument
             self._headers["Authorization"] = auth.encode()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_attempts = max_attempts
-        self._first_backoff = first_backoff
-        self._max_backoff = max_backoff
+        self._first_backoff = min(1.0, timeout / 30) if first_backoff is None else first_backoff
+        self._max_backoff = min(30.0, timeout) if max_backoff is None else max_backoff
         self._max_retry_after = max_retry_after
         self._session: aiohttp.ClientSession | None = None
         self._not_before = 0.0  # monotonic time before which no request is sent (rate limits)

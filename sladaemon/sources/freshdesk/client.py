@@ -34,9 +34,6 @@ class FreshdeskClient:
             f"{base}{API_PREFIX}",
             headers={"Authorization": basic_auth(api_key)},
             timeout=timeout,
-            # Backoff scales with the timeout: the defaults for 30 s, quick retries in tests.
-            first_backoff=min(1.0, timeout / 30),
-            max_backoff=min(30.0, timeout),
         )
 
     @property

@@ -60,15 +60,7 @@ class JiraClient:
         token = cfg.token.get_secret_value() if cfg.token is not None else ""
         self.has_credentials = bool(token)
         headers = {"Authorization": _authorization(cfg.email, token)} if token else {}
-        timeout = cfg.timeout.total_seconds()
-        # Backoff scales with the timeout: the defaults (30 s) give 1 s first, 30 s at most.
-        self.http = HelpdeskHttp(
-            cfg.url,
-            headers=headers,
-            timeout=timeout,
-            first_backoff=min(1.0, timeout / 30),
-            max_backoff=min(30.0, timeout),
-        )
+        self.http = HelpdeskHttp(cfg.url, headers=headers, timeout=cfg.timeout.total_seconds())
 
     @property
     def requests(self) -> int:

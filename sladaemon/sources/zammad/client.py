@@ -36,14 +36,11 @@ class ZammadClient:
         headers = {}
         if cfg.token is not None:
             headers["Authorization"] = f"Token token={cfg.token.get_secret_value()}"
-        timeout = cfg.timeout.total_seconds()
         base = re.sub(r"/api/v1/?$", "", cfg.url.rstrip("/"))
         self.http = HelpdeskHttp(
             base,
             headers=headers,
-            timeout=timeout,
-            first_backoff=min(1.0, max(0.05, timeout / 10)),
-            max_backoff=min(30.0, max(1.0, timeout)),
+            timeout=cfg.timeout.total_seconds(),
         )
         self.server_date: datetime | None = None  # the Date header of the latest answer
 

@@ -75,13 +75,10 @@ class ZendeskClient:
             headers["Authorization"] = token_basic_auth(cfg.email, token)
         elif token:
             headers["Authorization"] = f"Bearer {token}"
-        timeout = cfg.timeout.total_seconds()
         self.http = HelpdeskHttp(
             base,
             headers=headers,
-            timeout=timeout,
-            first_backoff=min(1.0, timeout / 10),
-            max_backoff=min(30.0, max(timeout, 1.0)),
+            timeout=cfg.timeout.total_seconds(),
         )
         self.export_pacer = RequestPacer(INCREMENTAL_EXPORTS_PER_MINUTE)
         self.search_pacer = RequestPacer(SEARCH_EXPORTS_PER_MINUTE)
