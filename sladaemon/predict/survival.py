@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -105,7 +106,7 @@ class SurvivalModel:
         ``ended_us``: it weighs as its age says when the tables are next decayed (history
         loaded at start-up is not all as fresh as today)."""
         d = max(float(duration_s), 0.0)
-        weight = 1.0 if ended_us is None else float(self._weights(np.array([ended_us]))[0])
+        weight = 1.0 if ended_us is None else self._weights(ended_us)
         self._exposure[gid] += weight * np.clip(d - self.edges, 0.0, self.widths)
         self._entered[gid] += weight * (self.edges <= d)
         k = int(np.searchsorted(self.edges, d, side="right")) - 1
@@ -128,12 +129,16 @@ class SurvivalModel:
         self._finished[gid] += float(weights.sum())
         self.news += int(d.size)
 
-    def _weights(self, ended_us: Ints) -> Floats:
+    @overload
+    def _weights(self, ended_us: int) -> float: ...
+    @overload
+    def _weights(self, ended_us: Ints) -> Floats: ...
+    def _weights(self, ended_us: int | Ints) -> float | Floats:
         """Weights of cycles that ended at ``ended_us`` relative to the instant the recorded
         weights are as of (the next refresh decays everything to its ``now``)."""
         if self._decayed_at is None:
-            self._decayed_at = int(ended_us[0])
-        weights: Floats = 2.0 ** ((ended_us - self._decayed_at) / self.half_life_us)
+            self._decayed_at = int(np.ravel(ended_us)[0])
+        weights: float | Floats = 2.0 ** ((ended_us - self._decayed_at) / self.half_life_us)
         return weights
 
     def refresh(self, now_us: int, open_gids: Ints, open_elapsed_s: Floats) -> None:
