@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from sladaemon.sources.base import Source
 from sladaemon.testing.fakes.process import FakeHelpdesk
 
-__all__ = ["FakeHelpdesk", "daemon_config"]
+S = TypeVar("S", bound=Source)
+Closing = Callable[[S], S]
+
+__all__ = ["Closing", "FakeHelpdesk", "daemon_config"]
 
 
 def daemon_config(
@@ -40,6 +44,20 @@ def daemon_config(
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[Closing[Any]]:
+    """``closing(source)``: the source, closed after the test."""
+    opened: list[Source] = []
+
+    def keep(source: S) -> S:
+        opened.append(source)
+        return source
+
+    yield keep
+    for source in opened:
+        await source.close()
 
 
 @pytest.fixture

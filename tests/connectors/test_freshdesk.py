@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from sladaemon.sources.freshdesk.client import basic_auth
 from sladaemon.sources.freshdesk.payloads import parse_timestamp
 from sladaemon.sources.freshdesk.source import FreshdeskSource
 from sladaemon.testing.fakes.freshdesk import DEFAULT_API_KEY
-from tests.connectors.conftest import FakeHelpdesk, daemon_config
+from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
 
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 NOW = START + timedelta(hours=2)  # the daemon's clock in these tests
@@ -65,9 +65,10 @@ def desk(fake: FakeHelpdesk) -> Desk:
 
 
 @pytest.fixture
-async def connect(fake: FakeHelpdesk) -> AsyncIterator[Callable[..., FreshdeskSource]]:
+def connect(
+    fake: FakeHelpdesk, closing: Closing[FreshdeskSource]
+) -> Callable[..., FreshdeskSource]:
     """``connect(cursor=None, **config)``: a source for the fake, closed after the test."""
-    made: list[FreshdeskSource] = []
 
     def build(cursor: object = None, **options: Any) -> FreshdeskSource:
         data = {
@@ -78,12 +79,9 @@ async def connect(fake: FakeHelpdesk) -> AsyncIterator[Callable[..., FreshdeskSo
             **options,
         }
         source = FreshdeskSource("desk", FreshdeskSourceConfig.model_validate(data), cursor)
-        made.append(source)
-        return source
+        return closing(source)
 
-    yield build
-    for source in made:
-        await source.close()
+    return build
 
 
 def history(events: Iterable[TicketEvent]) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from sladaemon.sources.jira.client import jql_time
 from sladaemon.sources.jira.payloads import parse_jira_time
 from sladaemon.sources.jira.source import JiraSource
 from sladaemon.testing.fakes.jira import EMAIL, TOKEN
-from tests.connectors.conftest import FakeHelpdesk, daemon_config
+from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
 
 Make = Callable[..., JiraSource]
 
@@ -35,8 +35,7 @@ def fake(fake_helpdesk: Callable[[str], FakeHelpdesk]) -> FakeHelpdesk:
 
 
 @pytest.fixture
-async def make_source(fake: FakeHelpdesk) -> AsyncIterator[Make]:
-    made: list[JiraSource] = []
+def make_source(fake: FakeHelpdesk, closing: Closing[JiraSource]) -> Make:
 
     def make(cursor: object = None, **settings: Any) -> JiraSource:
         data: dict[str, Any] = {
@@ -49,12 +48,9 @@ async def make_source(fake: FakeHelpdesk) -> AsyncIterator[Make]:
             **settings,
         }
         source = JiraSource("desk", JiraSourceConfig.model_validate(data), cursor)
-        made.append(source)
-        return source
+        return closing(source)
 
-    yield make
-    for source in made:
-        await source.close()
+    return make
 
 
 def now() -> datetime:

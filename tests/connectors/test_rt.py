@@ -9,7 +9,7 @@ import math
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from sladaemon.sources.rt.payloads import RtTicket, RtTransaction, parse_rt_time
 from sladaemon.sources.rt.source import RequestTrackerSource, decode_ranges, encode_ranges
 from sladaemon.statuses import StatusMap
 from sladaemon.testing.fakes.rt import TOKEN
-from tests.connectors.conftest import FakeHelpdesk, daemon_config
+from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
 
 TICKETS = "/REST/2.0/tickets"
 TRANSACTIONS = "/REST/2.0/transactions"
@@ -61,8 +61,7 @@ def source_config(fake: FakeHelpdesk, **overrides: Any) -> RequestTrackerSourceC
 
 
 @pytest.fixture
-async def make_source(fake: FakeHelpdesk) -> AsyncIterator[MakeSource]:
-    sources: list[RequestTrackerSource] = []
+def make_source(fake: FakeHelpdesk, closing: Closing[RequestTrackerSource]) -> MakeSource:
 
     def make(cursor: object = None, **overrides: Any) -> RequestTrackerSource:
         attempts = overrides.pop("max_attempts", 3)
@@ -73,12 +72,9 @@ async def make_source(fake: FakeHelpdesk) -> AsyncIterator[MakeSource]:
             first_backoff=0.01,
             max_attempts=attempts,
         )
-        sources.append(source)
-        return source
+        return closing(source)
 
-    yield make
-    for source in sources:
-        await source.close()
+    return make
 
 
 def now() -> datetime:

@@ -8,7 +8,7 @@ import math
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from sladaemon.sources.zammad.mapping import zammad_statuses as default_statuses
 from sladaemon.sources.zammad.payloads import ZammadHistoryEntry, ZammadTicket, parse_timestamp
 from sladaemon.sources.zammad.source import ZammadSource
 from sladaemon.testing.fakes.zammad import DROP, TOKEN
-from tests.connectors.conftest import FakeHelpdesk, daemon_config
+from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
 
 SEARCH = "/api/v1/tickets/search"
 
@@ -57,17 +57,13 @@ def source_config(fake: FakeHelpdesk, **overrides: Any) -> ZammadSourceConfig:
 
 
 @pytest.fixture
-async def make_source(fake: FakeHelpdesk) -> AsyncIterator[MakeSource]:
-    sources: list[ZammadSource] = []
+def make_source(fake: FakeHelpdesk, closing: Closing[ZammadSource]) -> MakeSource:
 
     def make(cursor: object = None, **overrides: Any) -> ZammadSource:
         source = ZammadSource("desk", source_config(fake, **overrides), cursor)
-        sources.append(source)
-        return source
+        return closing(source)
 
-    yield make
-    for source in sources:
-        await source.close()
+    return make
 
 
 def now() -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sladaemon.sources.zendesk import source as zendesk_source
 from sladaemon.sources.zendesk.payloads import parse_timestamp
 from sladaemon.sources.zendesk.source import ZendeskSource
 from sladaemon.testing.fakes.zendesk import AGENT_EMAIL, API_TOKEN
-from tests.connectors.conftest import FakeHelpdesk, daemon_config
+from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
 
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
@@ -71,9 +71,8 @@ def desk(fake: FakeHelpdesk) -> Desk:
 
 
 @pytest.fixture
-async def connect(fake: FakeHelpdesk) -> AsyncIterator[Callable[..., ZendeskSource]]:
+def connect(fake: FakeHelpdesk, closing: Closing[ZendeskSource]) -> Callable[..., ZendeskSource]:
     """``connect(cursor=None, **config)``: a source for the fake, closed after the test."""
-    made: list[ZendeskSource] = []
 
     def build(cursor: object = None, **options: Any) -> ZendeskSource:
         data = {
@@ -86,12 +85,9 @@ async def connect(fake: FakeHelpdesk) -> AsyncIterator[Callable[..., ZendeskSour
         }
         source = ZendeskSource("zd", ZendeskSourceConfig.model_validate(data), cursor)
         source.client.export_pacer.limit = 1000
-        made.append(source)
-        return source
+        return closing(source)
 
-    yield build
-    for source in made:
-        await source.close()
+    return build
 
 
 def kinds(events: list[TicketEvent]) -> list[tuple[str, str, str]]:
