@@ -21,6 +21,7 @@ test: lint types unit
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # layers, a pure core, no import cycles (pyproject.toml)
 
 types: $(BIN)/.installed
 	$(BIN)/mypy
@@ -32,4 +33,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

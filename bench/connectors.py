@@ -25,12 +25,12 @@ from sladaemon.config.models import SourceConfig
 from sladaemon.sources.registry import build_source
 from sladaemon.sources.zendesk.client import INCREMENTAL_EXPORTS_PER_MINUTE
 from sladaemon.sources.zendesk.source import ZendeskSource
-from sladaemon.testing.fakes.process import FakeHelpdesk
+from tests.fakes.process import FakeHelpdesk
 
 
 # How each fake expects to be called: the credentials each fake accepts.
 def _helpdesks() -> dict[str, dict[str, Any]]:
-    from sladaemon.testing.fakes import freshdesk, jira, zendesk
+    from tests.fakes import freshdesk, jira, zendesk
 
     return {
         "zendesk": {"type": "zendesk", "email": zendesk.AGENT_EMAIL, "token": zendesk.API_TOKEN},

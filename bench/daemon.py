@@ -40,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.process import spawn_module
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIG = """
 calendars:
@@ -109,18 +111,8 @@ def _rss_mb(pid: int) -> float:
 
 
 def _start_receiver(out: Path) -> tuple[subprocess.Popen[bytes], int]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sladaemon.testing.receivers",
-            "webhook",
-            "--port",
-            "0",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
+    process = spawn_module(
+        "tests.fakes.receivers", "webhook", "--port", "0", "--out", str(out), stdout=subprocess.PIPE
     )
     assert process.stdout is not None
     line = process.stdout.readline().decode()

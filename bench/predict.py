@@ -42,7 +42,8 @@ from sladaemon.config import load_config
 from sladaemon.eventlog import read_events
 from sladaemon.eventlog.importers import convert
 from sladaemon.predict.backtest import predictive_backtest
-from sladaemon.predict.engine import BreachPredictor, LearntCycle
+from sladaemon.predict.learnt import LearntCycle
+from sladaemon.predict.predictor import BreachPredictor
 from sladaemon.predict.quality import WarningQuality
 from sladaemon.sla.backtest import backtest
 from sladaemon.sla.engine import TicketReplay

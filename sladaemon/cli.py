@@ -155,16 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main_loop() -> None:
         app = App(cfg, systemd=SystemdNotifier())
         loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[bool]] = set()
-
-        def reload() -> None:
-            task = asyncio.create_task(app.reload(str(args.config)))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.stop)
-        loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.add_signal_handler(signal.SIGHUP, app.request_reload, str(args.config))
         await app.run()
 
     try:
@@ -193,6 +186,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_notify_test(args: argparse.Namespace) -> int:
     import asyncio
 
+    from sladaemon.model import NotificationKind
     from sladaemon.notify.apprise_notifier import AppriseNotifier
     from sladaemon.notify.message import operator_payload, render
 
@@ -207,7 +201,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         f"test message from sladaemon to receiver {args.receiver}",
         now,
     )
-    payload["kind"] = "test"
+    payload["kind"] = NotificationKind.TEST.value
     message = render(payload, None)
 
     async def send_all() -> list[tuple[int, bool, str]]:
@@ -396,8 +390,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import json as json_module
 
-    from sladaemon.config.durations import parse_period
-    from sladaemon.report.kpi import compute_kpis
+    from sladaemon.durations import parse_period
+    from sladaemon.report.ledger import compute_kpis
     from sladaemon.report.render import as_html, as_json, as_table
 
     cfg = load_config(args.config)

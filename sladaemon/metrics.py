@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sladaemon.report.kpi import COMPLIANCE_TARGET, ESCALATION_TARGET, REOPEN_TARGET, KpiReport
+from sladaemon.report.kpi import (
+    COMPLIANCE_TARGET,
+    ESCALATION_TARGET,
+    REOPEN_TARGET,
+    KpiReport,
+    TimeStats,
+)
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -182,127 +189,158 @@ class KpiCollector(Collector):
         return list(self._families(self._kpis()))
 
     def _families(self, r: KpiReport | None) -> Iterable[Metric]:
-        def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
-            return GaugeMetricFamily(f"sladaemon_kpi_{name}", doc, labels=list(labels))
-
-        window = gauge("window_seconds", "Length of the rolling window of the KPI metrics")
-        compliance = gauge(
-            "sla_compliance_ratio",
-            "SLA cycles met / decided in the window (met + breached)",
-            ["policy", "metric", "channel"],
-        )
-        cycles = gauge(
-            "sla_cycles",
-            "SLA cycles decided in the window by outcome (met, breached)",
-            ["policy", "metric", "channel", "outcome"],
-        )
-        compliance_target = gauge("sla_compliance_target_ratio", "SLA compliance target")
-        first_response = gauge(
-            "first_response_seconds",
-            "First response time over first responses given in the window",
-            ["clock", "statistic"],
-        )
-        resolution = gauge(
-            "resolution_seconds",
-            "Resolution time over tickets resolved in the window",
-            ["clock", "statistic"],
-        )
-        new_tickets = gauge("new_tickets", "Tickets created in the window", ["channel"])
-        daily_volume = gauge("daily_volume_tickets", "Tickets created a day, window average")
-        backlog = gauge("backlog_tickets", "Open tickets (not solved or closed)")
-        backlog_limit = gauge(
-            "backlog_limit_tickets", "10 % of the daily volume: a healthy backlog stays below"
-        )
-        today = gauge(
-            "new_tickets_today", "Tickets created since local midnight (KPI time zone)", ["channel"]
-        )
-        baseline = gauge(
-            "new_tickets_today_baseline",
-            "Mean of the same weekday in the four weeks before, up to the same time of day",
-            ["channel"],
-        )
-        spike = gauge(
-            "volume_spike",
-            "1 when today's tickets exceed the baseline by more than 20 %",
-            ["channel"],
-        )
-        solved = gauge("solved_tickets", "Tickets first solved in the window")
-        reopen = gauge("reopen_ratio", "Share of the tickets solved in the window that reopened")
-        reopen_target = gauge("reopen_target_ratio", "Reopen rate target (stay below)")
-        escalation = gauge(
-            "escalation_ratio",
-            "Share of the tickets created in the window that changed queue or reached an "
-            "escalation level",
-        )
-        escalation_target = gauge("escalation_target_ratio", "Escalation rate target (stay below)")
-        first_contact = gauge(
-            "first_contact_resolution_ratio",
-            "Share of the tickets solved in the window with one agent reply and no reopen",
-        )
+        families = _KpiFamilies.create()
         if r is not None:
-            window.add_metric([], (r.end - r.start).total_seconds())
-            compliance_target.add_metric([], COMPLIANCE_TARGET / 100)
-            reopen_target.add_metric([], REOPEN_TARGET / 100)
-            escalation_target.add_metric([], ESCALATION_TARGET / 100)
-            for c in r.compliance:
-                labels = [c.policy, c.metric, c.channel]
-                cycles.add_metric([*labels, "met"], c.met)
-                cycles.add_metric([*labels, "breached"], c.breached)
-                if c.percent is not None:
-                    compliance.add_metric(labels, c.percent / 100)
-            for family, stats_by_clock in (
-                (first_response, (r.first_response_business, r.first_response_calendar)),
-                (resolution, (r.resolution_business, r.resolution_calendar)),
-            ):
-                for clock, stats in zip(("business", "calendar"), stats_by_clock, strict=True):
-                    for statistic, value in (
-                        ("mean", stats.mean_s),
-                        ("median", stats.median_s),
-                        ("p90", stats.p90_s),
-                    ):
-                        if value is not None:
-                            family.add_metric([clock, statistic], value)
-            for channel, n in sorted(r.created_per_channel.items()):
-                new_tickets.add_metric([channel], n)
-            daily_volume.add_metric([], r.daily_volume)
-            backlog.add_metric([], r.backlog)
-            backlog_limit.add_metric([], r.backlog_limit)
-            last_day = max((v.day for v in r.volume), default=None)
-            for v in r.volume:
-                if v.day == last_day:
-                    today.add_metric([v.channel], v.tickets)
-                    spike.add_metric([v.channel], 1 if v.spike else 0)
-                    if v.baseline is not None:
-                        baseline.add_metric([v.channel], v.baseline)
-            solved.add_metric([], r.reopen.denominator)
-            for family, rate in (
-                (reopen, r.reopen),
-                (escalation, r.escalation),
-                (first_contact, r.first_contact_resolution),
-            ):
-                if rate.percent is not None:
-                    family.add_metric([], rate.percent / 100)
-        yield from (
-            window,
-            compliance,
-            cycles,
-            compliance_target,
-            first_response,
-            resolution,
-            new_tickets,
-            daily_volume,
-            backlog,
-            backlog_limit,
-            today,
-            baseline,
-            spike,
-            solved,
-            reopen,
-            reopen_target,
-            escalation,
-            escalation_target,
-            first_contact,
+            families.fill(r)
+        return families.all()
+
+
+def _kpi_gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"sladaemon_kpi_{name}", doc, labels=list(labels))
+
+
+@dataclass
+class _KpiFamilies:
+    """The KPI metric families, in the order they are exposed; empty until filled."""
+
+    window: GaugeMetricFamily
+    compliance: GaugeMetricFamily
+    cycles: GaugeMetricFamily
+    compliance_target: GaugeMetricFamily
+    first_response: GaugeMetricFamily
+    resolution: GaugeMetricFamily
+    new_tickets: GaugeMetricFamily
+    daily_volume: GaugeMetricFamily
+    backlog: GaugeMetricFamily
+    backlog_limit: GaugeMetricFamily
+    today: GaugeMetricFamily
+    baseline: GaugeMetricFamily
+    spike: GaugeMetricFamily
+    solved: GaugeMetricFamily
+    reopen: GaugeMetricFamily
+    reopen_target: GaugeMetricFamily
+    escalation: GaugeMetricFamily
+    escalation_target: GaugeMetricFamily
+    first_contact: GaugeMetricFamily
+
+    @classmethod
+    def create(cls) -> _KpiFamilies:
+        gauge = _kpi_gauge
+        return cls(
+            window=gauge("window_seconds", "Length of the rolling window of the KPI metrics"),
+            compliance=gauge(
+                "sla_compliance_ratio",
+                "SLA cycles met / decided in the window (met + breached)",
+                ["policy", "metric", "channel"],
+            ),
+            cycles=gauge(
+                "sla_cycles",
+                "SLA cycles decided in the window by outcome (met, breached)",
+                ["policy", "metric", "channel", "outcome"],
+            ),
+            compliance_target=gauge("sla_compliance_target_ratio", "SLA compliance target"),
+            first_response=gauge(
+                "first_response_seconds",
+                "First response time over first responses given in the window",
+                ["clock", "statistic"],
+            ),
+            resolution=gauge(
+                "resolution_seconds",
+                "Resolution time over tickets resolved in the window",
+                ["clock", "statistic"],
+            ),
+            new_tickets=gauge("new_tickets", "Tickets created in the window", ["channel"]),
+            daily_volume=gauge("daily_volume_tickets", "Tickets created a day, window average"),
+            backlog=gauge("backlog_tickets", "Open tickets (not solved or closed)"),
+            backlog_limit=gauge(
+                "backlog_limit_tickets", "10 % of the daily volume: a healthy backlog stays below"
+            ),
+            today=gauge(
+                "new_tickets_today",
+                "Tickets created since local midnight (KPI time zone)",
+                ["channel"],
+            ),
+            baseline=gauge(
+                "new_tickets_today_baseline",
+                "Mean of the same weekday in the four weeks before, up to the same time of day",
+                ["channel"],
+            ),
+            spike=gauge(
+                "volume_spike",
+                "1 when today's tickets exceed the baseline by more than 20 %",
+                ["channel"],
+            ),
+            solved=gauge("solved_tickets", "Tickets first solved in the window"),
+            reopen=gauge("reopen_ratio", "Share of the tickets solved in the window that reopened"),
+            reopen_target=gauge("reopen_target_ratio", "Reopen rate target (stay below)"),
+            escalation=gauge(
+                "escalation_ratio",
+                "Share of the tickets created in the window that changed queue or reached an "
+                "escalation level",
+            ),
+            escalation_target=gauge(
+                "escalation_target_ratio", "Escalation rate target (stay below)"
+            ),
+            first_contact=gauge(
+                "first_contact_resolution_ratio",
+                "Share of the tickets solved in the window with one agent reply and no reopen",
+            ),
         )
+
+    def all(self) -> tuple[GaugeMetricFamily, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def fill(self, r: KpiReport) -> None:
+        self.window.add_metric([], (r.end - r.start).total_seconds())
+        self.compliance_target.add_metric([], COMPLIANCE_TARGET / 100)
+        self.reopen_target.add_metric([], REOPEN_TARGET / 100)
+        self.escalation_target.add_metric([], ESCALATION_TARGET / 100)
+        self._fill_compliance(r)
+        _add_time_stats(self.first_response, r.first_response_business, r.first_response_calendar)
+        _add_time_stats(self.resolution, r.resolution_business, r.resolution_calendar)
+        self._fill_volume(r)
+        self.solved.add_metric([], r.reopen.denominator)
+        for family, rate in (
+            (self.reopen, r.reopen),
+            (self.escalation, r.escalation),
+            (self.first_contact, r.first_contact_resolution),
+        ):
+            if rate.percent is not None:
+                family.add_metric([], rate.percent / 100)
+
+    def _fill_compliance(self, r: KpiReport) -> None:
+        for c in r.compliance:
+            labels = [c.policy, c.metric, c.channel]
+            self.cycles.add_metric([*labels, "met"], c.met)
+            self.cycles.add_metric([*labels, "breached"], c.breached)
+            if c.percent is not None:
+                self.compliance.add_metric(labels, c.percent / 100)
+
+    def _fill_volume(self, r: KpiReport) -> None:
+        for channel, n in sorted(r.created_per_channel.items()):
+            self.new_tickets.add_metric([channel], n)
+        self.daily_volume.add_metric([], r.daily_volume)
+        self.backlog.add_metric([], r.backlog)
+        self.backlog_limit.add_metric([], r.backlog_limit)
+        last_day = max((v.day for v in r.volume), default=None)
+        for v in r.volume:
+            if v.day == last_day:
+                self.today.add_metric([v.channel], v.tickets)
+                self.spike.add_metric([v.channel], 1 if v.spike else 0)
+                if v.baseline is not None:
+                    self.baseline.add_metric([v.channel], v.baseline)
+
+
+def _add_time_stats(family: GaugeMetricFamily, business: TimeStats, calendar: TimeStats) -> None:
+    """Mean, median and 90th percentile on each clock, those that are known."""
+    for clock, stats in (("business", business), ("calendar", calendar)):
+        for statistic, value in (
+            ("mean", stats.mean_s),
+            ("median", stats.median_s),
+            ("p90", stats.p90_s),
+        ):
+            if value is not None:
+                family.add_metric([clock, statistic], value)
 
 
 QueueFigures = tuple[str, str, str, float, float, float, float, int, bool]

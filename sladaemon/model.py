@@ -15,6 +15,8 @@ from typing import Any
 
 EMPTY_FIELDS: Mapping[str, str] = MappingProxyType({})
 
+TicketKey = tuple[str, str]  # (source name, ticket id): a ticket's identity across sources
+
 
 class StatusCategory(enum.StrEnum):
     """What a helpdesk status means for SLA clocks, whatever the helpdesk calls it."""
@@ -75,6 +77,20 @@ class SlaEventKind(enum.StrEnum):
     MET = "met"  # the metric was fulfilled within its target
     MET_LATE = "met_late"  # a breached metric was finally fulfilled
     PREDICTED_BREACH = "predicted_breach"
+
+
+class NotificationKind(enum.StrEnum):
+    """What a notification is about; its outbox rows, metrics and headline say the same."""
+
+    WARNING = "warning"
+    BREACH = "breach"
+    ESCALATION = "escalation"
+    RESOLVED = "resolved"  # a breached metric was met after all (send_resolved)
+    PREDICTED_BREACH = "predicted_breach"
+    QUEUE = "queue"  # a queue forecast
+    OPERATOR = "operator"  # about the daemon itself: a stale source, a delivery given up
+    TEST = "test"  # notify-test
+    REPORT = "report"  # a scheduled KPI report
 
 
 @dataclass(frozen=True, slots=True)

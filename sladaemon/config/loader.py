@@ -267,77 +267,107 @@ def _issue_from_error(err: Any, doc: YamlDocument, env: Mapping[str, str]) -> Co
 def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
     """Names that must refer to something defined elsewhere in the file."""
     data = doc.data
-    calendars = set(_mapping(data.get("calendars")))
-    receivers = set(_mapping(data.get("receivers")))
-    issues: list[ConfigIssue] = []
+    refs = _References(doc)
+    refs.check_policies(_list(data.get("policies")))
+    refs.check_sources(_mapping(data.get("sources")))
+    refs.check_receiver(("daemon", "operator"), _mapping(data.get("daemon")).get("operator"))
+    queue_alerts = _mapping(_mapping(data.get("predict")).get("queue_alerts")).get("notify")
+    refs.check_receivers(("predict", "queue_alerts", "notify"), _list(queue_alerts))
+    refs.check_reports(_list(data.get("reports")))
+    return refs.issues
 
-    def report(path: Path_, message: str) -> None:
-        issues.append(ConfigIssue(doc.file, doc.lines.line_of(path), format_path(path), message))
 
-    def check(path: Path_, name: object, known: set[str], what: str) -> None:
+class _References:
+    """The calendars and receivers a file defines, and the issues found naming others."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.calendars = set(_mapping(doc.data.get("calendars")))
+        self.receivers = set(_mapping(doc.data.get("receivers")))
+        self.issues: list[ConfigIssue] = []
+
+    def report(self, path: Path_, message: str) -> None:
+        line = self.doc.lines.line_of(path)
+        self.issues.append(ConfigIssue(self.doc.file, line, format_path(path), message))
+
+    def check(self, path: Path_, name: object, known: set[str], what: str) -> None:
         if isinstance(name, str) and name not in known:
             shown = ", ".join(sorted(known)) or f"no {what}s are defined"
-            report(path, f"unknown {what} {name!r} ({shown})")
+            self.report(path, f"unknown {what} {name!r} ({shown})")
 
-    seen_names: dict[str, int] = {}
-    policies = data.get("policies")
-    for i, policy in enumerate(policies if isinstance(policies, list) else []):
-        if not isinstance(policy, dict):
-            continue
-        base: Path_ = ("policies", i)
-        name = policy.get("name")
-        if isinstance(name, str):
-            if name in seen_names:
-                report(
-                    (*base, "name"),
-                    f"duplicate policy name {name!r} (also policies[{seen_names[name]}])",
-                )
-            seen_names.setdefault(name, i)
-        check((*base, "calendar"), policy.get("calendar"), calendars, "calendar")
+    def check_calendar(self, path: Path_, name: object) -> None:
+        self.check(path, name, self.calendars, "calendar")
+
+    def check_receiver(self, path: Path_, name: object) -> None:
+        self.check(path, name, self.receivers, "receiver")
+
+    def check_receivers(self, path: Path_, names: list[Any]) -> None:
+        for k, receiver in enumerate(names):
+            self.check_receiver((*path, k), receiver)
+
+    def check_unique(
+        self, seen: dict[str, int], key: object, i: int, path: Path_, why: str
+    ) -> None:
+        """Report ``key`` met again at index ``i`` (``why`` formatted with ``key`` and the
+        first index); remember where each key was first met."""
+        if not isinstance(key, str):
+            return
+        if key in seen:
+            self.report(path, why.format(key=key, first=seen[key]))
+        seen.setdefault(key, i)
+
+    def check_policies(self, policies: list[Any]) -> None:
+        seen_names: dict[str, int] = {}
+        for i, policy in enumerate(policies):
+            if not isinstance(policy, dict):
+                continue
+            base: Path_ = ("policies", i)
+            self.check_unique(
+                seen_names,
+                policy.get("name"),
+                i,
+                (*base, "name"),
+                "duplicate policy name {key!r} (also policies[{first}])",
+            )
+            self.check_policy(base, policy)
+
+    def check_policy(self, base: Path_, policy: dict[str, Any]) -> None:
+        self.check_calendar((*base, "calendar"), policy.get("calendar"))
         for metric, override in _mapping(policy.get("overrides")).items():
             if isinstance(override, dict):
                 path = (*base, "overrides", metric, "calendar")
-                check(path, override.get("calendar"), calendars, "calendar")
-        ladder = policy.get("escalation")
-        for j, level in enumerate(ladder if isinstance(ladder, list) else []):
+                self.check_calendar(path, override.get("calendar"))
+        for j, level in enumerate(_list(policy.get("escalation"))):
             notify = level.get("notify") if isinstance(level, dict) else None
-            for k, receiver in enumerate(notify if isinstance(notify, list) else []):
-                check((*base, "escalation", j, "notify", k), receiver, receivers, "receiver")
-    sources = _mapping(data.get("sources"))
-    paced = [n for n, s in sources.items() if isinstance(s, dict) and _sets_clock(s)]
-    if paced and len(sources) > 1:
-        report(
-            ("sources", paced[0]),
-            "a replayed or simulated source runs the daemon's clock faster than real time, "
-            "so it must be the only source",
-        )
-    daemon = _mapping(data.get("daemon"))
-    check(("daemon", "operator"), daemon.get("operator"), receivers, "receiver")
-    queue_alerts = _mapping(_mapping(data.get("predict")).get("queue_alerts")).get("notify")
-    for k, receiver in enumerate(queue_alerts if isinstance(queue_alerts, list) else []):
-        check(("predict", "queue_alerts", "notify", k), receiver, receivers, "receiver")
-    reports = data.get("reports")
-    report_names: dict[str, int] = {}
-    for i, report_cfg in enumerate(reports if isinstance(reports, list) else []):
-        if not isinstance(report_cfg, dict):
-            continue
-        check(("reports", i, "calendar"), report_cfg.get("calendar"), calendars, "calendar")
-        named = report_cfg.get("receiver")
-        if isinstance(named, list):
-            for k, receiver in enumerate(named):
-                check(("reports", i, "receiver", k), receiver, receivers, "receiver")
-        else:
-            check(("reports", i, "receiver"), named, receivers, "receiver")
-        key = report_cfg.get("name", report_cfg.get("every"))
-        if isinstance(key, str):
-            if key in report_names:
-                report(
-                    ("reports", i, "name" if "name" in report_cfg else "every"),
-                    f"two reports named {key!r} (also reports[{report_names[key]}]); "
-                    "give each a distinct name",
-                )
-            report_names.setdefault(key, i)
-    return issues
+            self.check_receivers((*base, "escalation", j, "notify"), _list(notify))
+
+    def check_sources(self, sources: dict[str, Any]) -> None:
+        paced = [n for n, s in sources.items() if isinstance(s, dict) and _sets_clock(s)]
+        if paced and len(sources) > 1:
+            self.report(
+                ("sources", paced[0]),
+                "a replayed or simulated source runs the daemon's clock faster than real time, "
+                "so it must be the only source",
+            )
+
+    def check_reports(self, reports: list[Any]) -> None:
+        report_names: dict[str, int] = {}
+        for i, report_cfg in enumerate(reports):
+            if not isinstance(report_cfg, dict):
+                continue
+            self.check_calendar(("reports", i, "calendar"), report_cfg.get("calendar"))
+            named = report_cfg.get("receiver")
+            if isinstance(named, list):
+                self.check_receivers(("reports", i, "receiver"), named)
+            else:
+                self.check_receiver(("reports", i, "receiver"), named)
+            self.check_unique(
+                report_names,
+                report_cfg.get("name", report_cfg.get("every")),
+                i,
+                ("reports", i, "name" if "name" in report_cfg else "every"),
+                "two reports named {key!r} (also reports[{first}]); give each a distinct name",
+            )
 
 
 def _sets_clock(source: dict[str, Any]) -> bool:
@@ -348,6 +378,10 @@ def _sets_clock(source: dict[str, Any]) -> bool:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 # ---------------------------------------------------------------------------- compilation

@@ -34,8 +34,10 @@ from sladaemon.calendar.hours import (
     parse_date,
     parse_day_key,
 )
-from sladaemon.config.durations import Duration, Period, format_duration, parse_duration
+from sladaemon.config.durations import Duration, Period
+from sladaemon.durations import format_duration, parse_duration
 from sladaemon.model import Metric, StatusCategory
+from sladaemon.notify.message import template_problem
 from sladaemon.predict.settings import (
     DEFAULT_EARLY,
     DEFAULT_EVERY,
@@ -46,6 +48,7 @@ from sladaemon.predict.settings import (
     DEFAULT_THRESHOLD,
     PredictSettings,
 )
+from sladaemon.report.schedule import Every
 
 
 class StrictModel(BaseModel):
@@ -310,8 +313,6 @@ class ReceiverConfig(StrictModel):
     @field_validator("template")
     @classmethod
     def _renderable(cls, value: str | None) -> str | None:
-        from sladaemon.notify.message import template_problem
-
         problem = template_problem(value) if value else None
         if problem:
             raise _custom("template", problem)
@@ -320,7 +321,7 @@ class ReceiverConfig(StrictModel):
     @field_validator("urls")
     @classmethod
     def _usable_urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
-        import apprise
+        import apprise  # slow to import: only when receivers are configured
 
         from sladaemon.notify.apprise_notifier import CONSOLE, describe_url
 
@@ -454,8 +455,6 @@ SourceConfig = Annotated[
 
 
 def _every(value: object) -> str:
-    from sladaemon.report.schedule import Every
-
     try:
         Every.parse(value)
     except ValueError as exc:

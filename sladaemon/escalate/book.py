@@ -16,11 +16,9 @@ from datetime import datetime, timedelta
 
 from sladaemon.calendar import to_us
 from sladaemon.escalate.timers import TimerQueue
-from sladaemon.model import EventKind, SlaEvent, StatusCategory, TicketEvent
+from sladaemon.model import EventKind, SlaEvent, StatusCategory, TicketEvent, TicketKey
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.policy import SlaPolicy
-
-TicketKey = tuple[str, str]  # (source, ticket id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,27 +11,40 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TextIO
+from datetime import timedelta
+from typing import Protocol, TextIO
 
 import apprise
+from pydantic import SecretStr
 
-from sladaemon.config.models import ReceiverConfig
+from sladaemon.model import NotificationKind
 from sladaemon.notify.message import Notification
 
 CONSOLE = "console://"
 _NOTIFY_TYPE = {
-    "warning": apprise.NotifyType.WARNING,
-    "breach": apprise.NotifyType.FAILURE,
-    "escalation": apprise.NotifyType.FAILURE,
-    "resolved": apprise.NotifyType.SUCCESS,
-    "operator": apprise.NotifyType.WARNING,
-    "test": apprise.NotifyType.INFO,
-    "report": apprise.NotifyType.INFO,
+    NotificationKind.WARNING: apprise.NotifyType.WARNING,
+    NotificationKind.BREACH: apprise.NotifyType.FAILURE,
+    NotificationKind.ESCALATION: apprise.NotifyType.FAILURE,
+    NotificationKind.RESOLVED: apprise.NotifyType.SUCCESS,
+    NotificationKind.OPERATOR: apprise.NotifyType.WARNING,
+    NotificationKind.TEST: apprise.NotifyType.INFO,
+    NotificationKind.REPORT: apprise.NotifyType.INFO,
 }
 _BODY_FORMAT = {"text": apprise.NotifyFormat.TEXT, "html": apprise.NotifyFormat.HTML}
+
+
+class Receiver(Protocol):
+    """What the notifier needs of a receiver's settings (config's ``ReceiverConfig``)."""
+
+    @property
+    def urls(self) -> Sequence[SecretStr]: ...
+    @property
+    def template(self) -> str | None: ...
+    @property
+    def timeout(self) -> timedelta: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +84,7 @@ class AppriseNotifier:
 
     def __init__(
         self,
-        receivers: Mapping[str, ReceiverConfig],
+        receivers: Mapping[str, Receiver],
         console: TextIO | None = None,
         max_workers: int = 32,
     ) -> None:

@@ -10,7 +10,8 @@ from string import Formatter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sladaemon.model import SlaEvent, SlaEventKind
+from sladaemon.durations import format_duration
+from sladaemon.model import NotificationKind, SlaEvent, SlaEventKind
 
 # Placeholders a receiver template may use.
 FIELDS = (
@@ -35,22 +36,23 @@ FIELDS = (
 )
 
 HEADLINE = {
-    "warning": "SLA warning",
-    "breach": "SLA breached",
-    "escalation": "SLA escalation",
-    "resolved": "SLA met late",
-    "predicted_breach": "SLA breach predicted",
-    "queue": "Queue forecast",
-    "operator": "sladaemon",
-    "test": "sladaemon test",
-    "report": "sladaemon report",
+    NotificationKind.WARNING: "SLA warning",
+    NotificationKind.BREACH: "SLA breached",
+    NotificationKind.ESCALATION: "SLA escalation",
+    NotificationKind.RESOLVED: "SLA met late",
+    NotificationKind.PREDICTED_BREACH: "SLA breach predicted",
+    NotificationKind.QUEUE: "Queue forecast",
+    NotificationKind.OPERATOR: "sladaemon",
+    NotificationKind.TEST: "sladaemon test",
+    NotificationKind.REPORT: "sladaemon report",
 }
+_SUMMARY_ONLY = (NotificationKind.OPERATOR, NotificationKind.TEST, NotificationKind.QUEUE)
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
     id: str
-    kind: str  # warning | breach | escalation | resolved | operator | test | report
+    kind: NotificationKind
     title: str
     body: str
     body_format: str = "text"  # text | html
@@ -60,30 +62,24 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def span(seconds: float) -> str:
-    seconds = int(abs(seconds))
-    days, rest = divmod(seconds, 86_400)
-    h, rest = divmod(rest, 3600)
-    m = rest // 60
-    return (f"{days}d" if days else "") + f"{h}h{m:02d}m"
+def notification_kind(event: SlaEvent) -> NotificationKind:
+    """What a message about ``event`` is: a met-late metric is a ``resolved`` message."""
+    if event.kind is SlaEventKind.MET_LATE:
+        return NotificationKind.RESOLVED
+    return NotificationKind(event.kind.value)
 
 
-def dedup_key(source: str, event: SlaEvent) -> str:
-    """The identity of an escalation: never delivered twice to the same receiver."""
-    level = event.level or event.kind.value
-    return f"{source}/{event.ticket_id}/{event.metric.value}/{event.cycle}/{level}"
-
-
-def sla_payload(source: str, event: SlaEvent, link: str | None) -> dict[str, Any]:
-    """Everything a message about ``event`` needs, as JSON-able values."""
+def sla_payload(key: str, source: str, event: SlaEvent, link: str | None) -> dict[str, Any]:
+    """Everything a message about ``event`` needs, as JSON-able values; ``key`` is its
+    identity in the outbox."""
     details = event.details
     zone = ZoneInfo(str(details.get("timezone", "UTC")))
     target_us = int(details.get("target_us", 0) or 0)
     elapsed_us = int(details.get("elapsed_us", 0) or 0)
     remaining_s = (target_us - elapsed_us) / 1e6
-    kind = "resolved" if event.kind is SlaEventKind.MET_LATE else event.kind.value
+    kind = notification_kind(event).value
     payload: dict[str, Any] = {
-        "id": dedup_key(source, event),
+        "id": key,
         "kind": kind,
         "source": source,
         "ticket_id": event.ticket_id,
@@ -98,8 +94,8 @@ def sla_payload(source: str, event: SlaEvent, link: str | None) -> dict[str, Any
             f"{event.deadline.astimezone(zone):%a %Y-%m-%d %H:%M %Z}" if event.deadline else ""
         ),
         "remaining_s": remaining_s,
-        "remaining": span(remaining_s) if remaining_s >= 0 else "",
-        "overdue": span(remaining_s) if remaining_s < 0 else "",
+        "remaining": format_duration(remaining_s, exact=False) if remaining_s >= 0 else "",
+        "overdue": format_duration(-remaining_s, exact=False) if remaining_s < 0 else "",
     }
     if event.kind is SlaEventKind.PREDICTED_BREACH:
         payload.update(_prediction_fields(details, zone))
@@ -127,14 +123,19 @@ def _prediction_fields(details: Mapping[str, Any], zone: ZoneInfo) -> dict[str, 
     }
 
 
-def operator_payload(kind_id: str, summary: str, at: datetime, **extra: Any) -> dict[str, Any]:
-    return {"id": kind_id, "kind": "operator", "summary": summary, "at": iso(at), **extra}
+def operator_payload(key: str, summary: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": key,
+        "kind": NotificationKind.OPERATOR.value,
+        "summary": summary,
+        "at": iso(at),
+    } | extra
 
 
 def render(payload: Mapping[str, Any], template: str | None = None) -> Notification:
     """Title and body of a notification; a receiver template replaces the default body."""
-    kind = str(payload.get("kind", ""))
-    if kind == "report":  # a rendered KPI report: receiver templates are for SLA messages
+    kind = payload_kind(payload)
+    if kind is NotificationKind.REPORT:  # a rendered KPI report: templates are for SLA messages
         return Notification(
             id=str(payload.get("id", "")),
             kind=kind,
@@ -143,29 +144,37 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
             body_format="html" if payload.get("format") == "html" else "text",
         )
     fields = {name: payload.get(name, "") for name in FIELDS}
-    fields["summary"] = payload.get("summary") or _summary(payload)
-    title = f"{HEADLINE.get(kind, 'sladaemon')}: {fields['summary']}"
+    fields["summary"] = payload.get("summary") or _summary(kind, payload)
+    title = f"{HEADLINE[kind]}: {fields['summary']}"
     if template:
         body = template.format_map(fields)
-    elif kind in ("operator", "test", "queue"):
+    elif kind in _SUMMARY_ONLY:
         body = f"{fields['summary']}\nat: {fields['at']}\nid: {fields['id']}"
     else:
-        body = _default_body(payload)
+        body = _default_body(kind, payload)
     if payload.get("possible_duplicate"):
         body += "\n(possible duplicate: re-sent after an interrupted delivery)"
     return Notification(id=str(payload.get("id", "")), kind=kind, title=title, body=body)
 
 
-def _summary(p: Mapping[str, Any]) -> str:
-    kind = p.get("kind")
+def payload_kind(payload: Mapping[str, Any]) -> NotificationKind:
+    """The kind a stored payload says it is; a row without a known kind reads as an operator
+    message (its summary and id are shown as they are)."""
+    try:
+        return NotificationKind(str(payload.get("kind", "")))
+    except ValueError:
+        return NotificationKind.OPERATOR
+
+
+def _summary(kind: NotificationKind, p: Mapping[str, Any]) -> str:
     what = f"ticket {p.get('ticket_id')} {p.get('metric')}"
-    if kind == "warning":
+    if kind is NotificationKind.WARNING:
         return f"{what} at {p.get('level')} of target, {p.get('remaining')} left"
-    if kind == "resolved":
+    if kind is NotificationKind.RESOLVED:
         return f"{what} met after its breach"
-    if kind == "escalation":
-        return f"{what} overdue by {p.get('overdue') or '0h00m'} ({p.get('level')})"
-    if kind == "predicted_breach":
+    if kind is NotificationKind.ESCALATION:
+        return f"{what} overdue by {p.get('overdue') or '0s'} ({p.get('level')})"
+    if kind is NotificationKind.PREDICTED_BREACH:
         return (
             f"{what} {p.get('probability') or 'unknown'} likely to breach at "
             f"{p.get('deadline_local') or p.get('deadline')}"
@@ -173,7 +182,7 @@ def _summary(p: Mapping[str, Any]) -> str:
     return f"{what} breached"
 
 
-def _default_body(p: Mapping[str, Any]) -> str:
+def _default_body(kind: NotificationKind, p: Mapping[str, Any]) -> str:
     ticket = str(p.get("ticket_id"))
     if p.get("link"):
         ticket += f" {p['link']}"
@@ -188,7 +197,7 @@ def _default_body(p: Mapping[str, Any]) -> str:
         lines.append(f"remaining: {p['remaining']}")
     if p.get("overdue"):
         lines.append(f"overdue: {p['overdue']}")
-    if p.get("kind") == "predicted_breach":
+    if kind is NotificationKind.PREDICTED_BREACH:
         lines.append(f"probability of breach: {p.get('probability') or 'unknown'}")
         lines.append(f"expected met: {p.get('expected_met') or 'not within the history seen'}")
         if p.get("reason"):

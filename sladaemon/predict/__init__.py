@@ -6,13 +6,21 @@ Pure, like calendar/ and sla/: values and ``now`` in, values out; no clock, no I
 * survival — time to met in business time per queue × priority (shrunk towards policy ×
   priority and policy), open cycles counted as censored: a life-table Kaplan–Meier;
 * calibration — the probabilities checked against the outcomes known so far;
-* engine — ``BreachPredictor``: open cycles as numpy columns, the vectorised risk of every
-  running metric, when to warn (early when nearly certain, else at the last call that still
-  leaves ``lead``), queue forecasts and queue alerts;
+* predictor — ``BreachPredictor``: replays in, predictions and queue alerts out; when to warn
+  (early when nearly certain, else at the last call that still leaves ``lead``);
+* tracking — the rows of open cycles kept in step with the replays, arrivals and services
+  counted;
+* columns — open cycles as numpy columns, ticket slots, the ids of calendars, zones, queues
+  and policy × metric pairs;
+* risk — the vectorised probability of every running metric, the hour-of-week factor;
+* queues — queue forecasts, place in queue, queue alerts;
+* wording — the English of reasons and queue summaries;
+* results — ``Prediction``, ``Assessment``, ``QueueForecast``, ``QueueAlert``,
+  ``TickResult``, ``ReasonCode``;
+* learnt — ``LearntCycle`` and ``learnt_cycles``: what a restart keeps of closed tickets;
 * backtest, quality — the whole history in time order with predictions made only from what
   was known at each instant, and how the warnings compare with the fixed 75 % level;
 * settings — the ``predict:`` knobs and their defaults.
 
-What it knows, and where its information comes from, is documented in each module and in the
-README ("Breach prediction").
+The model is described in the README ("Breach prediction"); each module states its contract.
 """

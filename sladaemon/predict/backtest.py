@@ -21,8 +21,9 @@ from datetime import datetime
 
 from sladaemon.calendar import from_us, to_us
 from sladaemon.model import Metric, MetricState, SlaEvent, SlaEventKind, TicketEvent
-from sladaemon.predict.engine import BreachPredictor, Prediction
+from sladaemon.predict.predictor import BreachPredictor
 from sladaemon.predict.quality import BASELINE_LABEL, PredictionQuality, measure
+from sladaemon.predict.results import Prediction
 from sladaemon.predict.settings import PredictSettings
 from sladaemon.sla.backtest import REPORTED, BacktestResult, collect_outcomes, compliance_table
 from sladaemon.sla.engine import TicketReplay
@@ -75,7 +76,29 @@ def predictive_backtest(
         empty = measure(())
         return PredictiveBacktest(result, [], empty, 0, 0.0)
     end = to_us(until)
-    stream = sorted(
+    stream = _in_time_order(tickets, until)
+    first_tick = _grid_after(stream[0][0]) if stream else end
+    replayer = _Replayer(BreachPredictor(shadow, settings), shadow, settings, first_tick)
+    total = len(stream)
+    for done, (t, _, _, event) in enumerate(stream, 1):
+        replayer.feed(t, event)
+        result.ticket_events += 1
+        if progress is not None and (done % 5000 == 0 or done == total):
+            progress(done, total)
+    replayer.finish(end)
+    everything, predictions = _collect(tickets, replayer.replays, until, added, policies, result)
+    quality = measure(everything, replayer.queue_alerts)
+    return PredictiveBacktest(
+        result, predictions, quality, replayer.queue_alerts, time.perf_counter() - started
+    )
+
+
+def _in_time_order(
+    tickets: Mapping[str, Sequence[TicketEvent]], until: datetime
+) -> list[tuple[int, int, int, TicketEvent]]:
+    """Every event up to ``until`` as (instant µs, ticket's index, event's index, event), in
+    time order; events of one instant in ticket order, then in their ticket's order."""
+    return sorted(
         (
             (to_us(e.at), n, k, e)
             for n, evs in enumerate(tickets.values())
@@ -84,48 +107,74 @@ def predictive_backtest(
         ),
         key=lambda item: item[:3],
     )
-    predictor = BreachPredictor(shadow, settings)
-    replays: dict[str, TicketReplay] = {}
-    queue_alerts = 0
-    next_tick = _grid_after(stream[0][0]) if stream else end
-    next_queue_tick = next_tick
-    total = len(stream)
 
-    def tick(at: int) -> None:
-        nonlocal next_queue_tick, queue_alerts
-        queues = bool(settings.queue_alerts) and at >= next_queue_tick
-        if queues:
-            next_queue_tick = at + QUEUE_STEP_US
-        outcome = predictor.tick(at, queues=queues)
-        queue_alerts += len(outcome.alerts)
-        _record(outcome.predictions, replays)
 
-    def until_before(t: int) -> None:
+class _Replayer:
+    """Feeds events to the tickets' replays and the predictor in time order; between events,
+    the predictor's ticks (each ``STEP_US``) and last calls (each at its own instant), and
+    the predicted breaches go into the tickets' timelines."""
+
+    def __init__(
+        self,
+        predictor: BreachPredictor,
+        policies: Sequence[SlaPolicy],
+        settings: PredictSettings,
+        first_tick: int,
+    ) -> None:
+        self.predictor = predictor
+        self.policies = policies
+        self.queues = bool(settings.queue_alerts)  # configured: forecast each QUEUE_STEP_US
+        self.replays: dict[str, TicketReplay] = {}
+        self.queue_alerts = 0
+        self.next_tick = first_tick
+        self.next_queue_tick = first_tick
+
+    def feed(self, t: int, event: TicketEvent) -> None:
+        self._until_before(t)
+        replay = self.replays.get(event.ticket_id)
+        if replay is None:
+            replay = self.replays[event.ticket_id] = TicketReplay(event.ticket_id, self.policies)
+        replay.feed(event)
+        self.predictor.observe((SOURCE, event.ticket_id), replay, t)
+
+    def finish(self, end_us: int) -> None:
+        """Ticks and last calls up to ``end_us``, then the cycles seen since the last tick."""
+        self._until_before(end_us + 1)
+        _record(self.predictor.judge_fresh(), self.replays)
+
+    def _until_before(self, t: int) -> None:
         """Ticks and last calls before ``t`` (events at an instant come before its calls)."""
-        nonlocal next_tick
+        predictor = self.predictor
         while True:
             call = predictor.next_call_us
-            if call is not None and call < t and call < next_tick:
-                _record(predictor.last_calls(call), replays)
-            elif next_tick < t:
-                tick(next_tick)
-                next_tick += STEP_US
+            if call is not None and call < t and call < self.next_tick:
+                _record(predictor.last_calls(call), self.replays)
+            elif self.next_tick < t:
+                self._tick(self.next_tick)
+                self.next_tick += STEP_US
             else:
                 return
 
-    for done, (t, _, _, event) in enumerate(stream, 1):
-        until_before(t)
-        replay = replays.get(event.ticket_id)
-        if replay is None:
-            replay = replays[event.ticket_id] = TicketReplay(event.ticket_id, shadow)
-        replay.feed(event)
-        result.ticket_events += 1
-        predictor.observe((SOURCE, event.ticket_id), replay, t)
-        if progress is not None and (done % 5000 == 0 or done == total):
-            progress(done, total)
-    until_before(end + 1)
-    _record(predictor.judge_fresh(), replays)
+    def _tick(self, at: int) -> None:
+        queues = self.queues and at >= self.next_queue_tick
+        if queues:
+            self.next_queue_tick = at + QUEUE_STEP_US
+        outcome = self.predictor.tick(at, queues=queues)
+        self.queue_alerts += len(outcome.alerts)
+        _record(outcome.predictions, self.replays)
 
+
+def _collect(
+    tickets: Mapping[str, Sequence[TicketEvent]],
+    replays: Mapping[str, TicketReplay],
+    until: datetime,
+    added: set[str],
+    policies: Sequence[SlaPolicy],
+    result: BacktestResult,
+) -> tuple[list[SlaEvent], list[SlaEvent]]:
+    """Evaluate every replayed ticket at ``until`` into ``result`` (its SLA events without
+    the added 75 % levels, counts, compliance); returns every SLA event, and the predicted
+    breaches in time order."""
     outcomes: dict[tuple[str, Metric], list[MetricState]] = {}
     durations: dict[tuple[str, Metric], list[float]] = {}
     everything: list[SlaEvent] = []
@@ -149,10 +198,7 @@ def predictive_backtest(
     result.events.sort(key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle))
     predictions.sort(key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle))
     result.compliance = compliance_table(outcomes, durations, {p.name: p.index for p in policies})
-    quality = measure(everything, queue_alerts)
-    return PredictiveBacktest(
-        result, predictions, quality, queue_alerts, time.perf_counter() - started
-    )
+    return everything, predictions
 
 
 def _grid_after(t: int) -> int:

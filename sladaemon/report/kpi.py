@@ -25,8 +25,9 @@ Definitions (a period is [start, end)):
 
 Each ticket is first reduced to its ``TicketFacts``: time-stamped facts that stay true until
 the ticket changes (pure, from its replay). The figures of a period are then counted over the
-facts by ``KpiLedger`` (report/ledger.py) — in memory for ``sladaemon report``, in the state
-file for the daemon, which keeps the facts of closed tickets after their events are gone.
+facts by ``KpiLedger`` (report/ledger.py) — in memory for ``sladaemon report``
+(``compute_kpis`` there, over ``period_facts``), in the state file for the daemon, which keeps
+the facts of closed tickets after their events are gone.
 """
 
 from __future__ import annotations
@@ -252,25 +253,7 @@ def history_facts(
     return ticket_facts(replay, min(escalations, default=None))
 
 
-def compute_kpis(
-    tickets: Mapping[str, Sequence[TicketEvent]],
-    policies: Sequence[SlaPolicy],
-    start: datetime,
-    end: datetime,
-    timezone: str = "UTC",
-) -> KpiReport:
-    """The KPIs of [start, end) from ticket histories (each in time order)."""
-    from sladaemon.report.ledger import KpiLedger
-
-    ledger = KpiLedger(":memory:")
-    try:
-        ledger.record("", _period_facts(tickets, policies, start, end))
-        return ledger.report(start, end, timezone)
-    finally:
-        ledger.close()
-
-
-def _period_facts(
+def period_facts(
     tickets: Mapping[str, Sequence[TicketEvent]],
     policies: Sequence[SlaPolicy],
     start: datetime,

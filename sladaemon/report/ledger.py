@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from itertools import chain
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from sladaemon.calendar import to_us
-from sladaemon.model import Metric, MetricState
+from sladaemon.model import Metric, MetricState, TicketEvent
 from sladaemon.report.kpi import (
     ESCALATION_TARGET,
     HISTORY_NEEDED,
@@ -39,7 +39,9 @@ from sladaemon.report.kpi import (
     TicketFacts,
     TimeStats,
     day_volumes,
+    period_facts,
 )
+from sladaemon.sla.policy import SlaPolicy
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kpi_tickets (
@@ -310,6 +312,23 @@ class KpiLedger:
         report.escalation = Rate(int(escalated), report.created, ESCALATION_TARGET)
         report.first_contact_resolution = Rate(int(first_contact), int(solved))
         return report
+
+
+def compute_kpis(
+    tickets: Mapping[str, Sequence[TicketEvent]],
+    policies: Sequence[SlaPolicy],
+    start: datetime,
+    end: datetime,
+    timezone: str = "UTC",
+) -> KpiReport:
+    """The KPIs of [start, end) from ticket histories (each in time order), counted in an
+    in-memory ledger."""
+    ledger = KpiLedger(":memory:")
+    try:
+        ledger.record("", period_facts(tickets, policies, start, end))
+        return ledger.report(start, end, timezone)
+    finally:
+        ledger.close()
 
 
 @contextmanager

@@ -25,7 +25,7 @@ policy has already passed are caught up at the instant of the change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,7 +115,7 @@ class TicketEvaluation:
 # ---------------------------------------------------------------------------- working state
 
 
-class _Cycle:
+class ClockCycle:
     __slots__ = (
         "breached_at",
         "deadline_at_end",
@@ -140,7 +140,7 @@ class _Cycle:
         self.pauses: list[list[int | None]] | None = None if running else [[start, None]]
 
 
-class _Clock:
+class MetricClock:
     """One metric of one ticket under one policy."""
 
     __slots__ = ("calendar", "current", "cycles", "levels", "metric", "rule", "schedule", "target")
@@ -151,18 +151,18 @@ class _Clock:
         self.calendar: BusinessCalendar = rule.calendar
         self.target = target
         self.levels = levels  # shared per policy and metric; includes the breach level
-        self.cycles: list[_Cycle] = []
-        self.current: _Cycle | None = None
+        self.cycles: list[ClockCycle] = []
+        self.current: ClockCycle | None = None
         self.schedule: list[tuple[int, LadderLevel]] | None = None
 
     # -- clock operations
 
     def start(self, t: int, running: bool) -> None:
-        self.current = _Cycle(len(self.cycles), t, running)
+        self.current = ClockCycle(len(self.cycles), t, running)
         self.cycles.append(self.current)
         self.schedule = None
 
-    def _settle(self, c: _Cycle, t: int) -> None:
+    def _settle(self, c: ClockCycle, t: int) -> None:
         """Count the running segment up to ``t``; note the breach if it happened inside."""
         if c.since is None:
             return
@@ -187,7 +187,7 @@ class _Clock:
                 c.pauses[-1][1] = t
             self.schedule = None
 
-    def stop(self, t: int) -> _Cycle | None:
+    def stop(self, t: int) -> ClockCycle | None:
         c = self.current
         if c is None or c.ended is not None:
             return None
@@ -216,18 +216,18 @@ class _Clock:
 
     # -- queries
 
-    def elapsed_at(self, c: _Cycle, t: int) -> int:
+    def elapsed_at(self, c: ClockCycle, t: int) -> int:
         if c.since is None or t <= c.since:
             return c.elapsed
         return c.elapsed + self.calendar.elapsed_us(c.since, t)
 
-    def deadline_us(self, c: _Cycle) -> int | None:
+    def deadline_us(self, c: ClockCycle) -> int | None:
         """Latest instant with elapsed <= target, while running and not yet breached."""
         if c.since is None or c.elapsed > self.target:
             return None
         return self.calendar.add_us(c.since, self.target - c.elapsed)
 
-    def instant_of(self, c: _Cycle, level: LadderLevel) -> int | None:
+    def instant_of(self, c: ClockCycle, level: LadderLevel) -> int | None:
         """When the running cycle reaches ``level`` (None while paused)."""
         if c.since is None:
             return None
@@ -238,7 +238,7 @@ class _Clock:
             return c.since
         return self.calendar.add_us(c.since, threshold - c.elapsed)
 
-    def reached(self, c: _Cycle, level: LadderLevel, t: int) -> bool:
+    def reached(self, c: ClockCycle, level: LadderLevel, t: int) -> bool:
         elapsed = self.elapsed_at(c, t)
         threshold = level.threshold_us(self.target)
         if level.before_breach:
@@ -262,6 +262,89 @@ class _Clock:
                 out.sort(key=lambda p: p[0])
             self.schedule = out
         return self.schedule
+
+
+# ---------------------------------------------------------------------------- metric transitions
+
+
+@dataclass(slots=True)
+class _Step:
+    """What one ticket event means for the clocks of the ticket."""
+
+    kind: EventKind
+    done: bool  # the status after the event is a done one (solved, closed)
+    reopened: bool  # the event took the ticket out of a done status
+    replied_before: bool  # an agent had replied before this event
+    answers: bool  # an agent reply, or the ticket done: a wait for the agent ends
+
+
+def _has_open_cycle(clock: MetricClock) -> bool:
+    return clock.current is not None and clock.current.ended is None
+
+
+def _first_response_step(
+    clock: MetricClock, step: _Step, t: int, paused: bool
+) -> ClockCycle | None:
+    """Starts at creation; ends at the first agent reply or when the ticket is done."""
+    if step.kind is EventKind.CREATED and clock.current is None:
+        clock.start(t, not paused and not step.done)
+    elif _has_open_cycle(clock) and step.answers:
+        return clock.stop(t)
+    return None
+
+
+def _resolution_step(clock: MetricClock, step: _Step, t: int, paused: bool) -> ClockCycle | None:
+    """Starts at creation; ends when the ticket is done; the same cycle goes on at a reopen."""
+    if step.kind is EventKind.CREATED and clock.current is None:
+        clock.start(t, not paused and not step.done)
+        return None
+    active = _has_open_cycle(clock)
+    if active and step.done:
+        return clock.stop(t)
+    if step.reopened or (step.kind is EventKind.REOPENED and not active):
+        clock.reopen(t, not paused)
+    return None
+
+
+def _next_response_step(clock: MetricClock, step: _Step, t: int, paused: bool) -> ClockCycle | None:
+    """Starts at a customer reply after an agent's; ends at the agent's answer or when done."""
+    active = _has_open_cycle(clock)
+    if active and step.answers:
+        return clock.stop(t)
+    customer_waits = step.kind is EventKind.CUSTOMER_REPLY and step.replied_before
+    if customer_waits and not active and not step.done:
+        clock.start(t, not paused)
+    return None
+
+
+def _periodic_update_step(
+    clock: MetricClock, step: _Step, t: int, paused: bool
+) -> ClockCycle | None:
+    """Each agent reply ends a cycle and starts the next; a reopen after a reply starts one."""
+    ended = clock.stop(t) if _has_open_cycle(clock) and step.answers else None
+    starts = step.kind is EventKind.AGENT_REPLY or (step.reopened and step.replied_before)
+    if starts and not step.done:
+        clock.start(t, not paused)
+    return ended
+
+
+_METRIC_STEPS: dict[Metric, Callable[[MetricClock, _Step, int, bool], ClockCycle | None]] = {
+    Metric.FIRST_RESPONSE: _first_response_step,
+    Metric.RESOLUTION: _resolution_step,
+    Metric.NEXT_RESPONSE: _next_response_step,
+    Metric.PERIODIC_UPDATE: _periodic_update_step,
+}
+"""Per metric: apply one event to the clock; the cycle it ended, if any."""
+
+
+def _follow_status(clock: MetricClock, t: int, paused: bool) -> None:
+    """Pause or resume the clock's open cycle as the ticket's status asks."""
+    c = clock.current
+    if c is not None and c.ended is None:
+        if paused:
+            clock.pause(t)
+        else:
+            clock.resume(t)
 
 
 # ---------------------------------------------------------------------------- replay
@@ -294,7 +377,7 @@ class TicketReplay:
         self.events: list[TicketEvent] = []
         self.policy: SlaPolicy | None = None
         self._signature: tuple[object, ...] | None = None
-        self.clocks: tuple[_Clock, ...] = ()
+        self.clocks: tuple[MetricClock, ...] = ()
         self.not_applicable: dict[Metric, str] | None = None
         self.fired: list[LevelKey] = []  # a few keys: a list is smaller than a set
         self.timeline: list[SlaEvent] = []
@@ -322,7 +405,7 @@ class TicketReplay:
 
     def advance(self, until: int, *, inclusive: bool = False) -> None:
         """Emit every ladder instant before ``until`` (or at it, when inclusive)."""
-        due: list[tuple[int, _Clock, LadderLevel]] = []
+        due: list[tuple[int, MetricClock, LadderLevel]] = []
         for clock in self.clocks:
             for at, level in clock.pending():
                 if at < until or (inclusive and at == until):
@@ -333,7 +416,7 @@ class TicketReplay:
         for at, clock, level in due:
             self._fire(clock, level, at)
 
-    def _fire(self, clock: _Clock, level: LadderLevel, at: int) -> None:
+    def _fire(self, clock: MetricClock, level: LadderLevel, at: int) -> None:
         c = clock.current
         assert c is not None
         key = (clock.metric, c.number, level.label)
@@ -370,6 +453,17 @@ class TicketReplay:
         next instant needs only that instant, which its owner keeps."""
         for clock in self.clocks:
             clock.schedule = None
+
+    def deadlines(self) -> dict[Metric, datetime]:
+        """The deadline of each metric's latest cycle, as far as the events fed so far tell
+        (a met cycle keeps the deadline it had). Records nothing: a read-only view."""
+        out: dict[Metric, datetime] = {}
+        for clock in self.clocks:
+            c = clock.current
+            deadline = self._deadline_of(clock, c) if c is not None else None
+            if deadline is not None:
+                out[clock.metric] = from_us(deadline)
+        return out
 
     def predict_breach(
         self, metric: Metric, cycle: int, at: int, deadline: int, details: Mapping[str, Any]
@@ -417,8 +511,8 @@ class TicketReplay:
 
     def _sla_event(
         self,
-        clock: _Clock,
-        c: _Cycle,
+        clock: MetricClock,
+        c: ClockCycle,
         kind: SlaEventKind,
         at: int,
         deadline: int | None,
@@ -460,7 +554,7 @@ class TicketReplay:
     def _rebuild(self, t: int) -> None:
         """Re-evaluate the history so far under the (new) policy; catch up passed levels."""
         self.policy = select_policy(self.policies, self.fields)
-        clocks: list[_Clock] = []
+        clocks: list[MetricClock] = []
         self.not_applicable = None
         if self.policy is None:
             return
@@ -473,7 +567,7 @@ class TicketReplay:
                     f"no {rule.metric.value} target for priority {priority or '(none)'!r}"
                 )
                 continue
-            clocks.append(_Clock(rule, _us(target), self.policy.levels_for(rule.metric)))
+            clocks.append(MetricClock(rule, _us(target), self.policy.levels_for(rule.metric)))
         self.clocks = tuple(clocks)
         category, replied = self.category, self._agent_replied
         self.category, self._agent_replied = None, False
@@ -497,61 +591,39 @@ class TicketReplay:
     # -- metric transitions
 
     def _apply(self, event: TicketEvent, before: StatusCategory | None, t: int, emit: bool) -> None:
-        kind = event.kind
         after = self.category
         done = after is not None and after.is_done
         was_done = before is not None and before.is_done
-        reopened = was_done and not done
-        replied_before = self._agent_replied
+        kind = event.kind
+        step = _Step(
+            kind=kind,
+            done=done,
+            reopened=was_done and not done,
+            replied_before=self._agent_replied,
+            answers=kind is EventKind.AGENT_REPLY or done,
+        )
         if kind is EventKind.AGENT_REPLY:
             self._agent_replied = True
         for clock in self.clocks:
-            metric = clock.metric
             paused = after in clock.rule.pause_on
-            ended: _Cycle | None = None
-            active = clock.current is not None and clock.current.ended is None
-            if metric is Metric.FIRST_RESPONSE:
-                if kind is EventKind.CREATED and clock.current is None:
-                    clock.start(t, not paused and not done)
-                elif active and (kind is EventKind.AGENT_REPLY or done):
-                    ended = clock.stop(t)
-            elif metric is Metric.RESOLUTION:
-                if kind is EventKind.CREATED and clock.current is None:
-                    clock.start(t, not paused and not done)
-                elif active and done:
-                    ended = clock.stop(t)
-                elif reopened or (kind is EventKind.REOPENED and not active):
-                    clock.reopen(t, not paused)
-            elif metric is Metric.NEXT_RESPONSE:
-                if active and (kind is EventKind.AGENT_REPLY or done):
-                    ended = clock.stop(t)
-                elif (
-                    kind is EventKind.CUSTOMER_REPLY and replied_before and not active and not done
-                ):
-                    clock.start(t, not paused)
-            elif metric is Metric.PERIODIC_UPDATE:
-                if active and (kind is EventKind.AGENT_REPLY or done):
-                    ended = clock.stop(t)
-                starts = kind is EventKind.AGENT_REPLY or (reopened and replied_before)
-                if starts and not done:
-                    clock.start(t, not paused)
-            c = clock.current
-            if ended is None and c is not None and c.ended is None:
-                if paused:
-                    clock.pause(t)
-                else:
-                    clock.resume(t)
-            if ended is not None and emit:
-                late = ended.outcome is MetricState.BREACHED
-                outcome = SlaEventKind.MET_LATE if late else SlaEventKind.MET
-                key = (metric, ended.number, outcome.value)
-                if key not in self.fired:
-                    self.fired.append(key)
-                    deadline = self._deadline_of(clock, ended)
-                    self.timeline.append(self._sla_event(clock, ended, outcome, t, deadline, None))
+            ended = _METRIC_STEPS[clock.metric](clock, step, t, paused)
+            if ended is None:
+                _follow_status(clock, t, paused)
+            elif emit:
+                self._record_met(clock, ended, t)
+
+    def _record_met(self, clock: MetricClock, ended: ClockCycle, t: int) -> None:
+        """The met (or met late) event of a cycle that ended at ``t``, recorded once."""
+        late = ended.outcome is MetricState.BREACHED
+        outcome = SlaEventKind.MET_LATE if late else SlaEventKind.MET
+        key = (clock.metric, ended.number, outcome.value)
+        if key not in self.fired:
+            self.fired.append(key)
+            deadline = self._deadline_of(clock, ended)
+            self.timeline.append(self._sla_event(clock, ended, outcome, t, deadline, None))
 
     @staticmethod
-    def _deadline_of(clock: _Clock, c: _Cycle) -> int | None:
+    def _deadline_of(clock: MetricClock, c: ClockCycle) -> int | None:
         if c.breached_at is not None:
             return c.breached_at
         if c.ended is not None:
@@ -615,7 +687,7 @@ class TicketReplay:
             cycles=tuple(cycles),
         )
 
-    def _status(self, clock: _Clock, t: int) -> MetricStatus:
+    def _status(self, clock: MetricClock, t: int) -> MetricStatus:
         c = clock.current
         target = timedelta(microseconds=clock.target)
         if c is None:
@@ -665,7 +737,7 @@ class TicketReplay:
             levels=tuple(levels),
         )
 
-    def _cycle_result(self, clock: _Clock, c: _Cycle, t: int) -> CycleResult:
+    def _cycle_result(self, clock: MetricClock, c: ClockCycle, t: int) -> CycleResult:
         elapsed = clock.elapsed_at(c, t)
         if c.ended is not None:
             state = c.outcome or MetricState.MET

@@ -4,11 +4,11 @@ accounting behind every figure."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sladaemon.calendar import BusinessCalendar
-from sladaemon.config.durations import format_duration
+from sladaemon.durations import format_duration
 from sladaemon.model import native_due_field
 from sladaemon.sla.engine import MetricStatus, TicketEvaluation
 
@@ -71,41 +71,62 @@ def _metric_lines(st: MetricStatus, now: datetime, calendar: BusinessCalendar | 
     if st.started_at is None:
         return lines
     zone = calendar.zone if calendar else UTC
+    lines.extend(_cycle_lines(st, zone))
+    if calendar is not None:
+        lines.extend(_accounting_lines(st, st.started_at, now, calendar))
+    lines.extend(_level_lines(st, zone))
+    return lines
 
-    def when(t: datetime | None) -> str:
-        if t is None:
-            return "-"
-        return f"{iso(t)} ({t.astimezone(zone):%a %Y-%m-%d %H:%M %Z})"
 
-    lines.append(f"  cycle     {st.cycle}")
-    lines.append(f"  started   {when(st.started_at)}")
+def _when(t: datetime | None, zone: tzinfo) -> str:
+    """An instant in UTC and in the calendar's local time."""
+    if t is None:
+        return "-"
+    return f"{iso(t)} ({t.astimezone(zone):%a %Y-%m-%d %H:%M %Z})"
+
+
+def _cycle_lines(st: MetricStatus, zone: tzinfo) -> list[str]:
+    """The cycle's number, start, deadline, end, business time used and left."""
+    lines = [f"  cycle     {st.cycle}", f"  started   {_when(st.started_at, zone)}"]
     if st.deadline is not None:
-        lines.append(f"  deadline  {when(st.deadline)}")
+        lines.append(f"  deadline  {_when(st.deadline, zone)}")
     elif st.paused_since is not None:
-        lines.append(f"  deadline  - (paused since {when(st.paused_since)})")
+        lines.append(f"  deadline  - (paused since {_when(st.paused_since, zone)})")
     if st.ended_at is not None:
-        lines.append(f"  ended     {when(st.ended_at)}")
+        lines.append(f"  ended     {_when(st.ended_at, zone)}")
     pct = f" ({st.fraction:.0%} of target)" if st.fraction is not None else ""
-    lines.append(f"  business  {_span(st.business_elapsed)}{pct}")
+    lines.append(f"  business  {format_duration(st.business_elapsed)}{pct}")
     if st.remaining is not None:
         word = "remaining" if st.remaining >= timedelta(0) else "overdue  "
-        lines.append(f"  {word} {_span(abs(st.remaining))}")
-    if calendar is not None:
-        end = st.ended_at or now
-        pauses = [(a, b or end) for a, b in st.pauses if a < end]
-        acct = calendar.account(st.started_at, end, pauses)
-        for a, b in acct.intervals[:40]:
-            local_a, local_b = a.astimezone(zone), b.astimezone(zone)
-            lines.append(
-                f"  counted   {local_a:%a %Y-%m-%d %H:%M}-{local_b:%H:%M} {local_a:%Z}"
-                f"  {_span(b - a)}"
-            )
-        if len(acct.intervals) > 40:
-            lines.append(f"  counted   ... {len(acct.intervals) - 40} more intervals")
-        for a, b in acct.paused:
-            lines.append(f"  paused    {when(a)} .. {when(b)}  -{_span(b - a)}")
-        for day, why in acct.closed_days:
-            lines.append(f"  skipped   {day:%a %Y-%m-%d} {why}")
+        lines.append(f"  {word} {format_duration(abs(st.remaining))}")
+    return lines
+
+
+def _accounting_lines(
+    st: MetricStatus, started_at: datetime, now: datetime, calendar: BusinessCalendar
+) -> list[str]:
+    """The business intervals counted (the first 40), the pauses and the days skipped."""
+    zone = calendar.zone
+    end = st.ended_at or now
+    pauses = [(a, b or end) for a, b in st.pauses if a < end]
+    acct = calendar.account(started_at, end, pauses)
+    lines = []
+    for a, b in acct.intervals[:40]:
+        local_a, local_b = a.astimezone(zone), b.astimezone(zone)
+        span = f"{local_a:%a %Y-%m-%d %H:%M}-{local_b:%H:%M} {local_a:%Z}"
+        lines.append(f"  counted   {span}  {format_duration(b - a)}")
+    if len(acct.intervals) > 40:
+        lines.append(f"  counted   ... {len(acct.intervals) - 40} more intervals")
+    for a, b in acct.paused:
+        lines.append(f"  paused    {_when(a, zone)} .. {_when(b, zone)}  -{format_duration(b - a)}")
+    for day, why in acct.closed_days:
+        lines.append(f"  skipped   {day:%a %Y-%m-%d} {why}")
+    return lines
+
+
+def _level_lines(st: MetricStatus, zone: tzinfo) -> list[str]:
+    """Each escalation level: reached, due (when), waiting or not reached, and who hears."""
+    lines = []
     for level in st.levels:
         if level.reached:
             state = "reached"
@@ -113,7 +134,7 @@ def _metric_lines(st: MetricStatus, now: datetime, calendar: BusinessCalendar | 
             state = "not reached"
         else:
             state = "due" if level.at else "waiting (paused)"
-        at = f" at {when(level.at)}" if level.at and not level.reached else ""
+        at = f" at {_when(level.at, zone)}" if level.at and not level.reached else ""
         notify = f" -> {', '.join(level.notify)}" if level.notify else ""
         lines.append(f"  level     {level.label}: {state}{at}{notify}")
     return lines
@@ -130,13 +151,6 @@ def _native_line(native: str, ours: datetime | None) -> str:
         text += (
             " (same)"
             if abs(diff) < 1
-            else f" ({'+' if diff > 0 else '-'}{_span(timedelta(seconds=abs(diff)))} vs ours)"
+            else f" ({'+' if diff > 0 else '-'}{format_duration(abs(diff))} vs ours)"
         )
     return text
-
-
-def _span(d: timedelta) -> str:
-    seconds = int(abs(d).total_seconds())
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" + (f"{s:02d}s" if s else "")

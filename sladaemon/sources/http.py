@@ -4,7 +4,8 @@
 
 * 429 waits for ``Retry-After`` (seconds or an HTTP date) and tries again;
 * 5xx, timeouts, connection resets, HTML error pages and truncated or malformed JSON are
-  retried with capped, jittered exponential backoff, a bounded number of times per request;
+  retried a bounded number of times per request, after the project's one backoff
+  (``escalate.retry.retry_delay``: capped, exponential, equal jitter);
 * 401/403 are permanent (``retryable=False``): the daemon marks the source failing and tells the
   operator, and does not hammer the server; 404 and other 4xx are permanent too;
 * rate-limit headers (``X-RateLimit-*``, ``X-Ratelimit-*``, ``RateLimit-*``) slow requests down
@@ -29,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from sladaemon.escalate.retry import retry_delay
 from sladaemon.sources.base import SourceError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -150,8 +152,7 @@ class HelpdeskHttp:
         return response.status, headers, text
 
     async def _backoff(self, attempt: int) -> None:
-        ceiling = min(self._max_backoff, self._first_backoff * 2.0 ** (attempt - 1))
-        await asyncio.sleep(ceiling * (0.5 + 0.5 * self._rng.random()))
+        await asyncio.sleep(retry_delay(attempt, self._first_backoff, self._max_backoff, self._rng))
 
     async def _pace(self) -> None:
         delay = self._not_before - time.monotonic()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
+from sladaemon.clock import Clock, ScaledClock, SystemClock
 from sladaemon.sources.base import Source
 
 # type -> factory(name, config, cursor, clock start)
@@ -53,3 +54,16 @@ def build_source(name: str, cfg: Any, cursor: object, start: datetime) -> Source
     if factory is None:
         raise ValueError(f"source type {cfg.type!r} is not available in this version")
     return factory(name, cfg, cursor, start)
+
+
+def clock_for(sources: Iterable[Any]) -> Clock:
+    """Real time, unless a source replays or simulates faster (then it sets the clock)."""
+    for cfg in sources:
+        if cfg.type == "simulator" and cfg.speed != 1:
+            return ScaledClock(cfg.start or datetime.now(UTC), cfg.speed)
+        if cfg.type == "csv" and cfg.speed is not None:
+            from sladaemon.sources.csv.source import CsvSource
+
+            first = CsvSource("replay", cfg).first_instant()
+            return ScaledClock(first or datetime.now(UTC), cfg.speed)
+    return SystemClock()

@@ -24,7 +24,7 @@ from typing import Any
 
 from sladaemon.calendar import from_us, to_us
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent
-from sladaemon.predict.engine import LearntCycle
+from sladaemon.predict.learnt import LearntCycle
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

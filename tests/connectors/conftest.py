@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from sladaemon.sources.base import Source
-from sladaemon.testing.fakes.process import FakeHelpdesk
+from tests.fakes.process import FakeHelpdesk
 
 S = TypeVar("S", bound=Source)
 Closing = Callable[[S], S]

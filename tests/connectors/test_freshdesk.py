@@ -23,8 +23,8 @@ from sladaemon.sources.base import SourceError
 from sladaemon.sources.freshdesk.client import basic_auth
 from sladaemon.sources.freshdesk.payloads import parse_timestamp
 from sladaemon.sources.freshdesk.source import FreshdeskSource
-from sladaemon.testing.fakes.freshdesk import DEFAULT_API_KEY
 from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
+from tests.fakes.freshdesk import DEFAULT_API_KEY
 
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 NOW = START + timedelta(hours=2)  # the daemon's clock in these tests
@@ -591,7 +591,7 @@ async def test_the_daemon_ingests_freshdesk_tickets(
     )
     await app.start()
     try:
-        replay = app.book.replays[("desk", tid)]
+        replay = app.tickets.replays[("desk", tid)]
         assert replay.fields["priority"] == "high"
         assert replay.fields["due:first_response"] == "2024-05-06T10:00:00Z"
         assert [e.kind for e in replay.events][:2] == [EventKind.CREATED, EventKind.AGENT_REPLY]

@@ -23,8 +23,8 @@ from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.sources.jira.client import jql_time
 from sladaemon.sources.jira.payloads import parse_jira_time
 from sladaemon.sources.jira.source import JiraSource
-from sladaemon.testing.fakes.jira import EMAIL, TOKEN
 from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
+from tests.fakes.jira import EMAIL, TOKEN
 
 Make = Callable[..., JiraSource]
 
@@ -535,7 +535,7 @@ async def test_the_daemon_loads_jira_requests_into_its_book(
     app = App(load_config(config), clock=clock, console=io.StringIO())
     await app.start()
     try:
-        book = app.book.replays
+        book = app.tickets.replays
         assert {("desk", replied), ("desk", waiting)} <= set(book)
         assert book[("desk", replied)].fields["channel"] == "email"
         states = {

@@ -33,8 +33,8 @@ from sladaemon.sources.rt.mapping import (
 from sladaemon.sources.rt.payloads import RtTicket, RtTransaction, parse_rt_time
 from sladaemon.sources.rt.source import RequestTrackerSource, decode_ranges, encode_ranges
 from sladaemon.statuses import StatusMap
-from sladaemon.testing.fakes.rt import TOKEN
 from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
+from tests.fakes.rt import TOKEN
 
 TICKETS = "/REST/2.0/tickets"
 TRANSACTIONS = "/REST/2.0/transactions"
@@ -650,8 +650,8 @@ async def test_the_daemon_follows_rt_tickets(fake: FakeHelpdesk, tmp_path: Path)
     app = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
     await app.start()
     try:
-        assert set(app.book.replays) == {("desk", str(waiting)), ("desk", str(answered))}
-        replay = app.book.replays[("desk", str(waiting))]
+        assert set(app.tickets.replays) == {("desk", str(waiting)), ("desk", str(answered))}
+        replay = app.tickets.replays[("desk", str(waiting))]
         assert replay.fields["priority"] == "90"
         assert replay.fields["due:first_response"] == "2030-01-07T10:00:00Z"
         assert app.store.cursor("desk") is not None

@@ -32,8 +32,8 @@ from sladaemon.sources.zammad.mapping import (
 from sladaemon.sources.zammad.mapping import zammad_statuses as default_statuses
 from sladaemon.sources.zammad.payloads import ZammadHistoryEntry, ZammadTicket, parse_timestamp
 from sladaemon.sources.zammad.source import ZammadSource
-from sladaemon.testing.fakes.zammad import DROP, TOKEN
 from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
+from tests.fakes.zammad import DROP, TOKEN
 
 SEARCH = "/api/v1/tickets/search"
 
@@ -603,8 +603,8 @@ async def test_the_daemon_follows_zammad_tickets_and_resumes_after_a_restart(
     app = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
     await app.start()
     try:
-        assert set(app.book.replays) == {("zammad", str(waiting)), ("zammad", str(answered))}
-        assert app.book.replays[("zammad", str(waiting))].fields["priority"] == "3 high"
+        assert set(app.tickets.replays) == {("zammad", str(waiting)), ("zammad", str(answered))}
+        assert app.tickets.replays[("zammad", str(waiting))].fields["priority"] == "3 high"
         assert app.store.cursor("zammad") is not None
     finally:
         await app.shutdown()
@@ -613,7 +613,7 @@ async def test_the_daemon_follows_zammad_tickets_and_resumes_after_a_restart(
     again = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
     await again.start()
     try:
-        assert set(again.book.replays) == {("zammad", str(waiting)), ("zammad", str(answered))}
+        assert set(again.tickets.replays) == {("zammad", str(waiting)), ("zammad", str(answered))}
         assert fake.requests() == 1
     finally:
         await again.shutdown()

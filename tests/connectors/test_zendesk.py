@@ -22,8 +22,8 @@ from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.sources.zendesk import source as zendesk_source
 from sladaemon.sources.zendesk.payloads import parse_timestamp
 from sladaemon.sources.zendesk.source import ZendeskSource
-from sladaemon.testing.fakes.zendesk import AGENT_EMAIL, API_TOKEN
 from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
+from tests.fakes.zendesk import AGENT_EMAIL, API_TOKEN
 
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
@@ -628,8 +628,8 @@ async def test_the_daemon_polls_zendesk_into_its_book(
     )
     await app.start()
     try:
-        assert set(app.book.replays) == {("zd", str(first)), ("zd", str(second))}
-        replay = app.book.replays[("zd", str(first))]
+        assert set(app.tickets.replays) == {("zd", str(first)), ("zd", str(second))}
+        replay = app.tickets.replays[("zd", str(first))]
         assert [e.kind for e in replay.events] == [
             EventKind.CREATED,
             EventKind.AGENT_REPLY,

@@ -1,6 +1,6 @@
 """Fixtures for end-to-end tests: a webhook and an SMTP server, each in its own process.
 
-The receivers (:mod:`sladaemon.testing.receivers`) append every message they get to a
+The receivers (:mod:`tests.fakes.receivers`) append every message they get to a
 JSON-lines file, which the objects here read back. They can be stopped and started again
 on the same port, killed, and (the webhook) told to answer 500 or not at all.
 """
@@ -13,7 +13,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,9 +21,9 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-from sladaemon.testing.receivers import EXIT_ADDRESS_IN_USE
+from tests.fakes.process import spawn_module
+from tests.fakes.receivers import EXIT_ADDRESS_IN_USE
 
-ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 MAIL_TO = "oncall@example.com"
 MAIL_FROM = "sladaemon@example.com"
@@ -143,14 +142,14 @@ class Receiver:
         return ["--port", str(self.port), "--out", str(self.out)]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "sladaemon.testing.receivers", self.kind]
         with self.stderr_path.open("ab") as stderr:
-            return subprocess.Popen(
-                [*command, *self._arguments()],
+            return spawn_module(
+                "tests.fakes.receivers",
+                self.kind,
+                *self._arguments(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                cwd=ROOT,
             )
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes], deadline: float) -> int | None:

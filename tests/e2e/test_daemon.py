@@ -112,9 +112,7 @@ def test_email_carries_everything_on_call_needs(
     created = datetime.now(UTC).replace(microsecond=0)
     events.add("INC-7", "created", "new", at=created)
     first, second = smtp.wait_for(2, timeout=30)
-    assert (
-        first["subject"] == "SLA warning: ticket INC-7 first_response at 50% of target, 0h00m left"
-    )
+    assert first["subject"] == "SLA warning: ticket INC-7 first_response at 50% of target, 5s left"
     fields = body_fields(first)
     deadline = created + timedelta(seconds=10)
     assert fields["ticket"] == "INC-7 https://helpdesk.example.com/tickets/INC-7"
@@ -157,6 +155,49 @@ def test_sighup_reload_applies_new_targets_and_a_bad_one_keeps_running(
     }
     status, _ = http_get(f"http://127.0.0.1:{port}/healthz")
     assert status == 200
+
+
+def test_sighups_in_quick_succession_reload_one_at_a_time_and_the_last_good_config_wins(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook = receivers.webhook()
+    events = EventFile(tmp_path / "events.csv")
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="1h")
+    daemon = start_daemon(daemons, tmp_path, config)
+    versions = [
+        config.replace("first_response: 1h", "first_response: 30m"),
+        "policies: [{name: broken, calendar: nowhere\n",
+        config.replace("first_response: 1h", "first_response: 3s"),
+    ]
+    for text in versions:  # each SIGHUP comes while the reload before it may still run
+        daemon.config.write_text(text)
+        daemon.signal(signal.SIGHUP)
+        time.sleep(0.05)
+    outcomes = {"config_reloaded", "config_reload_failed"}
+    steps: list[str] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sum(step in outcomes for step in steps) < 3:
+        time.sleep(0.1)
+        steps = [
+            str(e["event"])
+            for e in daemon.logs()
+            if e.get("event") in {*outcomes, "config_reload_started"}
+        ]
+    # No SIGHUP lost, and one reload at a time: each start is followed by its outcome.
+    assert steps[0::2] == ["config_reload_started"] * 3, steps
+    assert all(step in outcomes for step in steps[1::2]), steps
+    assert steps[-1] == "config_reloaded"
+    created = datetime.now(UTC).replace(microsecond=0)
+    events.add("Q1", "created", "new", at=created)
+    first, second = hook.wait_for(2, timeout=15)
+    assert {body_fields(m)["id"] for m in (first, second)} == {
+        "desk/Q1/first_response/0/50%",
+        "desk/Q1/first_response/0/breach",
+    }
+    deadline_field = body_fields(second)["deadline"].split(" ")[0]
+    assert datetime.fromisoformat(deadline_field.replace("Z", "+00:00")) == created + timedelta(
+        seconds=3
+    )
 
 
 def test_sigterm_stops_within_ten_seconds(

@@ -339,7 +339,7 @@ async def test_first_responses_and_deadlines_match_rts_own_due(rt: RealRt, tmp_p
     with capture_logs() as logs:
         await app.start()
     try:
-        replays = {int(key[1]): replay for key, replay in app.book.replays.items()}
+        replays = {int(key[1]): replay for key, replay in app.tickets.replays.items()}
         assert set(replays) == {answered, waiting, replied}, rt.log_tail()
         calendar = app.config.calendars["rt-hours"]
         now = datetime.now(UTC)

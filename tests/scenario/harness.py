@@ -62,7 +62,7 @@ class DaemonHarness:
 
     async def poll(self) -> None:
         assert self.app is not None
-        await self.app._poll("desk")
+        await self.app.pollers["desk"].poll()
         await self.settle()
 
     async def advance(self, minutes: float, step_minutes: float | None = None) -> None:
@@ -75,7 +75,10 @@ class DaemonHarness:
         assert self.app is not None
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if not self.app.store.outbox_counts().get("pending") and not self.app._in_flight:
+            if (
+                not self.app.store.outbox_counts().get("pending")
+                and not self.app.deliverer.in_flight
+            ):
                 return
 
     def lines(self, prefix: str) -> list[str]:

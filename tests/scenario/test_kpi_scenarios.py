@@ -17,7 +17,7 @@ from sladaemon.clock import FakeClock
 from sladaemon.config import load_config
 from sladaemon.daemon.app import App
 from sladaemon.eventlog import read_events
-from sladaemon.report.kpi import compute_kpis
+from sladaemon.report.ledger import compute_kpis
 from tests.scenario.harness import DaemonHarness
 
 START = datetime(2024, 1, 8, 7, 0, tzinfo=UTC)  # Monday 08:00 in Berlin

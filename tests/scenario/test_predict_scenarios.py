@@ -205,7 +205,7 @@ async def test_what_was_learnt_from_closed_tickets_survives_a_restart(
     assert app.store.prune_learnt(NOW + timedelta(days=1)) == 40  # without them: no history
     await h.stop()
     app = await h.start()
-    (risk,) = app.predictor.assess(app.predictor.refreshed_at or 0)
+    (risk,) = app.prediction.predictor.assess(app.prediction.predictor.refreshed_at or 0)
     assert risk.probability is None and "finished first_response cycles" in risk.reason
 
 
@@ -218,8 +218,8 @@ async def test_solved_tickets_evicted_when_idle_leave_their_cycles_behind(
     app = await h.start()
     assert len(app.store.load_events("desk")) == 40 and app.store.learnt("desk") == []
     await h.advance(15 * 24 * 60, step_minutes=24 * 60)  # past the 14 day retention
-    app._evict_idle()
-    assert app.store.load_events("desk") == {} and len(app.book) == 0
+    app.sweep()
+    assert app.store.load_events("desk") == {} and len(app.tickets) == 0
     assert sorted(c.ticket_id for c in app.store.learnt("desk")) == sorted(
         f"H{n}" for n in range(40)
     )

@@ -11,8 +11,8 @@ from sladaemon.calendar import to_us
 from sladaemon.config import Config, load_config
 from sladaemon.model import EventKind as K
 from sladaemon.model import Metric, MetricState, TicketEvent
-from sladaemon.report.kpi import compute_kpis, history_facts, ticket_facts
-from sladaemon.report.ledger import KpiLedger
+from sladaemon.report.kpi import history_facts, ticket_facts
+from sladaemon.report.ledger import KpiLedger, compute_kpis
 from sladaemon.sla.engine import TicketReplay
 from tests.unit.test_report import CONFIG, MON
 

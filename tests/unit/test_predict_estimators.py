@@ -19,7 +19,7 @@ import pytest
 from sladaemon.calendar import to_us
 from sladaemon.config import load_config
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent
-from sladaemon.predict.engine import BreachPredictor
+from sladaemon.predict.predictor import BreachPredictor
 from sladaemon.predict.settings import PredictSettings
 from sladaemon.predict.survival import SurvivalModel
 from sladaemon.predict.weekly import (

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from sladaemon.calendar import to_us
+from sladaemon.escalate.outbox import sla_key
 from sladaemon.model import Metric, SlaEvent, SlaEventKind
 from sladaemon.notify.message import percent, render, sla_payload
 
@@ -36,7 +37,9 @@ def predicted(**details: object) -> SlaEvent:
 def test_a_predicted_breach_says_probability_deadline_and_why() -> None:
     met = to_us(datetime(2026, 3, 10, 10, 30, tzinfo=UTC))
     event = predicted(probability=0.8234, expected_met_us=met, reason="76% of similar cycles")
-    payload = sla_payload("desk", event, "https://helpdesk.example.com/tickets/4711")
+    payload = sla_payload(
+        sla_key("desk", event), "desk", event, "https://helpdesk.example.com/tickets/4711"
+    )
     message = render(payload)
     assert message.kind == "predicted_breach"
     assert message.title == (
@@ -53,7 +56,8 @@ def test_a_predicted_breach_says_probability_deadline_and_why() -> None:
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -0.2, 1.7, None, "0.5", True])
 def test_a_probability_that_is_not_one_reads_unknown_never_nan(bad: object) -> None:
-    message = render(sla_payload("desk", predicted(probability=bad), None))
+    event = predicted(probability=bad)
+    message = render(sla_payload(sla_key("desk", event), "desk", event, None))
     text = (message.title + message.body).lower()
     assert "nan" not in text and "inf" not in text
     assert "probability of breach: unknown" in message.body
@@ -72,7 +76,8 @@ def test_percentages_are_never_shown_as_certain() -> None:
 
 
 def test_a_receiver_template_can_use_the_prediction_fields() -> None:
-    payload = sla_payload("desk", predicted(probability=0.5, reason="busy queue"), None)
+    event = predicted(probability=0.5, reason="busy queue")
+    payload = sla_payload(sla_key("desk", event), "desk", event, None)
     message = render(payload, "{ticket_id}: {probability} ({reason}), deadline {deadline}")
     assert message.body == "4711: 50% (busy queue), deadline 2026-03-10T09:00:00Z"
 

@@ -13,7 +13,7 @@ from sladaemon.config import load_config
 from sladaemon.model import EventKind as K
 from sladaemon.model import StatusCategory as S
 from sladaemon.model import TicketEvent
-from sladaemon.report.kpi import compute_kpis
+from sladaemon.report.ledger import compute_kpis
 from sladaemon.report.render import as_html, as_json, as_table
 
 MON = datetime(2024, 1, 8, tzinfo=UTC)

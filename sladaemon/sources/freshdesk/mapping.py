@@ -31,7 +31,7 @@ from types import MappingProxyType
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
 from sladaemon.sources.channels import ChannelMap
-from sladaemon.sources.freshdesk.payloads import FreshdeskTicket
+from sladaemon.sources.freshdesk.payloads import FreshdeskTicket, TicketStats
 
 OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
 
@@ -175,123 +175,28 @@ def ticket_events(
     categorize: Callable[[int | None, str], StatusCategory],
 ) -> list[TicketEvent]:
     """The history of ``ticket`` as far as one snapshot tells it, in time order."""
-    tid = ticket.ticket_id
+    statuses = _Statuses(vocabulary, categorize)
     created = ticket.created
     stats = ticket.stats
     fields = ticket_fields(ticket, vocabulary)
     current = ticket.status
-    current_name = vocabulary.status_name(current)
     current_at = status_changed_at(ticket)
-    events: list[tuple[datetime, int, TicketEvent]] = []
-
-    def add(at: datetime, rank: int, event: TicketEvent) -> None:
-        events.append((at, rank, event))
-
-    def status_event(code: int, at: datetime, reopened_at: datetime | None) -> TicketEvent:
-        name = vocabulary.status_name(code)
-        category = categorize(code, name)
-        if category is StatusCategory.CLOSED:
-            kind = EventKind.CLOSED
-        elif category is StatusCategory.SOLVED:
-            kind = EventKind.RESOLVED
-        elif reopened_at is not None and at == reopened_at:
-            kind = EventKind.REOPENED
-        else:
-            kind = EventKind.STATUS_CHANGED
-        return TicketEvent(
-            tid, at, kind, status=name, category=category, event_id=f"status:{code}@{iso(at)}"
-        )
-
     unchanged = current is not None and current_at <= created
     initial = current if unchanged and current is not None else OPEN
-    initial_name = vocabulary.status_name(initial)
-    add(
-        created,
-        0,
-        TicketEvent(
-            tid,
-            created,
-            EventKind.CREATED,
-            status=initial_name,
-            category=categorize(initial, initial_name),
-            fields=MappingProxyType(fields),
-            event_id="created",
-        ),
-    )
-
+    events: list[_Placed] = [(created, 0, _created_event(ticket, initial, fields, statuses))]
     if stats is not None:
-        replied = {stats.first_responded_at, stats.agent_responded_at}
-        for at in sorted(at for at in replied if at is not None):
-            moment = max(at, created)
-            add(
-                moment,
-                1,
-                TicketEvent(tid, moment, EventKind.AGENT_REPLY, event_id=f"agent_reply@{iso(at)}"),
-            )
-        if stats.requester_responded_at is not None:
-            moment = max(stats.requester_responded_at, created)
-            add(
-                moment,
-                1,
-                TicketEvent(
-                    tid,
-                    moment,
-                    EventKind.CUSTOMER_REPLY,
-                    event_id=f"customer_reply@{iso(stats.requester_responded_at)}",
-                ),
-            )
-        earlier = (
-            (PENDING, stats.pending_since),
-            (RESOLVED, stats.resolved_at),
-            (CLOSED, stats.closed_at),
-            (OPEN, stats.reopened_at),
-        )
-        for code, changed in earlier:
-            if changed is None or max(changed, created) >= current_at:
-                continue
-            moment = max(changed, created)
-            add(moment, 2, status_event(code, moment, stats.reopened_at))
-
+        events += _reply_events(ticket.ticket_id, stats, created)
+        events += _earlier_status_events(ticket.ticket_id, stats, created, current_at, statuses)
     if current is not None and not unchanged:
         reopened_at = stats.reopened_at if stats else None
-        add(current_at, 2, status_event(current, current_at, reopened_at))
-
+        current_event = statuses.event(ticket.ticket_id, current, current_at, reopened_at)
+        events.append((current_at, 2, current_event))
     latest = max(ticket.updated, current_at)
     if latest > created:
-        digest = _digest(fields)
-        add(
-            latest,
-            3,
-            TicketEvent(
-                tid,
-                latest,
-                EventKind.STATUS_CHANGED,
-                status=current_name,
-                category=categorize(current, current_name) if current is not None else None,
-                fields=MappingProxyType(fields),
-                event_id=f"fields@{iso(latest)}:{digest}",
-            ),
-        )
-
-    due = {
-        native_due_field(metric): iso(value)
-        for name, metric in DUE_FIELDS
-        if (value := getattr(ticket, name)) is not None
-    }
-    if due:
-        described = ";".join(f"{k.removeprefix('due:')}={v}" for k, v in due.items())
-        add(
-            latest,
-            4,
-            TicketEvent(
-                tid,
-                latest,
-                EventKind.STATUS_CHANGED,
-                fields=MappingProxyType(due),
-                event_id=f"due:{described}@{iso(latest)}",
-            ),
-        )
-
+        events.append((latest, 3, _fields_event(ticket, latest, fields, statuses)))
+    due = _due_event(ticket, latest)
+    if due is not None:
+        events.append((latest, 4, due))
     events.sort(key=lambda item: (item[0], item[1]))
     return [event for _, _, event in events]
 
@@ -311,3 +216,122 @@ def closed_event(ticket_id: str, at: datetime, status: str) -> TicketEvent:
 def _digest(fields: Mapping[str, str]) -> str:
     text = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+_Placed = tuple[datetime, int, TicketEvent]  # (time, rank among the events at that time, event)
+
+
+@dataclass(frozen=True)
+class _Statuses:
+    """Status codes as names and categories, and the events of status changes."""
+
+    vocabulary: Vocabulary
+    categorize: Callable[[int | None, str], StatusCategory]
+
+    def category(self, code: int | None) -> StatusCategory:
+        return self.categorize(code, self.vocabulary.status_name(code))
+
+    def event(self, tid: str, code: int, at: datetime, reopened_at: datetime | None) -> TicketEvent:
+        """The status set to ``code`` at ``at``: a reopening when at ``reopened_at``."""
+        name = self.vocabulary.status_name(code)
+        category = self.categorize(code, name)
+        if category is StatusCategory.CLOSED:
+            kind = EventKind.CLOSED
+        elif category is StatusCategory.SOLVED:
+            kind = EventKind.RESOLVED
+        elif reopened_at is not None and at == reopened_at:
+            kind = EventKind.REOPENED
+        else:
+            kind = EventKind.STATUS_CHANGED
+        return TicketEvent(
+            tid, at, kind, status=name, category=category, event_id=f"status:{code}@{iso(at)}"
+        )
+
+
+def _created_event(
+    ticket: FreshdeskTicket, initial: int, fields: dict[str, str], statuses: _Statuses
+) -> TicketEvent:
+    """``created`` at ``created_at``, in the status ``initial``, with the ticket's fields."""
+    return TicketEvent(
+        ticket.ticket_id,
+        ticket.created,
+        EventKind.CREATED,
+        status=statuses.vocabulary.status_name(initial),
+        category=statuses.category(initial),
+        fields=MappingProxyType(fields),
+        event_id="created",
+    )
+
+
+def _reply_events(tid: str, stats: TicketStats, created: datetime) -> list[_Placed]:
+    """The agents' first and latest replies and the requester's latest one."""
+    events: list[_Placed] = []
+    replied = {stats.first_responded_at, stats.agent_responded_at}
+    for at in sorted(at for at in replied if at is not None):
+        moment = max(at, created)
+        event = TicketEvent(tid, moment, EventKind.AGENT_REPLY, event_id=f"agent_reply@{iso(at)}")
+        events.append((moment, 1, event))
+    if stats.requester_responded_at is not None:
+        moment = max(stats.requester_responded_at, created)
+        event = TicketEvent(
+            tid,
+            moment,
+            EventKind.CUSTOMER_REPLY,
+            event_id=f"customer_reply@{iso(stats.requester_responded_at)}",
+        )
+        events.append((moment, 1, event))
+    return events
+
+
+def _earlier_status_events(
+    tid: str, stats: TicketStats, created: datetime, current_at: datetime, statuses: _Statuses
+) -> list[_Placed]:
+    """The status changes the stats still tell from before the latest one."""
+    earlier = (
+        (PENDING, stats.pending_since),
+        (RESOLVED, stats.resolved_at),
+        (CLOSED, stats.closed_at),
+        (OPEN, stats.reopened_at),
+    )
+    events: list[_Placed] = []
+    for code, changed in earlier:
+        if changed is None or max(changed, created) >= current_at:
+            continue
+        moment = max(changed, created)
+        events.append((moment, 2, statuses.event(tid, code, moment, stats.reopened_at)))
+    return events
+
+
+def _fields_event(
+    ticket: FreshdeskTicket, latest: datetime, fields: dict[str, str], statuses: _Statuses
+) -> TicketEvent:
+    """The current status and fields as of the latest change."""
+    current = ticket.status
+    return TicketEvent(
+        ticket.ticket_id,
+        latest,
+        EventKind.STATUS_CHANGED,
+        status=statuses.vocabulary.status_name(current),
+        category=statuses.category(current) if current is not None else None,
+        fields=MappingProxyType(fields),
+        event_id=f"fields@{iso(latest)}:{_digest(fields)}",
+    )
+
+
+def _due_event(ticket: FreshdeskTicket, latest: datetime) -> TicketEvent | None:
+    """The native deadlines as ``due:*`` fields; None when the ticket has none."""
+    due = {
+        native_due_field(metric): iso(value)
+        for name, metric in DUE_FIELDS
+        if (value := getattr(ticket, name)) is not None
+    }
+    if not due:
+        return None
+    described = ";".join(f"{k.removeprefix('due:')}={v}" for k, v in due.items())
+    return TicketEvent(
+        ticket.ticket_id,
+        latest,
+        EventKind.STATUS_CHANGED,
+        fields=MappingProxyType(due),
+        event_id=f"due:{described}@{iso(latest)}",
+    )

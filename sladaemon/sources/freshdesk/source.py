@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from sladaemon.config.models import FreshdeskSourceConfig
 from sladaemon.errors import RowIssue
@@ -115,7 +115,7 @@ class SyncState:
             closed=dict(self.closed),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_cursor(self) -> dict[str, Any]:
         def stamp(moment: datetime | None) -> str | None:
             return iso(moment) if moment is not None else None
 
@@ -131,7 +131,7 @@ class SyncState:
         }
 
     @classmethod
-    def from_cursor(cls, cursor: object) -> SyncState:
+    def from_cursor(cls, cursor: object) -> Self:
         """The state a cursor describes; a missing or unreadable cursor starts afresh."""
         if not isinstance(cursor, dict) or cursor.get("version") != CURSOR_VERSION:
             return cls()
@@ -236,7 +236,7 @@ class FreshdeskSource:
         self._prune(work)
         self._state = work
         self._reported |= {issue.message for issue in result.issues}
-        result.cursor = work.to_json()
+        result.cursor = work.to_cursor()
         result.unknown_statuses = set(self._statuses.unknown)
         self._channels.log_unknown(self.log, self.name)
         return result

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
@@ -111,23 +111,27 @@ class SyncState:
         }
 
     @classmethod
-    def from_cursor(cls, cursor: object) -> SyncState:
+    def from_cursor(cls, cursor: object) -> Self:
+        """The state a cursor describes; a missing or unreadable cursor starts afresh."""
         if not isinstance(cursor, dict) or cursor.get("v") != CURSOR_VERSION:
             return cls()
-        tickets = {}
-        for key, data in (cursor.get("tickets") or {}).items():
-            memory = TicketMemory.from_json(data)
-            if memory is not None:
-                tickets[str(key)] = memory
-        state = cls(
-            catalog=SiteCatalog.from_json(cursor.get("catalog")),
-            initial=bool(cursor.get("initial", True)),
-            initial_started_ms=_int_or_none(cursor.get("initial_started_ms")),
-            checkpoint_ms=_int_or_none(cursor.get("checkpoint_ms")),
-            resume_ms=_int_or_none(cursor.get("resume_ms")),
-            reconciled_at=_time_or_none(cursor.get("reconciled_at")),
-            tickets=tickets,
-        )
+        try:
+            tickets = {}
+            for key, data in (cursor.get("tickets") or {}).items():
+                memory = TicketMemory.from_json(data)
+                if memory is not None:
+                    tickets[str(key)] = memory
+            state = cls(
+                catalog=SiteCatalog.from_json(cursor.get("catalog")),
+                initial=bool(cursor.get("initial", True)),
+                initial_started_ms=_int_or_none(cursor.get("initial_started_ms")),
+                checkpoint_ms=_int_or_none(cursor.get("checkpoint_ms")),
+                resume_ms=_int_or_none(cursor.get("resume_ms")),
+                reconciled_at=_time_or_none(cursor.get("reconciled_at")),
+                tickets=tickets,
+            )
+        except (AttributeError, TypeError, ValueError):
+            return cls()
         if not state.initial and state.checkpoint_ms is None:
             state.initial = True
         return state

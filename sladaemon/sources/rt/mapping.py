@@ -207,23 +207,10 @@ def _created(
 def _event(
     ticket: RtTicket, txn: RtTransaction, trail: TicketTrail, context: MappingContext
 ) -> TicketEvent | None:
-    assert txn.created is not None  # RtTransaction requires Created
-    ticket_id, at, event_id = str(ticket.id), txn.created, f"txn:{txn.id}"
+    ticket_id, at, event_id = _event_ids(ticket, txn)
     kind = txn.type
     if kind == "Correspond":
-        if _is_outside(txn.creator, ticket):
-            trail.outside_waiting = True
-            return TicketEvent(
-                ticket_id,
-                at,
-                EventKind.CUSTOMER_REPLY,
-                status=trail.status,
-                category=trail.category,
-                event_id=event_id,
-            )
-        trail.outside_waiting = False
-        trail.agent_replied = True
-        return TicketEvent(ticket_id, at, EventKind.AGENT_REPLY, event_id=event_id)
+        return _reply_event(ticket, txn, trail)
     if kind == "Comment":
         return TicketEvent(ticket_id, at, EventKind.INTERNAL_NOTE, event_id=event_id)
     if kind == "Status" or (kind == "Set" and txn.field == "Status"):
@@ -232,8 +219,40 @@ def _event(
         name = next((c.name for c in ticket.custom_fields if c.id == txn.field), "")
         changed = _custom_field(name, txn.new_value, context) if name else {}
         return _field_event(ticket_id, at, trail, changed, event_id)
-    if kind != "Set":
-        return None
+    if kind == "Set":
+        return _set_event(ticket, txn, trail, context)
+    return None
+
+
+def _event_ids(ticket: RtTicket, txn: RtTransaction) -> tuple[str, datetime, str]:
+    """The ticket id, time and event id of the event a transaction makes."""
+    assert txn.created is not None  # RtTransaction requires Created
+    return str(ticket.id), txn.created, f"txn:{txn.id}"
+
+
+def _reply_event(ticket: RtTicket, txn: RtTransaction, trail: TicketTrail) -> TicketEvent:
+    """A correspondence: a customer reply when it comes from outside, else an agent reply."""
+    ticket_id, at, event_id = _event_ids(ticket, txn)
+    if _is_outside(txn.creator, ticket):
+        trail.outside_waiting = True
+        return TicketEvent(
+            ticket_id,
+            at,
+            EventKind.CUSTOMER_REPLY,
+            status=trail.status,
+            category=trail.category,
+            event_id=event_id,
+        )
+    trail.outside_waiting = False
+    trail.agent_replied = True
+    return TicketEvent(ticket_id, at, EventKind.AGENT_REPLY, event_id=event_id)
+
+
+def _set_event(
+    ticket: RtTicket, txn: RtTransaction, trail: TicketTrail, context: MappingContext
+) -> TicketEvent | None:
+    """A ``Set`` of a core field other than Status: Priority, Queue, SLA or Due."""
+    ticket_id, at, event_id = _event_ids(ticket, txn)
     if txn.field == "Priority":
         return _field_event(ticket_id, at, trail, {"priority": txn.new_value}, event_id)
     if txn.field == "Queue":

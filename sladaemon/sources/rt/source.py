@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from sladaemon.config.models import RequestTrackerSourceConfig
 from sladaemon.errors import RowIssue
@@ -111,8 +111,9 @@ class SyncState:
         }
 
     @classmethod
-    def from_cursor(cls, cursor: object) -> SyncState:
-        """The saved state; a missing or unreadable cursor starts a fresh sweep."""
+    def from_cursor(cls, cursor: object) -> Self:
+        """The state a cursor describes; a missing or unreadable cursor starts afresh (a new
+        sweep)."""
         if not isinstance(cursor, dict) or cursor.get("version") != CURSOR_VERSION:
             return cls()
         try:
@@ -162,6 +163,43 @@ class _Poll:
             )
         read = self.state.window.get(ticket.id)
         return read is None or ticket.last_updated > read
+
+
+@dataclass
+class _Walk:
+    """Where a walk through the search pages stands."""
+
+    position: Position | None  # the last ticket read
+    seen: set[str] = field(default_factory=set)  # ids of the items read (as RT sent them)
+    first_page_of: dict[int, int] = field(default_factory=dict)  # ticket id -> page number
+    page_ends: list[Position | None] = field(default_factory=list)  # position after each page
+    shifted_to: Position | None = None  # the pages shifted: the walk is sure up to here only
+    finished: bool = False
+
+    def enter(self, page: TicketPage) -> None:
+        """Note a page before its tickets are read: a ticket seen on an earlier page too was
+        changed while the walk went on, which shifted the pages after the one it was first
+        seen on."""
+        number = len(self.page_ends)
+        for ticket in page.tickets:
+            first = self.first_page_of.setdefault(ticket.id, number)
+            if first != number and self.shifted_to is None and self.page_ends[first] is not None:
+                self.shifted_to = self.page_ends[first]
+        self.seen.update(page.raw_ids)
+
+    def leave(self, page: TicketPage) -> None:
+        """Move past a page whose tickets were read."""
+        for ticket in page.tickets:
+            assert ticket.last_updated is not None
+            here = (ticket.last_updated, ticket.id)
+            self.position = here if self.position is None else max(self.position, here)
+        self.page_ends.append(self.position)
+
+    def end(self) -> Position | None:
+        """Where the walk can go on from: its position, or the shift point when earlier."""
+        if self.shifted_to is not None and self.position is not None:
+            return min(self.position, self.shifted_to)
+        return self.position
 
 
 class RequestTrackerSource:
@@ -226,53 +264,47 @@ class RequestTrackerSource:
         page = await self.client.search_tickets(self._sweep_query(state))
         if state.initial and state.sync_started is None:
             state.sync_started = page.server_time or work.now
-        seen: set[str] = set()
-        first_page_of: dict[int, int] = {}
-        page_ends: list[Position | None] = []
-        position = state.resume
-        shifted_to: Position | None = None
-        finished = False
+        walk = await self._walk(work, page, state.resume)
+        if walk.finished:
+            self._end_walk(state, walk, work.now)
+        else:
+            state.resume = walk.end()
+
+    async def _walk(self, work: _Poll, page: TicketPage, resume: Position | None) -> _Walk:
+        """Read the walk's pages from ``page`` on, at most ``MAX_PAGES_PER_POLL`` of them
+        (``more`` when it is cut off there)."""
+        walk = _Walk(position=resume)
         while True:
-            number = len(page_ends)
             self._note_issues(work, page.issues)
-            for ticket in page.tickets:
-                first = first_page_of.setdefault(ticket.id, number)
-                if first != number and shifted_to is None and page_ends[first] is not None:
-                    # Changed while the walk went on: the pages after its first shifted.
-                    shifted_to = page_ends[first]
-            seen.update(page.raw_ids)
+            walk.enter(page)
             await self._read(work, page.tickets)
-            for ticket in page.tickets:
-                assert ticket.last_updated is not None
-                here = (ticket.last_updated, ticket.id)
-                position = here if position is None else max(position, here)
-            page_ends.append(position)
+            walk.leave(page)
             if page.next_params is None:
-                finished = True
-                break
-            if len(page_ends) >= MAX_PAGES_PER_POLL:
+                walk.finished = True
+                return walk
+            if len(walk.page_ends) >= MAX_PAGES_PER_POLL:
                 work.result.more = True
-                break
-            following = await self.client.next_tickets(page, seen)
+                return walk
+            following = await self.client.next_tickets(page, walk.seen)
             if following is None:
-                finished = True
-                break
+                walk.finished = True
+                return walk
             page = following
-        if shifted_to is not None and position is not None:
-            position = min(position, shifted_to)
-        if not finished:
-            state.resume = position
-            return
+
+    def _end_walk(self, state: SyncState, walk: _Walk, now: datetime) -> None:
+        """A finished walk moves the checkpoint to where it ended; the first sweep's, to when
+        it began if that is earlier (all that changed since), and ends the initial sync."""
+        position = walk.end()
         state.resume = None
         if state.initial:
             state.initial = False
-            state.reconciled_at = work.now
+            state.reconciled_at = now
             started = state.sync_started
             if started is not None and (position is None or started < position[0]):
                 position = (started, 0)  # from when the sweep began: all that changed since
             state.checkpoint = position
         elif position is not None and (
-            shifted_to is not None or state.checkpoint is None or position > state.checkpoint
+            walk.shifted_to is not None or state.checkpoint is None or position > state.checkpoint
         ):
             state.checkpoint = position
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
@@ -167,131 +167,25 @@ def ticket_events(
     """The events of one ticket: everything when it is new to us (``seen`` is None), else only
     the articles, history entries and deadlines that are newer than ``seen``."""
     ticket = details.ticket
-    ticket_id = str(ticket.id)
-    ranked: list[tuple[datetime, int, TicketEvent]] = []
-
-    def keep(rank: int, event: TicketEvent) -> None:
-        ranked.append((event.at, rank, event))
-
     changes = _state_changes(ticket, details.history or ())
-    initial_state = _initial(changes, "state", ticket.state_name)
-    initial_priority = _initial(changes, "priority", ticket.priority_name)
-    initial_group = _initial(changes, "group", ticket.group)
+    initial = _Attributes(
+        _initial(changes, "state", ticket.state_name),
+        _initial(changes, "priority", ticket.priority_name),
+        _initial(changes, "group", ticket.group),
+    )
     articles = sorted(details.articles or (), key=lambda a: (a.created_at, a.id))
-
+    ranked: list[tuple[int, TicketEvent]] = []
     if seen is None:
-        raw_channel = ticket.origin_type or (articles[0].type_name if articles else None)
-        fields = _present(
-            priority=initial_priority,
-            queue=initial_group,
-            channel=channels(raw_channel) if raw_channel else None,
-            number=ticket.number,
-            organization=ticket.organization,
-            customer=ticket.customer,
-        )
-        status = status_name(initial_state) if initial_state else ""
-        category = statuses(initial_state) if initial_state else None
-        keep(
-            0,
-            TicketEvent(
-                ticket_id,
-                ticket.opened_at,
-                EventKind.CREATED,
-                status,
-                category,
-                fields,
-                event_id="created",
-            ),
-        )
-
-    for article in articles:
-        if seen is None or article.id > seen.article_id:
-            keep(
-                1,
-                TicketEvent(
-                    ticket_id,
-                    article.created_at,
-                    article_kind(article),
-                    event_id=f"article:{article.id}",
-                ),
-            )
-
-    state, priority, group = initial_state, initial_priority, initial_group
-    for change in changes:
-        entry = change.entry
-        new = seen is None or (
-            entry.id > seen.history_id
-            if entry.id is not None
-            else entry.created_at > seen.updated_at
-        )
-        event_id = _history_id(entry)
-        if entry.attribute == "state" and entry.value_to:
-            before = statuses(state) if state else None
-            state = entry.value_to
-            after = statuses(state)
-            if new:
-                keep(
-                    2,
-                    TicketEvent(
-                        ticket_id,
-                        change.at,
-                        transition_kind(before, after),
-                        status_name(state),
-                        after,
-                        event_id=event_id,
-                    ),
-                )
-        elif entry.attribute in ("priority", "group") and entry.value_to:
-            if entry.attribute == "priority":
-                priority = entry.value_to
-                fields = {"priority": priority}
-            else:
-                group = entry.value_to
-                fields = {"queue": group}
-            current = status_name(state) if state else ""
-            if new:
-                keep(
-                    2,
-                    TicketEvent(
-                        ticket_id,
-                        change.at,
-                        EventKind.STATUS_CHANGED,
-                        current,
-                        None,
-                        fields,
-                        event_id=event_id,
-                    ),
-                )
-
+        ranked.append((0, _created_event(ticket, initial, articles, statuses, channels)))
+    ranked += [(1, event) for event in _article_events(ticket, articles, seen)]
+    history, latest = _history_events(ticket, changes, initial, statuses, seen)
+    ranked += [(2, event) for event in history]
     if details.history is not None:
-        # A change the history does not show (history trimmed, or not kept): the ticket's
-        # current values at its updated_at. With nothing new in the history at all, a moved
-        # fingerprint is the only sign, and every current value is reported.
-        silent = seen is not None and not any(_is_new(c.entry, seen) for c in changes)
-        if silent and seen is not None and ticket_fingerprint(ticket) != seen.fingerprint:
-            state = priority = group = None
-        for event in _unexplained(ticket, statuses, state, priority, group):
-            keep(3, event)
-
-    known_deadlines = seen.deadlines if seen is not None else (0,) * len(DEADLINE_FIELDS)
-    for (name, metric), known in zip(DEADLINE_FIELDS, known_deadlines, strict=True):
-        deadline = getattr(ticket, name)
-        if deadline is not None and epoch_ms(deadline) != known:
-            field = native_due_field(metric)
-            value = iso_utc(deadline)
-            keep(
-                4,
-                TicketEvent(
-                    ticket_id,
-                    ticket.updated_at,
-                    EventKind.STATUS_CHANGED,
-                    fields={field: value},
-                    event_id=f"{field}:{value}",
-                ),
-            )
-
-    ranked.sort(key=lambda item: (item[0], item[1]))
-    return [event for _, _, event in ranked]
+        unexplained = _unexplained_events(ticket, changes, latest, statuses, seen)
+        ranked += [(3, event) for event in unexplained]
+    ranked += [(4, event) for event in _deadline_events(ticket, seen)]
+    ranked.sort(key=lambda item: (item[1].at, item[0]))
+    return [event for _, event in ranked]
 
 
 def ticket_closed(ticket_id: int, at: datetime, status: str, event_id: str) -> TicketEvent:
@@ -299,6 +193,154 @@ def ticket_closed(ticket_id: int, at: datetime, status: str, event_id: str) -> T
     return TicketEvent(
         str(ticket_id), at, EventKind.CLOSED, status, StatusCategory.CLOSED, event_id=event_id
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Attributes:
+    """A ticket's state, priority and group as the history tells them (None: not known)."""
+
+    state: str | None
+    priority: str | None
+    group: str | None
+
+
+def _created_event(
+    ticket: ZammadTicket,
+    initial: _Attributes,
+    articles: Sequence[ZammadArticle],
+    statuses: StatusMap,
+    channels: ChannelMap,
+) -> TicketEvent:
+    """``created`` at the ticket's creation, with the state, priority and group it had then."""
+    raw_channel = ticket.origin_type or (articles[0].type_name if articles else None)
+    fields = _present(
+        priority=initial.priority,
+        queue=initial.group,
+        channel=channels(raw_channel) if raw_channel else None,
+        number=ticket.number,
+        organization=ticket.organization,
+        customer=ticket.customer,
+    )
+    return TicketEvent(
+        str(ticket.id),
+        ticket.opened_at,
+        EventKind.CREATED,
+        status_name(initial.state) if initial.state else "",
+        statuses(initial.state) if initial.state else None,
+        fields,
+        event_id="created",
+    )
+
+
+def _article_events(
+    ticket: ZammadTicket, articles: Sequence[ZammadArticle], seen: Seen | None
+) -> list[TicketEvent]:
+    """The articles newer than ``seen`` (all of them when None)."""
+    return [
+        TicketEvent(
+            str(ticket.id),
+            article.created_at,
+            article_kind(article),
+            event_id=f"article:{article.id}",
+        )
+        for article in articles
+        if seen is None or article.id > seen.article_id
+    ]
+
+
+def _history_events(
+    ticket: ZammadTicket,
+    changes: Sequence[_Change],
+    initial: _Attributes,
+    statuses: StatusMap,
+    seen: Seen | None,
+) -> tuple[list[TicketEvent], _Attributes]:
+    """The changes of state, priority and group newer than ``seen``, and the values the whole
+    history leads to from ``initial``."""
+    events: list[TicketEvent] = []
+    values = initial
+    for change in changes:
+        event, values = _history_event(str(ticket.id), change, values, statuses)
+        if event is not None and (seen is None or _is_new(change.entry, seen)):
+            events.append(event)
+    return events, values
+
+
+def _history_event(
+    ticket_id: str, change: _Change, values: _Attributes, statuses: StatusMap
+) -> tuple[TicketEvent | None, _Attributes]:
+    """The event of one change from ``values``, and the values after it."""
+    entry = change.entry
+    event_id = _history_id(entry)
+    if entry.attribute == "state" and entry.value_to:
+        before = statuses(values.state) if values.state else None
+        values = replace(values, state=entry.value_to)
+        after = statuses(entry.value_to)
+        event = TicketEvent(
+            ticket_id,
+            change.at,
+            transition_kind(before, after),
+            status_name(entry.value_to),
+            after,
+            event_id=event_id,
+        )
+        return event, values
+    if entry.attribute in ("priority", "group") and entry.value_to:
+        if entry.attribute == "priority":
+            values = replace(values, priority=entry.value_to)
+            fields = {"priority": entry.value_to}
+        else:
+            values = replace(values, group=entry.value_to)
+            fields = {"queue": entry.value_to}
+        current = status_name(values.state) if values.state else ""
+        event = TicketEvent(
+            ticket_id,
+            change.at,
+            EventKind.STATUS_CHANGED,
+            current,
+            None,
+            fields,
+            event_id=event_id,
+        )
+        return event, values
+    return None, values
+
+
+def _unexplained_events(
+    ticket: ZammadTicket,
+    changes: Sequence[_Change],
+    latest: _Attributes,
+    statuses: StatusMap,
+    seen: Seen | None,
+) -> list[TicketEvent]:
+    """A change the history does not show (history trimmed, or not kept): the ticket's
+    current values at its updated_at. With nothing new in the history at all, a moved
+    fingerprint is the only sign, and every current value is reported."""
+    silent = seen is not None and not any(_is_new(c.entry, seen) for c in changes)
+    if silent and seen is not None and ticket_fingerprint(ticket) != seen.fingerprint:
+        latest = _Attributes(None, None, None)
+    return _unexplained(ticket, statuses, latest.state, latest.priority, latest.group)
+
+
+def _deadline_events(ticket: ZammadTicket, seen: Seen | None) -> list[TicketEvent]:
+    """The ``*_escalation_at`` that moved since ``seen``, as ``due:*`` fields."""
+    events: list[TicketEvent] = []
+    known_deadlines = seen.deadlines if seen is not None else (0,) * len(DEADLINE_FIELDS)
+    for (name, metric), known in zip(DEADLINE_FIELDS, known_deadlines, strict=True):
+        deadline = getattr(ticket, name)
+        if deadline is not None and epoch_ms(deadline) != known:
+            field = native_due_field(metric)
+            value = iso_utc(deadline)
+            events.append(
+                TicketEvent(
+                    str(ticket.id),
+                    ticket.updated_at,
+                    EventKind.STATUS_CHANGED,
+                    fields={field: value},
+                    event_id=f"{field}:{value}",
+                )
+            )
+    return events
 
 
 def _state_changes(ticket: ZammadTicket, history: Sequence[ZammadHistoryEntry]) -> list[_Change]:

@@ -29,7 +29,7 @@ import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from sladaemon.config.models import ZammadSourceConfig
 from sladaemon.errors import RowIssue
@@ -85,7 +85,7 @@ class TrackedTicket:
     history_id: int = 0
     deadlines: tuple[int, ...] = (0, 0, 0)
 
-    def as_json(self) -> list[int]:
+    def to_json(self) -> list[int]:
         head = [self.updated_ms, self.fingerprint, self.article_count, int(self.open)]
         return [*head, self.article_id, self.history_id, *self.deadlines]
 
@@ -131,12 +131,13 @@ class SyncState:
             "initial_done": self.initial_done,
             "sync_started": _stamp(self.sync_started),
             "reconciled_at": _stamp(self.reconciled_at),
-            "tickets": {str(k): t.as_json() for k, t in self.tickets.items()},
+            "tickets": {str(k): t.to_json() for k, t in self.tickets.items()},
             "verify": self.to_verify,
         }
 
     @classmethod
-    def from_cursor(cls, cursor: object) -> SyncState:
+    def from_cursor(cls, cursor: object) -> Self:
+        """The state a cursor describes; a missing or unreadable cursor starts afresh."""
         if not isinstance(cursor, dict) or cursor.get("v") != CURSOR_VERSION:
             return cls()
         try:

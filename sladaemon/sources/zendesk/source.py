@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from pydantic import ValidationError
 
@@ -74,6 +74,43 @@ RECONCILE_RETRY = timedelta(minutes=5)
 class KnownTicket:
     status: str
     updated: int  # epoch seconds of the newest change applied
+
+
+@dataclass
+class SyncState:
+    """Where polling stands; saved as the cursor."""
+
+    export: str | None = None  # the ticket export's ``after_cursor``
+    start_time: int | None = None  # where the export starts without one (epoch seconds)
+    events_from: int | None = None  # the event export is processed up to here (epoch seconds)
+    known: dict[str, KnownTicket] = field(default_factory=dict)  # open tickets delivered
+    reconciled_at: float | None = None  # epoch seconds when the last reconciliation began
+
+    def to_cursor(self) -> dict[str, Any]:
+        return {
+            "export": self.export,
+            "start_time": self.start_time,
+            "events_from": self.events_from,
+            "known": {tid: [k.status, k.updated] for tid, k in self.known.items()},
+            "reconciled_at": self.reconciled_at,
+        }
+
+    @classmethod
+    def from_cursor(cls, cursor: object) -> Self:
+        """The state a cursor describes; a missing or unreadable cursor starts afresh."""
+        if not isinstance(cursor, dict):
+            return cls()
+        reconciled = cursor.get("reconciled_at")
+        try:
+            return cls(
+                export=_str_or_none(cursor.get("export")),
+                start_time=_int_or_none(cursor.get("start_time")),
+                events_from=_int_or_none(cursor.get("events_from")),
+                known=_known_from(cursor.get("known")),
+                reconciled_at=float(reconciled) if isinstance(reconciled, int | float) else None,
+            )
+        except (OverflowError, ValueError):
+            return cls()
 
 
 @dataclass
@@ -134,15 +171,10 @@ class ZendeskSource:
         self.directory = Directory()
         self.mapper = TicketMapper(self.statuses, self.channels, self.directory)
         self.log = get_logger("sladaemon.sources.zendesk")
-        saved = cursor if isinstance(cursor, dict) else {}
-        self._export_cursor: str | None = _str_or_none(saved.get("export"))
-        self._start_time: int | None = _int_or_none(saved.get("start_time"))
-        events_from = _int_or_none(saved.get("events_from"))
-        self._window_end: int | None = events_from if events_from is not None else self._start_time
-        self._coverage_start = self._window_end  # history from the event stream is whole after
-        self._known: dict[str, KnownTicket] = _known_from(saved.get("known"))
-        reconciled = saved.get("reconciled_at")
-        self._reconciled_at = float(reconciled) if isinstance(reconciled, int | float) else None
+        self._state = SyncState.from_cursor(cursor)
+        if self._state.events_from is None:
+            self._state.events_from = self._state.start_time
+        self._coverage_start = self._state.events_from  # the event stream has all after this
         self._batch: ExportBatch | None = None
         self._waiting: dict[str, dict[int, Audit]] = {}  # audits of tickets not in a batch yet
         self._emitted: dict[str, set[str]] = {}
@@ -159,11 +191,12 @@ class ZendeskSource:
             raise SourceError(
                 f"source {self.name}: no API token (token or token_file)", retryable=False
             )
-        if self._export_cursor is None and self._start_time is None:
-            self._start_time = int((now - INITIAL_LOOKBACK).timestamp())
-        if self._window_end is None:
-            self._window_end = self._coverage_start = self._start_time
-        work = _Pass(self._known, self._reconciliation)
+        state = self._state
+        if state.export is None and state.start_time is None:
+            state.start_time = int((now - INITIAL_LOOKBACK).timestamp())
+        if state.events_from is None:
+            state.events_from = self._coverage_start = state.start_time
+        work = _Pass(state.known, self._reconciliation)
         more = False
         work.caught_up = self._caught_up and self._batch is None
         if self._batch is not None or self._export_due():
@@ -186,21 +219,16 @@ class ZendeskSource:
         await self.client.close()
 
     def cursor(self) -> dict[str, Any]:
-        """Where the next poll (or the next run) resumes."""
-        events_from = self._window_end
+        """Where the next poll (or the next run) resumes: the state, with the event stream
+        position moved back to the oldest audit still waiting for a known ticket."""
+        events_from = self._state.events_from
         for ticket_id, audits in self._waiting.items():
-            if ticket_id in self._known:
+            if ticket_id in self._state.known:
                 for audit in audits.values():
                     if audit.created_at is not None:
                         at = int(audit.created_at.timestamp())
                         events_from = at if events_from is None else min(events_from, at)
-        return {
-            "export": self._export_cursor,
-            "start_time": self._start_time,
-            "events_from": events_from,
-            "known": {tid: [k.status, k.updated] for tid, k in self._known.items()},
-            "reconciled_at": self._reconciled_at,
-        }
+        return replace(self._state, events_from=events_from).to_cursor()
 
     # ------------------------------------------------------------------ the ticket export
 
@@ -232,12 +260,12 @@ class ZendeskSource:
     async def _read_export(self, work: _Pass) -> ExportBatch:
         tickets: dict[str, Ticket] = {}
         issues: list[RowIssue] = []
-        cursor = self._export_cursor
+        cursor = self._state.export
         pages = 0
         while True:
             page = await self.client.ticket_export(
                 cursor=cursor,
-                start_time=None if cursor else self._start_time,
+                start_time=None if cursor else self._state.start_time,
                 per_page=self._export_page_size(),
             )
             work.incremental_requests += 1
@@ -260,8 +288,9 @@ class ZendeskSource:
                 or work.incremental_requests >= INCREMENTAL_REQUESTS_PER_POLL - 1
             ):
                 break
-        assert self._window_end is not None
-        newest = max((_epoch(t.changed_at) for t in tickets.values()), default=self._window_end)
+        window_end = self._state.events_from
+        assert window_end is not None
+        newest = max((_epoch(t.changed_at) for t in tickets.values()), default=window_end)
         overlap = int(self.cfg.overlap.total_seconds())
         return ExportBatch(
             tickets=tickets,
@@ -269,14 +298,15 @@ class ZendeskSource:
             after_cursor=cursor,
             end_of_stream=end,
             newest=newest,
-            events_next=max(0, self._window_end - overlap),
+            events_next=max(0, window_end - overlap),
         )
 
     async def _read_events(self, batch: ExportBatch, work: _Pass) -> None:
         """Read the ticket event export up to the batch's newest change. Audits of tickets in
         the batch, and newer audits of other tickets, wait in memory until their ticket is
         processed; re-read older audits of other tickets are already done."""
-        assert self._window_end is not None
+        window_end = self._state.events_from
+        assert window_end is not None
         while not batch.events_read:
             if work.incremental_requests >= INCREMENTAL_REQUESTS_PER_POLL:
                 return
@@ -288,7 +318,7 @@ class ZendeskSource:
                 if audit is None or audit.created_at is None:
                     continue
                 ticket_id = str(audit.ticket_id)
-                if ticket_id in batch.tickets or audit.created_at.timestamp() > self._window_end:
+                if ticket_id in batch.tickets or audit.created_at.timestamp() > window_end:
                     self._waiting.setdefault(ticket_id, {})[audit.id] = audit
             end = page.end_time
             if page.end_of_stream is not False or end is None or end > batch.newest:
@@ -374,8 +404,9 @@ class ZendeskSource:
         ticket_id = str(ticket.id)
         known = work.known.get(ticket_id)
         changed = _epoch(ticket.updated_at or ticket.changed_at)
-        assert self._window_end is not None
-        if known is None or changed <= known.updated or changed > self._window_end:
+        window_end = self._state.events_from
+        assert window_end is not None
+        if known is None or changed <= known.updated or changed > window_end:
             return
         settled = self.mapper.settle(ticket, known.status, correct=True, not_before=None)
         self._emit(work, ticket_id, settled.events)
@@ -405,9 +436,10 @@ class ZendeskSource:
     def _reconcile_due(self, now: datetime) -> bool:
         if now.timestamp() < self._reconcile_retry_at:
             return False
-        if self._reconciled_at is None:
+        reconciled_at = self._state.reconciled_at
+        if reconciled_at is None:
             return True
-        return now.timestamp() - self._reconciled_at >= self.cfg.reconcile_every.total_seconds()
+        return now.timestamp() - reconciled_at >= self.cfg.reconcile_every.total_seconds()
 
     async def _reconcile_safely(self, work: _Pass, now: datetime) -> bool:
         """A reconciliation step whose failure does not hold up the export: what it did so far
@@ -430,64 +462,80 @@ class ZendeskSource:
         """One step of the reconciliation; True while it is not finished."""
         run = work.reconciliation
         assert run is not None
+        if not await self._list_open_tickets(work, run):
+            return True
+        if not run.checked:
+            await self._look_up_unlisted(work, run, now)
+            run.checked = True
+        if not await self._read_backlog(work, run):
+            return True
+        work.reconciliation = None
+        work.reconciled_at = run.started_at.timestamp()
+        return False
+
+    async def _list_open_tickets(self, work: _Pass, run: Reconciliation) -> bool:
+        """Go on listing the open tickets, at most ``SEARCH_PAGES_PER_POLL`` pages: known ones
+        correct lost updates, unknown active ones join the backlog. True once listed."""
         pages = 0
         while not run.listed:
             if pages >= SEARCH_PAGES_PER_POLL:
-                return True
+                return False
             page = await self.client.open_tickets(run.search_after, self.cfg.page_size)
             pages += 1
-            found: list[Ticket] = []
-            for raw in page.results:
-                if isinstance(raw, dict) and raw.get("result_type") not in (None, "ticket"):
-                    continue
-                ticket = _parse_ticket(raw, work.issues)
-                if ticket is not None:
-                    found.append(ticket)
+            found = _search_tickets(page.results, work.issues)
             await self._complete_groups(work, {t.group_id for t in found if t.group_id})
-            waiting = {str(t.id) for t in run.backlog}
-            for ticket in found:
-                ticket_id = str(ticket.id)
-                run.seen.add(ticket_id)
-                if ticket_id in work.known:
-                    self._apply_snapshot(ticket, work)
-                elif ticket_id not in waiting and self._watched(ticket):
-                    category = self.statuses(ticket.status) if ticket.status else None
-                    if category is None or not category.is_done:
-                        run.backlog.append(ticket)
+            self._note_listed(work, run, found)
             run.search_after = page.next_request()[0]
             run.listed = run.search_after is None
-        if not run.checked:
-            missing = [
-                tid for tid, known in work.known.items() if self._recheck(tid, known, run, now)
-            ]
-            snapshots: dict[str, Ticket] = {}
-            for raw in await self.client.tickets(int(tid) for tid in missing):
-                ticket = _parse_ticket(raw, work.issues)
-                if ticket is not None:
-                    snapshots[str(ticket.id)] = ticket
-            for ticket_id in missing:
-                snapshot = snapshots.get(ticket_id)
-                if snapshot is None:
-                    self._emit(work, ticket_id, [self.mapper.vanished(ticket_id, now)])
-                    work.known.pop(ticket_id, None)
-                    work.closed.add(ticket_id)
-                else:
-                    self._apply_snapshot(snapshot, work)
-            run.checked = True
+        return True
+
+    def _note_listed(self, work: _Pass, run: Reconciliation, found: list[Ticket]) -> None:
+        """Take in one page of open tickets: a known one may bring a lost update, an unknown
+        one that is watched and active waits in the backlog for its audits."""
+        waiting = {str(t.id) for t in run.backlog}
+        for ticket in found:
+            ticket_id = str(ticket.id)
+            run.seen.add(ticket_id)
+            if ticket_id in work.known:
+                self._apply_snapshot(ticket, work)
+            elif ticket_id not in waiting and self._watched(ticket):
+                category = self.statuses(ticket.status) if ticket.status else None
+                if category is None or not category.is_done:
+                    run.backlog.append(ticket)
+
+    async def _look_up_unlisted(self, work: _Pass, run: Reconciliation, now: datetime) -> None:
+        """Look up the known tickets the listing did not show (see ``_recheck``): one gone is
+        closed as vanished, one still there is corrected from its snapshot."""
+        missing = [tid for tid, known in work.known.items() if self._recheck(tid, known, run, now)]
+        snapshots: dict[str, Ticket] = {}
+        for raw in await self.client.tickets(int(tid) for tid in missing):
+            ticket = _parse_ticket(raw, work.issues)
+            if ticket is not None:
+                snapshots[str(ticket.id)] = ticket
+        for ticket_id in missing:
+            snapshot = snapshots.get(ticket_id)
+            if snapshot is None:
+                self._emit(work, ticket_id, [self.mapper.vanished(ticket_id, now)])
+                work.known.pop(ticket_id, None)
+                work.closed.add(ticket_id)
+            else:
+                self._apply_snapshot(snapshot, work)
+
+    async def _read_backlog(self, work: _Pass, run: Reconciliation) -> bool:
+        """Load the listed tickets never seen, with their history from their own audits, at
+        most ``AUDIT_FETCHES_PER_POLL`` a poll. True once the backlog is empty."""
         while run.backlog:
             ticket = run.backlog[0]
             ticket_id = str(ticket.id)
             if ticket_id not in work.known:
                 if work.audit_fetches >= AUDIT_FETCHES_PER_POLL:
-                    return True
+                    return False
                 audits = await self._fetch_audits(ticket, work)
                 if audits is not None:
                     await self._complete_directory(work, [ticket], {ticket_id: audits})
                     self._apply(ticket, work, own_audits=audits)
             run.backlog.pop(0)
-        work.reconciliation = None
-        work.reconciled_at = run.started_at.timestamp()
-        return False
+        return True
 
     def _recheck(
         self, ticket_id: str, known: KnownTicket, run: Reconciliation, now: datetime
@@ -585,7 +633,8 @@ class ZendeskSource:
     # ------------------------------------------------------------------ commit
 
     def _commit(self, work: _Pass) -> None:
-        self._known = work.known
+        state = self._state
+        state.known = work.known
         for ticket_id, ids in work.emitted.items():
             if ids:
                 self._emitted.setdefault(ticket_id, set()).update(ids)
@@ -598,16 +647,16 @@ class ZendeskSource:
             for ticket_id in work.processed:
                 del batch.tickets[ticket_id]
             if not batch.tickets:
-                self._export_cursor = batch.after_cursor
-                assert self._window_end is not None
-                self._window_end = max(self._window_end, batch.newest)
+                state.export = batch.after_cursor
+                assert state.events_from is not None
+                state.events_from = max(state.events_from, batch.newest)
                 self._caught_up = work.caught_up
                 self._batch = None
                 if not work.processed:
                     work.issues.extend(batch.issues)
         self._reconciliation = work.reconciliation
         if work.reconciled_at is not None:
-            self._reconciled_at = work.reconciled_at
+            state.reconciled_at = work.reconciled_at
         self.channels.log_unknown(self.log, self.name)
 
 
@@ -617,6 +666,18 @@ def _parse_ticket(raw: Any, issues: list[RowIssue]) -> Ticket | None:
     except ValidationError as exc:
         issues.append(RowIssue(0, f"ticket {_raw_id(raw)}: {_reason(exc)}"))
         return None
+
+
+def _search_tickets(results: list[Any], issues: list[RowIssue]) -> list[Ticket]:
+    """The tickets among search results (other result types are passed over)."""
+    found: list[Ticket] = []
+    for raw in results:
+        if isinstance(raw, dict) and raw.get("result_type") not in (None, "ticket"):
+            continue
+        ticket = _parse_ticket(raw, issues)
+        if ticket is not None:
+            found.append(ticket)
+    return found
 
 
 def _parse_audit(raw: Any, issues: list[RowIssue]) -> Audit | None:

@@ -1,4 +1,4 @@
-"""``python -m sladaemon.testing.fakes <helpdesk> [--host H] [--port P]``: run a fake helpdesk."""
+"""``python -m tests.fakes <helpdesk> [--host H] [--port P]``: run a fake helpdesk."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiohttp import web
 
 
 async def serve(helpdesk: str, host: str, port: int) -> None:
-    module = importlib.import_module(f"sladaemon.testing.fakes.{helpdesk}")
+    module = importlib.import_module(f"tests.fakes.{helpdesk}")
     app: web.Application = module.make_app()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -35,7 +35,7 @@ async def serve(helpdesk: str, host: str, port: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m sladaemon.testing.fakes")
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes")
     parser.add_argument("helpdesk", help="zendesk | zammad | freshdesk | rt | jira")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

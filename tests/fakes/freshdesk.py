@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from sladaemon.testing.fakes.base import Handler, base_app, json_body
+from tests.fakes.base import Handler, base_app, json_body
 
 DEFAULT_API_KEY = "fake-freshdesk-key"
 MAX_PER_PAGE = 100
@@ -292,15 +292,21 @@ def _link(request: web.Request, page: int) -> str:
     return f'<{request.url.with_query(None)}?{urlencode(query)}>; rel="next"'
 
 
-async def list_tickets(request: web.Request) -> web.Response:
-    desk = _desk(request)
-    failing = desk.list_failures
-    if failing:
-        if failing.get("after", 0) > 0:
-            failing["after"] -= 1
-        elif failing.get("count", 0) > 0:
-            failing["count"] -= 1
-            return json_body({"error": "injected"}, status=int(failing.get("status", 500)))
+@dataclass(frozen=True)
+class _ListQuery:
+    """The parameters of ``GET /api/v2/tickets``, validated."""
+
+    per_page: int
+    page: int
+    includes: frozenset[str]
+    filter_name: str | None
+    order_by: str
+    order_type: str
+    since: datetime | None
+
+
+def _list_query(request: web.Request) -> _ListQuery | web.Response:
+    """The list parameters, or the 400 answer Freshdesk gives for the first invalid one."""
     paging = _page_params(request)
     if isinstance(paging, web.Response):
         return paging
@@ -310,7 +316,7 @@ async def list_tickets(request: web.Request) -> web.Response:
             400, f"It should be a Positive Integer less than or equal to {MAX_PAGE}", "page"
         )
     query = request.query
-    includes = {i for i in query.get("include", "").split(",") if i}
+    includes = frozenset(i for i in query.get("include", "").split(",") if i)
     if not includes <= INCLUDES:
         return _error(
             400,
@@ -338,34 +344,67 @@ async def list_tickets(request: web.Request) -> web.Response:
             since = parse_time(query["updated_since"])
         except ValueError:
             return _error(400, "It should be a valid date in the ISO format", "updated_since")
+    return _ListQuery(per_page, page, includes, filter_name, order_by, order_type, since)
 
-    def visible(t: Ticket) -> bool:
-        if filter_name == "deleted":
-            return t.deleted
-        if t.deleted:
-            return False
-        if filter_name == "spam":
-            return t.spam
-        if t.spam:
-            return False
-        return filter_name != "new_and_my_open" or t.status == 2
 
-    if since is not None:
-        chosen = [t for t in desk.tickets.values() if t.updated_at >= since and visible(t)]
+def _injected_list_failure(desk: Desk) -> web.Response | None:
+    """The error answer of an injected list failure due now, if any."""
+    failing = desk.list_failures
+    if failing:
+        if failing.get("after", 0) > 0:
+            failing["after"] -= 1
+        elif failing.get("count", 0) > 0:
+            failing["count"] -= 1
+            return json_body({"error": "injected"}, status=int(failing.get("status", 500)))
+    return None
+
+
+def _visible(t: Ticket, filter_name: str | None) -> bool:
+    """Whether the list with ``filter`` shows the ticket (deleted and spam only in their own)."""
+    if filter_name == "deleted":
+        return t.deleted
+    if t.deleted:
+        return False
+    if filter_name == "spam":
+        return t.spam
+    if t.spam:
+        return False
+    return filter_name != "new_and_my_open" or t.status == 2
+
+
+def _listed(desk: Desk, q: _ListQuery) -> list[Ticket]:
+    """The tickets the list shows, in its order: updated since, or created in the last 30 days."""
+    if q.since is not None:
+        since = q.since
+        chosen = [t for t in desk.tickets.values() if t.updated_at >= since]
     else:
         month_ago = desk.now() - timedelta(days=30)
-        chosen = [t for t in desk.tickets.values() if t.created_at >= month_ago and visible(t)]
+        chosen = [t for t in desk.tickets.values() if t.created_at >= month_ago]
+    chosen = [t for t in chosen if _visible(t, q.filter_name)]
 
     def order_key(t: Ticket) -> tuple[Any, int]:
-        value: Any = getattr(t, order_by)
+        value: Any = getattr(t, q.order_by)
         if isinstance(value, datetime) or value is None:
             value = (value or datetime.min.replace(tzinfo=UTC)).timestamp()
         return value, t.id
 
-    chosen.sort(key=order_key, reverse=order_type == "desc")
-    start = (page - 1) * per_page
-    items = [t.to_json("stats" in includes) for t in chosen[start : start + per_page]]
-    headers = {"Link": _link(request, page + 1)} if len(chosen) > start + per_page else None
+    chosen.sort(key=order_key, reverse=q.order_type == "desc")
+    return chosen
+
+
+async def list_tickets(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    failure = _injected_list_failure(desk)
+    if failure is not None:
+        return failure
+    q = _list_query(request)
+    if isinstance(q, web.Response):
+        return q
+    chosen = _listed(desk, q)
+    start = (q.page - 1) * q.per_page
+    items = [t.to_json("stats" in q.includes) for t in chosen[start : start + q.per_page]]
+    more = len(chosen) > start + q.per_page
+    headers = {"Link": _link(request, q.page + 1)} if more else None
     return json_body(items, headers=headers)
 
 

@@ -48,7 +48,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sladaemon.testing.fakes.base import Handler, base_app, json_body
+from tests.fakes.base import Handler, base_app, json_body
 
 TOKEN = "fake-token"
 DROP = "__drop__"

@@ -1,12 +1,50 @@
-"""A fake helpdesk as its own process on 127.0.0.1, for tests and benchmarks."""
+"""A fake helpdesk (or receiver) as its own process on 127.0.0.1, for tests and benchmarks.
+
+The fakes live in the test tree, not in the installed package: :func:`spawn_module` starts
+``python -m tests.fakes...`` in the repository root, with the root first on ``PYTHONPATH``, so
+it works from any working directory (pytest, ``python -m bench``) and from an editable install.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+
+Stream = int | IO[Any] | None
+"""What ``subprocess.Popen`` takes for a standard stream: a file, a descriptor, ``PIPE``..."""
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root: the directory holding ``tests/`` (and ``sladaemon/``, ``bench/``)."""
+
+
+def root_environment() -> dict[str, str]:
+    """This process's environment with the repository root first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def spawn_module(
+    module: str,
+    *args: str,
+    stdin: Stream = None,
+    stdout: Stream = None,
+    stderr: Stream = None,
+) -> subprocess.Popen[bytes]:
+    """``python -m module args...`` with this interpreter, run in the repository root."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=ROOT,
+        env=root_environment(),
+    )
 
 
 class FakeHelpdesk:
@@ -14,10 +52,8 @@ class FakeHelpdesk:
 
     def __init__(self, helpdesk: str) -> None:
         self.helpdesk = helpdesk
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sladaemon.testing.fakes", helpdesk, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        self.process = spawn_module(
+            "tests.fakes", helpdesk, "--port", "0", stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().decode()

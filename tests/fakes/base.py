@@ -17,7 +17,7 @@ Control endpoints (never faulted, never counted), under ``/_fake``:
 
 Each helpdesk module exposes ``make_app() -> web.Application`` adding its API routes and its own
 scenario endpoints under ``/_fake/`` (create tickets, reply, change status, bulk load). Run one
-with ``python -m sladaemon.testing.fakes <helpdesk> --port 0``: it prints ``READY <port>``.
+with ``python -m tests.fakes <helpdesk> --port 0``: it prints ``READY <port>``.
 """
 
 from __future__ import annotations

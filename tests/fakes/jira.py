@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from sladaemon.testing.fakes.base import Handler, base_app, json_body
+from tests.fakes.base import Handler, base_app, json_body
 
 EMAIL = "agent@example.com"
 TOKEN = "jira-token"
@@ -506,29 +506,37 @@ class Site:
     ) -> Any:
         if issue.item_override is not None:
             return issue.item_override
-        wanted = set(fields)
-        everything = bool(wanted & {"*all", "*navigable"})
-        fmt = issue.time_format
+        want = _field_filter(fields)
         rendered: dict[str, Any] = {}
+        self.render_issue_fields(issue, want, rendered)
+        self.render_service_fields(issue, want, rendered, comment_cap)
+        item: dict[str, Any] = {
+            "expand": "operations,versionedRepresentations,editmeta,changelog,renderedFields",
+            "id": str(issue.id),
+            "self": f"{SITE}/rest/api/3/issue/{issue.id}",
+            "key": issue.key,
+        }
+        if fields and not set(fields) <= {"id", "key"}:
+            item["fields"] = rendered
+        else:
+            item["fields"] = {}
+        if changelog:
+            item["changelog"] = self.render_changelog(issue)
+        if properties:
+            item["properties"] = _render_properties(issue, properties)
+        return item
 
-        def want(name: str) -> bool:
-            return everything or name in wanted
-
+    def render_issue_fields(
+        self, issue: Issue, want: Callable[[str], bool], rendered: dict[str, Any]
+    ) -> None:
+        """Jira's own fields: summary, status, priority, times, reporter, project, type."""
+        fmt = issue.time_format
         if want("summary"):
             rendered["summary"] = issue.summary
         if want("status"):
             rendered["status"] = issue.status.render()
         if want("priority"):
-            rendered["priority"] = (
-                None
-                if issue.priority is None
-                else {
-                    "self": f"{SITE}/rest/api/3/priority/{_priority_id(issue.priority)}",
-                    "iconUrl": f"{SITE}/images/icons/priorities/medium.svg",
-                    "name": issue.priority,
-                    "id": _priority_id(issue.priority),
-                }
-            )
+            rendered["priority"] = _render_priority(issue.priority)
         if want("created"):
             rendered["created"] = self.render_time(issue.created_ms, fmt)
         if want("updated"):
@@ -536,17 +544,18 @@ class Site:
         if want("reporter"):
             rendered["reporter"] = issue.reporter.render() if issue.reporter else None
         if want("project"):
-            rendered["project"] = {
-                "self": f"{SITE}/rest/api/3/project/{issue.project}",
-                "id": str(10000 + sorted(PROJECTS).index(issue.project))
-                if issue.project in PROJECTS
-                else "10099",
-                "key": issue.project,
-                "name": PROJECTS.get(issue.project, issue.project),
-                "projectTypeKey": "service_desk",
-            }
+            rendered["project"] = _render_project(issue.project)
         if want("issuetype"):
             rendered["issuetype"] = {"id": "10004", "name": "[System] Service request"}
+
+    def render_service_fields(
+        self,
+        issue: Issue,
+        want: Callable[[str], bool],
+        rendered: dict[str, Any],
+        comment_cap: int | None,
+    ) -> None:
+        """Comments, the request type, the SLA fields and the fields a test set by hand."""
         if want("comment"):
             cap = self.comment_cap if comment_cap is None else comment_cap
             rendered["comment"] = {
@@ -565,30 +574,16 @@ class Site:
         for name, value in issue.field_overrides.items():
             if want(name):
                 rendered[name] = value
-        item: dict[str, Any] = {
-            "expand": "operations,versionedRepresentations,editmeta,changelog,renderedFields",
-            "id": str(issue.id),
-            "self": f"{SITE}/rest/api/3/issue/{issue.id}",
-            "key": issue.key,
+
+    def render_changelog(self, issue: Issue) -> dict[str, Any]:
+        """The latest ``CHANGELOG_CAP`` histories, newest first, as an expanded changelog."""
+        recent = list(reversed(issue.histories))[:CHANGELOG_CAP]
+        return {
+            "startAt": 0,
+            "maxResults": CHANGELOG_CAP,
+            "total": len(issue.histories),
+            "histories": [self.render_history(h) for h in recent],
         }
-        if fields and not wanted <= {"id", "key"}:
-            item["fields"] = rendered
-        else:
-            item["fields"] = {}
-        if changelog:
-            recent = list(reversed(issue.histories))[:CHANGELOG_CAP]
-            item["changelog"] = {
-                "startAt": 0,
-                "maxResults": CHANGELOG_CAP,
-                "total": len(issue.histories),
-                "histories": [self.render_history(h) for h in recent],
-            }
-        if properties:
-            props: dict[str, Any] = {}
-            if "request.channel.type" in properties and issue.channel:
-                props["request.channel.type"] = {"value": issue.channel}
-            item["properties"] = props
-        return item
 
     def render_comment(self, issue: Issue, comment: dict[str, Any]) -> dict[str, Any]:
         author: Account | None = comment["author"]
@@ -1039,6 +1034,42 @@ def _priority_id(name: str | None) -> str | None:
     if name is None:
         return None
     return str(PRIORITIES.index(name) + 1) if name in PRIORITIES else "10000"
+
+
+def _field_filter(fields: list[str]) -> Callable[[str], bool]:
+    """Whether a field is asked for: named in ``fields``, or ``*all`` / ``*navigable`` there."""
+    wanted = set(fields)
+    everything = bool(wanted & {"*all", "*navigable"})
+    return lambda name: everything or name in wanted
+
+
+def _render_priority(name: str | None) -> dict[str, Any] | None:
+    if name is None:
+        return None
+    return {
+        "self": f"{SITE}/rest/api/3/priority/{_priority_id(name)}",
+        "iconUrl": f"{SITE}/images/icons/priorities/medium.svg",
+        "name": name,
+        "id": _priority_id(name),
+    }
+
+
+def _render_project(project: str) -> dict[str, Any]:
+    return {
+        "self": f"{SITE}/rest/api/3/project/{project}",
+        "id": str(10000 + sorted(PROJECTS).index(project)) if project in PROJECTS else "10099",
+        "key": project,
+        "name": PROJECTS.get(project, project),
+        "projectTypeKey": "service_desk",
+    }
+
+
+def _render_properties(issue: Issue, properties: list[str]) -> dict[str, Any]:
+    """The entity properties asked for that the issue has (the request channel only)."""
+    props: dict[str, Any] = {}
+    if "request.channel.type" in properties and issue.channel:
+        props["request.channel.type"] = {"value": issue.channel}
+    return props
 
 
 def _parse_ms(value: Any) -> int:

@@ -58,7 +58,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from sladaemon.testing.fakes.base import base_app, json_body
+from tests.fakes.base import base_app, json_body
 
 API = "/REST/2.0"
 UNSET = "1970-01-01T00:00:00Z"

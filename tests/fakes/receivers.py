@@ -2,8 +2,8 @@
 
 Run one per process::
 
-    python -m sladaemon.testing.receivers webhook --port P --out FILE [--mode ok|fail|hang]
-    python -m sladaemon.testing.receivers smtp --port P --out FILE
+    python -m tests.fakes.receivers webhook --port P --out FILE [--mode ok|fail|hang]
+    python -m tests.fakes.receivers smtp --port P --out FILE
 
 Every message received is appended to FILE as one JSON line, written, flushed and fsync'd
 before the sender gets its answer, so a reader in another process sees it at once and a
@@ -247,7 +247,7 @@ async def serve_smtp(sock: socket.socket, log: RecordLog) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m sladaemon.testing.receivers",
+        prog="python -m tests.fakes.receivers",
         description="Record the notifications sent to a webhook or SMTP server.",
     )
     kinds = parser.add_subparsers(dest="kind", required=True)

@@ -60,7 +60,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sladaemon.testing.fakes.base import base_app, json_body
+from tests.fakes.base import base_app, json_body
 
 AGENT_EMAIL = "agent@example.com"
 API_TOKEN = "zendesk-test-token"

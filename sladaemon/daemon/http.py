@@ -1,0 +1,123 @@
+"""The daemon's HTTP endpoints: ``/healthz`` and ``/metrics``.
+
+``/healthz`` answers 200 while every source is fresh and 503 (``"stale"``) otherwise, with
+each source's last success and, when stale, its last error. ``/metrics`` is Prometheus'
+text format; the SLA-state gauges count every open clock, so they are recomputed at most
+every ``SCRAPE_CACHE`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Mapping, Sized
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sladaemon.calendar import to_us
+from sladaemon.clock import Clock
+from sladaemon.daemon.pollers import SourceHealth, SourcePoller
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics
+from sladaemon.model import TicketKey
+from sladaemon.sla.batch import OpenClocks, evaluate_open
+from sladaemon.sla.engine import TicketReplay
+
+SCRAPE_CACHE = 30.0  # seconds the SLA-state gauges are reused between scrapes
+_STATE_NAMES = {0: "running", 1: "paused", 2: "breached"}
+
+
+class TicketGauges:
+    """Open tickets per source × queue × policy and open clocks per policy × metric × state,
+    for the metrics collector."""
+
+    def __init__(self, replays: Mapping[TicketKey, TicketReplay], clock: Clock) -> None:
+        self.replays = replays
+        self.clock = clock
+        self._cached: tuple[float, list[Any], list[Any]] | None = None
+
+    def open_tickets(self) -> list[Any]:
+        return self._counts()[0]
+
+    def open_clocks(self) -> list[Any]:
+        return self._counts()[1]
+
+    def _counts(self) -> tuple[list[Any], list[Any]]:
+        if self._cached is None or time.monotonic() - self._cached[0] > SCRAPE_CACHE:
+            tickets: Counter[tuple[str, str, str]] = Counter()
+            for (source, _), replay in self.replays.items():
+                policy = replay.policy.name if replay.policy else ""
+                tickets[(source, replay.fields.get("queue", ""), policy)] += 1
+            clocks = OpenClocks.of(self.replays.values())
+            result = evaluate_open(clocks, to_us(self.clock.now()))
+            policies = {
+                r.ticket_id: r.policy.name if r.policy else "" for r in self.replays.values()
+            }
+            states: Counter[tuple[str, str, str]] = Counter()
+            for ticket_id, metric, state in zip(
+                clocks.ticket_ids, clocks.metrics, result.state, strict=True
+            ):
+                states[(policies.get(ticket_id, ""), metric.value, _STATE_NAMES[int(state)])] += 1
+            self._cached = (time.monotonic(), list(tickets.items()), list(states.items()))
+        return self._cached[1], self._cached[2]
+
+
+class HttpEndpoints:
+    def __init__(
+        self,
+        listen: str,
+        metrics: DaemonMetrics,
+        pollers: Mapping[str, SourcePoller],
+        tickets: Sized,
+    ) -> None:
+        self.listen = listen
+        self.metrics = metrics
+        self.pollers = pollers
+        self.tickets = tickets
+        self.log = get_logger("sladaemon.http")
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Listen; a port that cannot be bound is logged and the daemon goes on without."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, _, port = self.listen.rpartition(":")
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            self.log.error("http_listen_failed", listen=self.listen, error=str(exc))
+            await self.stop()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        now = time.time()
+        report = {name: _health(p.health, now) for name, p in self.pollers.items()}
+        ok = all(r["fresh"] for r in report.values())
+        body = {
+            "status": "ok" if ok else "stale",
+            "sources": report,
+            "tickets": len(self.tickets),
+        }
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        data = await asyncio.to_thread(generate_latest, self.metrics.registry)
+        return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _health(h: SourceHealth, now: float) -> dict[str, Any]:
+    fresh = h.fresh(now)
+    last = datetime.fromtimestamp(h.last_success, UTC).isoformat() if h.last_success else None
+    return {"fresh": fresh, "last_success": last, "error": "" if fresh else h.last_error}

@@ -1,0 +1,142 @@
+"""KPI facts: which tickets' facts changed, writing them to the ledger, the KPI gauges.
+
+* ``note`` records the tickets whose facts changed — new events (closed tickets too), a cycle
+  decided, an escalation level reached (the first escalation's instant is kept: the replay
+  knows that a level fired, not when).
+* ``run`` writes them in steps of ``FACTS_CHUNK`` tickets, so 100,000 tickets loading at once
+  never hold up the timers; a state-file error is logged and retried after a minute.
+* ``figures`` serves the rolling window's KPIs to the metrics collector, recounted at most
+  every ``KPI_CACHE`` clock seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from itertools import islice
+
+from sladaemon.clock import Clock
+from sladaemon.config import Config
+from sladaemon.escalate.book import Fired
+from sladaemon.logs import get_logger
+from sladaemon.model import SlaEventKind, TicketKey
+from sladaemon.report.kpi import KpiReport, TicketFacts, ticket_facts
+from sladaemon.report.ledger import KpiLedger
+from sladaemon.sla.engine import TicketReplay
+
+FACTS_CHUNK = 2000  # tickets whose facts are written in one step (~60 ms)
+KPI_CACHE = 300.0  # clock seconds the KPI gauges are reused (a window of days moves slowly)
+RETRY_AFTER_ERROR = 60.0  # seconds before the state file is tried again
+# Facts change when a cycle's outcome is decided or an escalation level is reached.
+_KPI_EVENTS = frozenset(
+    {SlaEventKind.BREACH, SlaEventKind.ESCALATION, SlaEventKind.MET, SlaEventKind.MET_LATE}
+)
+
+
+class KpiFacts:
+    def __init__(
+        self,
+        ledger: KpiLedger,
+        replays: Mapping[TicketKey, TicketReplay],
+        config: Config,
+        clock: Clock,
+    ) -> None:
+        self.ledger = ledger
+        self.replays = replays
+        self.config = config
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self.log = get_logger("sladaemon.kpis")
+        self._changed: dict[TicketKey, TicketReplay] = {}
+        self._escalated: dict[TicketKey, datetime] = {}
+        self._figures: KpiReport | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._changed)
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self._figures = None
+
+    def note(self, touched: Mapping[TicketKey, TicketReplay], fired: Iterable[Fired]) -> None:
+        self._changed.update(touched)
+        for f in fired:
+            e = f.event
+            if e.kind not in _KPI_EVENTS:
+                continue
+            key = (f.source, e.ticket_id)
+            if key not in self._changed:
+                replay = self.replays.get(key)
+                if replay is None:
+                    continue
+                self._changed[key] = replay
+            if e.kind is SlaEventKind.ESCALATION:
+                first = self._escalated.get(key)
+                if first is None or e.at < first:
+                    self._escalated[key] = e.at
+        if self._changed:
+            self.wake.set()
+
+    def write(self, keys: Iterable[TicketKey] | None = None, limit: int = 0) -> int:
+        """Write the facts of changed tickets: those of ``keys``, or the oldest changes (at
+        most ``limit``, 0: all). Returns how many tickets were written."""
+        if keys is None:
+            keys = list(self._changed) if limit <= 0 else list(islice(self._changed, limit))
+        by_source: dict[str, list[TicketFacts]] = {}
+        written = 0
+        for key in keys:
+            replay = self._changed.pop(key, None)
+            escalated = self._escalated.pop(key, None)
+            if replay is None or not replay.events:
+                continue
+            facts = by_source.setdefault(key[0], [])
+            facts.append(ticket_facts(replay, escalated))
+            written += 1
+            if len(facts) >= FACTS_CHUNK:  # bounded memory when many tickets change at once
+                self.ledger.record(key[0], facts)
+                facts.clear()
+        for source, facts in by_source.items():
+            self.ledger.record(source, facts)
+        return written
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            started, written = time.monotonic(), 0
+            try:
+                while self._changed:
+                    written += self.write(limit=FACTS_CHUNK)
+                    await asyncio.sleep(0)
+                self._changed, self._escalated = {}, {}  # an emptied dict keeps its size
+            except (sqlite3.Error, OSError) as exc:
+                self.log.error("kpi_facts_failed", error=str(exc), waiting=len(self._changed))
+                await asyncio.sleep(RETRY_AFTER_ERROR)
+                self.wake.set()
+                continue
+            if written >= FACTS_CHUNK:
+                seconds = round(time.monotonic() - started, 2)
+                self.log.info("kpi_facts_written", tickets=written, seconds=seconds)
+
+    def prune(self) -> None:
+        """Forget facts older than anything a KPI window or report reaches."""
+        reach = max([self.config.daemon.kpi_window, *(r.period for r in self.config.reports)])
+        forgotten = self.ledger.prune(self.clock.now(), reach)
+        if forgotten:
+            self.log.info("kpi_facts_pruned", tickets=forgotten)
+
+    def figures(self) -> KpiReport | None:
+        """The KPIs of the rolling window ending now (cached; the last good on error)."""
+        now = self.clock.now()
+        age = (now - self._figures.end).total_seconds() if self._figures is not None else None
+        if age is None or not 0 <= age < KPI_CACHE:
+            zone = self.config.report_timezone(None)
+            try:
+                self._figures = self.ledger.report(now - self.config.daemon.kpi_window, now, zone)
+            except sqlite3.Error as exc:  # keep serving the last figures; say why
+                self.log.error("kpi_count_failed", error=str(exc))
+        return self._figures

@@ -1,0 +1,177 @@
+"""One SourcePoller per source: its schedule, its backoff, its health.
+
+* It polls every ``poll_interval`` with ±10 % jitter, and again at once while the source says
+  more is waiting (a large backlog comes in pieces).
+* A failed poll doubles the wait, up to 5 minutes (at least the interval); a permanent error
+  (401/403) waits 5 minutes and tells the operator at once.
+* Health is edge-triggered: ``poll_failed`` when it starts failing, ``poll_recovered`` when a
+  poll succeeds again; ``check_fresh`` reports ``source_stale`` (log and operator) once no poll
+  has succeeded for ``stale_after``, and ``source_recovered`` when one does.
+* What a successful poll brings goes to ``on_result``; rows the source skipped and statuses it
+  did not know are logged here (each unknown status once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sladaemon.clock import Clock
+from sladaemon.config.models import SourceConfig
+from sladaemon.escalate.deliver import OperatorAlert
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics
+from sladaemon.sources.base import PollResult, Source, SourceError
+
+POLL_TIMEOUT = 120.0  # seconds a poll may take before it counts as failed
+MAX_BACKOFF = 300.0  # seconds between polls of a failing source, at most
+SKIPPED_LOGGED = 20  # skipped rows logged per poll (all are counted)
+
+PollHandler = Callable[[str, PollResult], None]
+
+
+@dataclass
+class SourceHealth:
+    stale_after: float
+    started: float
+    last_success: float | None = None
+    failing_since: float | None = None
+    last_error: str = ""
+    stale: bool = False
+
+    def fresh(self, now: float) -> bool:
+        reference = self.last_success if self.last_success is not None else self.started
+        return now - reference <= self.stale_after
+
+
+class SourcePoller:
+    def __init__(
+        self,
+        name: str,
+        source: Source,
+        cfg: SourceConfig,
+        clock: Clock,
+        metrics: DaemonMetrics,
+        on_result: PollHandler,
+        operator_alert: OperatorAlert,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.cfg = cfg
+        self.clock = clock
+        self.metrics = metrics
+        self.on_result = on_result
+        self.operator_alert = operator_alert
+        self.health = SourceHealth(cfg.stale_after.total_seconds(), time.time())
+        self.log = get_logger("sladaemon.poll")
+        self._unknown_statuses: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"poll:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.source.close()
+
+    async def run(self) -> None:
+        interval = self.cfg.poll_interval.total_seconds()
+        delay = interval
+        while True:
+            await asyncio.sleep(delay * self._rng.uniform(0.9, 1.1))
+            outcome = await self.poll_all()
+            if outcome is True:
+                delay = interval
+            elif outcome is None:  # permanent: no retry storm
+                delay = max(interval, MAX_BACKOFF)
+            else:
+                delay = min(max(delay * 2, interval), max(interval, MAX_BACKOFF))
+
+    async def poll_all(self) -> bool | None:
+        """Poll until the source has nothing more waiting. True when every poll succeeded,
+        False after a failure that may pass, None after a permanent one."""
+        while True:
+            outcome, more = await self.poll()
+            if outcome is not True or not more:
+                return outcome
+            await asyncio.sleep(0)
+
+    async def poll(self) -> tuple[bool | None, bool]:
+        """One poll: (outcome as for ``poll_all``, whether more is waiting)."""
+        started = time.monotonic()
+        try:
+            result = await asyncio.wait_for(self.source.poll(self.clock.now()), POLL_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return self._failed(exc), False
+        self.metrics.poll_duration.labels(self.name).observe(time.monotonic() - started)
+        self.metrics.last_poll.labels(self.name).set(time.time())
+        if self.health.failing_since is not None:
+            self.log.info("poll_recovered", source=self.name)
+        self.health.failing_since, self.health.last_success = None, time.time()
+        self._report_input(result)
+        self.on_result(self.name, result)
+        return True, result.more
+
+    def check_fresh(self, now: float) -> None:
+        """Update the up gauge; report the edges to stale and back."""
+        health = self.health
+        fresh = health.fresh(now)
+        self.metrics.source_up.labels(self.name).set(1 if fresh else 0)
+        if not fresh and not health.stale:
+            health.stale = True
+            since = health.last_success or health.started
+            self.log.error("source_stale", source=self.name, since=since, error=health.last_error)
+            self.operator_alert(
+                "source_stale",
+                self.name,
+                f"source {self.name} has had no successful poll since "
+                f"{datetime.fromtimestamp(since, UTC).isoformat()}: {health.last_error}",
+                since,
+            )
+        elif fresh and health.stale:
+            health.stale = False
+            self.log.info("source_recovered", source=self.name)
+            self.operator_alert(
+                "source_recovered", self.name, f"source {self.name} is polled again", now
+            )
+
+    def _failed(self, exc: Exception) -> bool | None:
+        health = self.health
+        self.metrics.poll_errors.labels(self.name).inc()
+        health.last_error = str(exc) if isinstance(exc, SourceError) else repr(exc)
+        permanent = isinstance(exc, SourceError) and not exc.retryable
+        if health.failing_since is None:
+            health.failing_since = time.time()
+            self.log.error("poll_failed", source=self.name, error=health.last_error)
+            if permanent:  # e.g. 401/403: say so now rather than after stale_after
+                self.operator_alert(
+                    "source_failing",
+                    self.name,
+                    f"source {self.name} fails and retrying will not help: {health.last_error}",
+                    health.failing_since,
+                )
+        return None if permanent else False
+
+    def _report_input(self, result: PollResult) -> None:
+        for issue in result.issues[:SKIPPED_LOGGED]:
+            self.log.warning(
+                "input_row_skipped", source=self.name, line=issue.line, reason=issue.message
+            )
+        if result.issues:
+            self.metrics.rows_skipped.labels(self.name).inc(len(result.issues))
+        for status in sorted(result.unknown_statuses - self._unknown_statuses):
+            self.log.warning("unknown_status", source=self.name, status=status, counted_as="open")
+            self._unknown_statuses.add(status)

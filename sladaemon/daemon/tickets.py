@@ -1,0 +1,192 @@
+"""The TicketTracker: the ticket book, its events in the state file, and the timer loop.
+
+* ``ingest`` stores a poll's events with the source's cursor (one transaction), replays them
+  into the book and returns the ``Changes``: SLA events fired, tickets touched, tickets
+  closed. Closed tickets leave the state file, keeping what the predictor learnt from them.
+* ``run_timers`` sleeps until the earliest ladder instant of any ticket and hands what fires
+  to ``on_fired``; ``wake`` is set whenever instants may have moved.
+* The helpdesk's own deadlines (``due:<metric>`` fields) are compared with ours after each
+  ingest; a difference beyond the source's tolerance is logged and counted once per value.
+  The comparison only reads the replays: it never fires or schedules anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sladaemon.calendar import from_us, to_us
+from sladaemon.clock import Clock
+from sladaemon.config.models import SourceConfig
+from sladaemon.escalate.book import Fired, IngestResult, TicketBook
+from sladaemon.escalate.route import ALERTING
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics
+from sladaemon.model import NATIVE_DUE_PREFIX, TicketKey, native_due_field
+from sladaemon.predict.learnt import LearntCycle, learnt_cycles
+from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.policy import SlaPolicy
+from sladaemon.sources.base import PollResult
+from sladaemon.store.sqlite import StateStore
+
+DEFAULT_TOLERANCE = timedelta(seconds=60)  # for sources that set none
+ORPHANS_LOGGED = 10  # ticket ids named in an events_without_created warning
+
+
+@dataclass
+class Changes:
+    """What one step did to the book; the App hands it to routing, KPIs and prediction."""
+
+    fired: list[Fired] = field(default_factory=list)
+    touched: dict[TicketKey, TicketReplay] = field(default_factory=dict)  # closed ones too
+    closed: list[TicketKey] = field(default_factory=list)  # left the book
+
+
+class TicketTracker:
+    def __init__(
+        self, policies: Sequence[SlaPolicy], store: StateStore, clock: Clock, metrics: DaemonMetrics
+    ) -> None:
+        self.book = TicketBook(policies)
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self.wake = asyncio.Event()
+        self.log = get_logger("sladaemon.tickets")
+        self._mismatches: dict[tuple[str, str, str], str] = {}  # reported once per value
+
+    def __len__(self) -> int:
+        return len(self.book)
+
+    @property
+    def replays(self) -> dict[TicketKey, TicketReplay]:
+        return self.book.replays
+
+    def load(self, source: str) -> tuple[Changes, set[str]]:
+        """Replay the events a persistent source stored in an earlier run; returns the
+        changes and the tickets they belong to."""
+        previous = self.store.load_events(source)
+        events = [e for evs in previous.values() for e in evs]
+        changes = self._changes(self.book.ingest(source, events)) if events else Changes()
+        return changes, set(previous)
+
+    def ingest(
+        self, source: str, result: PollResult, cfg: SourceConfig, persistent: bool
+    ) -> Changes:
+        """A poll's events (and cursor, for a persistent source) stored and replayed."""
+        events = result.events
+        if persistent and (events or result.cursor is not None):
+            self.store.save_poll(source, events, result.cursor)
+        ingested = self.book.ingest(source, events)
+        if ingested.orphans:
+            self.log.warning(
+                "events_without_created",
+                source=source,
+                count=len(ingested.orphans),
+                tickets=sorted({e.ticket_id for e in ingested.orphans})[:ORPHANS_LOGGED],
+            )
+        if ingested.closed and persistent:
+            self.retire(source, {key: ingested.touched[key] for key in ingested.closed})
+        changes = self._changes(ingested)
+        native = {e.ticket_id for e in events if any(map(_is_native_due, e.fields))}
+        tolerance: timedelta = getattr(cfg, "tolerance", None) or DEFAULT_TOLERANCE
+        self._cross_check(source, native, tolerance)
+        return changes
+
+    def fire_due(self) -> list[Fired]:
+        """SLA events whose instant has come; their lateness is measured here."""
+        now = self.clock.now()
+        fired = self.book.fire_due(to_us(now))
+        for f in fired:
+            if f.event.kind in ALERTING:
+                late = (now - f.event.at).total_seconds() / self.clock.speed
+                self.metrics.lateness.observe(max(0.0, late))
+        return fired
+
+    async def run_timers(self, on_fired: Callable[[list[Fired]], None]) -> None:
+        while True:
+            nxt = self.book.next_instant()
+            await self.clock.wait(self.wake, from_us(nxt) if nxt is not None else None)
+            self.wake.clear()
+            on_fired(self.fire_due())
+
+    def replace_policies(self, policies: Sequence[SlaPolicy]) -> Changes:
+        """Every ticket re-evaluated under a reloaded config's policies."""
+        fired = self.book.replace_policies(policies)
+        self.wake.set()
+        return Changes(fired=fired, touched=dict(self.book.replays))
+
+    def evict_idle(
+        self, now: datetime, retention: timedelta, persistent: set[str]
+    ) -> list[TicketKey]:
+        """Solved tickets idle for ``retention`` leave memory (and, for persistent sources, the
+        state file). Returns their keys."""
+        evicted = self.book.evict_idle(now, retention)
+        by_source: dict[str, dict[TicketKey, TicketReplay]] = {}
+        for key, replay in evicted.items():
+            by_source.setdefault(key[0], {})[key] = replay
+        for source, replays in by_source.items():
+            if source in persistent:
+                self.retire(source, replays)
+        if evicted:
+            self.log.info("idle_tickets_evicted", count=len(evicted))
+        return list(evicted)
+
+    def retire(self, source: str, replays: Mapping[TicketKey, TicketReplay]) -> None:
+        """Delete tickets' events, keeping what the predictor learnt from them (one
+        transaction)."""
+        learnt = [c for replay in replays.values() for c in learnt_cycles(replay)]
+        self.store.forget_tickets(source, [ticket for _, ticket in replays], learnt)
+
+    def prune_learnt(self, before: datetime) -> None:
+        """Forget learnt cycles that ended (or, never met, started) before ``before``."""
+        pruned = self.store.prune_learnt(before)
+        if pruned:
+            self.log.info("learnt_cycles_pruned", cycles=pruned)
+
+    def learnt(self, source: str, skip: Iterable[str]) -> list[LearntCycle]:
+        """The learnt cycles of the source's retired tickets, except those of ``skip`` (their
+        events came back and are replayed)."""
+        back = set(skip)
+        return [c for c in self.store.learnt(source) if c.ticket_id not in back]
+
+    def forget_source(self, source: str) -> None:
+        self.book.forget_source(source)
+
+    def _changes(self, ingested: IngestResult) -> Changes:
+        self.wake.set()  # a ticket's next instant may have moved
+        return Changes(ingested.fired, ingested.touched, ingested.closed)
+
+    def _cross_check(self, source: str, ticket_ids: Iterable[str], tolerance: timedelta) -> None:
+        limit = tolerance.total_seconds()
+        for ticket_id in ticket_ids:
+            replay = self.book.replays.get((source, ticket_id))
+            if replay is None:
+                continue
+            for metric, ours in replay.deadlines().items():
+                native_text = replay.fields.get(native_due_field(metric))
+                if not native_text:
+                    continue
+                try:
+                    native = datetime.fromisoformat(native_text.replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                difference = (native - ours).total_seconds()
+                key = (source, ticket_id, metric.value)
+                if abs(difference) > limit and self._mismatches.get(key) != native_text:
+                    self._mismatches[key] = native_text
+                    self.metrics.deadline_mismatches.labels(source, metric.value).inc()
+                    self.log.warning(
+                        "deadline_mismatch",
+                        source=source,
+                        ticket=ticket_id,
+                        metric=metric.value,
+                        ours=ours.isoformat(),
+                        helpdesk=native.isoformat(),
+                        difference_s=difference,
+                    )
+
+
+def _is_native_due(field_name: str) -> bool:
+    return field_name.startswith(NATIVE_DUE_PREFIX)

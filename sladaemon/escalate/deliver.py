@@ -1,0 +1,211 @@
+"""The Deliverer: claim due outbox rows, render, send, record; retry or give up.
+
+Contract, in the order the code follows it:
+
+* a row is claimed (``sending``) before its attempt and is ``delivered`` only once the
+  receiver accepted it; a crash mid-call leaves it ``sending``, which the next start sends
+  again flagged as a possible duplicate;
+* at most ``MAX_IN_FLIGHT`` attempts run at once and at most ``PER_RECEIVER`` per receiver,
+  so a slow or hanging receiver cannot hold up the others;
+* a failure that may pass is tried again after ``retry_delay`` (``daemon.delivery``), up to
+  ``max_attempts``; a permanent one, or the last attempt, marks the row ``failed`` and tells
+  the operator (unless the row was itself an operator message);
+* a receiver's template that cannot be rendered falls back to the default message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from sladaemon.clock import Clock
+from sladaemon.config.models import DeliveryConfig
+from sladaemon.escalate.retry import retry_delay
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics
+from sladaemon.model import NotificationKind
+from sladaemon.notify.apprise_notifier import AppriseNotifier, DeliveryOutcome
+from sladaemon.notify.message import Notification, render
+from sladaemon.store.sqlite import OutboxRow, StateStore
+
+MAX_IN_FLIGHT = 32
+PER_RECEIVER = 4  # in flight per receiver: a slow or hanging one cannot starve the others
+CRASH_RETRY = 5.0  # seconds before a row whose attempt crashed is tried again
+MIN_WAIT = 0.05  # seconds the loop sleeps at least before looking at the outbox again
+_NOT_TIMED = (NotificationKind.OPERATOR.value, NotificationKind.REPORT.value)
+
+# kind, subject, summary, since (Unix time): see Router.operator
+OperatorAlert = Callable[[str, str, str, float], None]
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: StateStore,
+        notifier: AppriseNotifier,
+        settings: DeliveryConfig,
+        wake: asyncio.Event,
+        clock: Clock,
+        metrics: DaemonMetrics,
+        operator_alert: OperatorAlert,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.settings = settings
+        self.wake = wake
+        self.clock = clock
+        self.metrics = metrics
+        self.operator_alert = operator_alert
+        self.log = get_logger("sladaemon.deliver")
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self._busy: Counter[str] = Counter()  # attempts in flight per receiver
+        self._failing: set[str] = set()  # receivers whose last attempt failed
+        self._rng = random.Random()
+
+    def use(self, notifier: AppriseNotifier, settings: DeliveryConfig) -> None:
+        """Send through a reloaded config's receivers from now on."""
+        self.notifier, self.settings = notifier, settings
+
+    async def run(self) -> None:
+        """Start attempts as rows fall due, until cancelled."""
+        while True:
+            free = MAX_IN_FLIGHT - len(self.in_flight)
+            if free > 0 and self._start(free):
+                continue
+            nxt = self.store.next_attempt_at()
+            timeout = None if nxt is None or free <= 0 else max(MIN_WAIT, nxt - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+            self.wake.clear()
+
+    async def drain(self) -> tuple[int, int]:
+        """One attempt at every row due now (``once``): failures that may pass stay pending
+        for the next run. Returns (sent, failed)."""
+        sent = failed = 0
+        started = time.time()  # rows put back during this pass wait for the next run
+        while rows := self.store.claim_due(now=started, limit=MAX_IN_FLIGHT):
+            results = await asyncio.gather(*(self.attempt(row, final=True) for row in rows))
+            sent += sum(results)
+            failed += len(results) - sum(results)
+        return sent, failed
+
+    async def stop(self, grace: float) -> None:
+        """Give attempts in flight ``grace`` seconds to finish; cancel the rest (their rows
+        stay ``sending`` and are sent again, flagged, after the restart)."""
+        if not self.in_flight:
+            return
+        await asyncio.wait(self.in_flight, timeout=grace)
+        for task in self.in_flight:
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    def _start(self, free: int) -> int:
+        """Claim up to ``free`` due rows of receivers with room; returns how many started."""
+        saturated = [r for r, n in self._busy.items() if n >= PER_RECEIVER]
+        started = 0
+        for row in self.store.claim_due(limit=free, skip_receivers=saturated):
+            if self._busy[row.receiver] >= PER_RECEIVER:
+                self.store.retry_later(row.id, time.time(), "", count=False)
+                continue
+            self._busy[row.receiver] += 1
+            task = asyncio.create_task(self._send(row))
+            self.in_flight.add(task)
+            task.add_done_callback(self._done)
+            started += 1
+        return started
+
+    async def _send(self, row: OutboxRow) -> None:
+        try:
+            await self.attempt(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never lose the row: it goes back to pending
+            self.log.exception("delivery_crashed", id=row.key, receiver=row.receiver)
+            error = f"{type(exc).__name__}: {exc}"
+            self.store.retry_later(row.id, time.time() + CRASH_RETRY, error)
+        finally:
+            self._busy[row.receiver] -= 1
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self.wake.set()
+
+    async def attempt(self, row: OutboxRow, final: bool = False) -> bool:
+        """One attempt; True when delivered. ``final`` (``once``) leaves failures that may
+        pass pending for the next run."""
+        outcome = await self.notifier.send(row.receiver, row.target, self._render(row))
+        if outcome.delivered:
+            self._delivered(row)
+            return True
+        self.metrics.delivery_attempts_failed.labels(row.receiver).inc()
+        attempts = row.attempts + 1
+        if outcome.retryable and final:
+            self.store.retry_later(row.id, time.time(), outcome.error)
+            self.log.warning(
+                "delivery_failed", receiver=row.receiver, id=row.key, error=outcome.error
+            )
+        elif outcome.retryable and attempts < self.settings.max_attempts:
+            self._retry(row, attempts, outcome)
+        else:
+            self._give_up(row, attempts, outcome)
+        return False
+
+    def _delivered(self, row: OutboxRow) -> None:
+        self.store.delivered(row.id)
+        self.metrics.escalations_sent.labels(row.receiver, row.kind).inc()
+        if row.kind not in _NOT_TIMED:
+            due = datetime.fromisoformat(row.due_at)
+            late = (self.clock.now() - due).total_seconds() / self.clock.speed
+            self.metrics.delivery_latency.labels(row.receiver).observe(max(0.0, late))
+        if row.receiver in self._failing:
+            self._failing.discard(row.receiver)
+            self.log.info("receiver_recovered", receiver=row.receiver)
+        self.log.debug("notification_sent", receiver=row.receiver, id=row.key, kind=row.kind)
+
+    def _retry(self, row: OutboxRow, attempts: int, outcome: DeliveryOutcome) -> None:
+        delay = retry_delay(
+            attempts,
+            self.settings.first_retry.total_seconds(),
+            self.settings.max_retry.total_seconds(),
+            self._rng,
+        )
+        self.store.retry_later(row.id, time.time() + delay, outcome.error)
+        if row.receiver not in self._failing:
+            self._failing.add(row.receiver)
+            self.log.warning(
+                "receiver_failing", receiver=row.receiver, error=outcome.error, retry_in=delay
+            )
+
+    def _give_up(self, row: OutboxRow, attempts: int, outcome: DeliveryOutcome) -> None:
+        self.store.failed(row.id, outcome.error)
+        self.metrics.escalations_failed.labels(row.receiver, row.kind).inc()
+        self.log.error(
+            "delivery_gave_up",
+            receiver=row.receiver,
+            id=row.key,
+            attempts=attempts,
+            error=outcome.error,
+        )
+        if row.kind != NotificationKind.OPERATOR.value:
+            self.operator_alert(
+                "delivery_failed",
+                f"{row.receiver}/{row.key}",
+                f"could not deliver {row.key} to {row.receiver} after {attempts} attempts: "
+                f"{outcome.error}",
+                time.time(),
+            )
+
+    def _render(self, row: OutboxRow) -> Notification:
+        payload = dict(row.payload)
+        if row.possible_duplicate:
+            payload["possible_duplicate"] = True
+        try:
+            return render(payload, self.notifier.template(row.receiver))
+        except (KeyError, ValueError, IndexError) as exc:
+            self.log.error("template_failed", receiver=row.receiver, error=str(exc))
+            return render(payload)

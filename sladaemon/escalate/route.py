@@ -1,0 +1,175 @@
+"""The Router: what happened → who is told, posted to the outbox.
+
+Inputs are fired SLA events (ladder levels, met-late metrics, predicted breaches), queue
+alerts, operator alerts and scheduled reports; each becomes one notification per receiver,
+posted with its key (``outbox.sla_key`` for SLA events). The rules, in order:
+
+* every SLA event is counted; those that notify are logged as ``sla_<kind>``;
+* an SLA event older than ``daemon.catch_up`` is counted as skipped and not sent (after an
+  outage, or on a first start against an old backlog);
+* ladder levels and predictions go to the receivers of their level (``notify`` of the event);
+* a metric met after its breach goes to the receivers with ``send_resolved`` that were told of
+  that cycle's breach or escalation;
+* queue alerts go to ``predict.queue_alerts``, operator alerts to ``daemon.operator``, reports
+  to their ``receiver`` list, in HTML for URLs that render it (``format: auto``).
+
+A Router belongs to one config: a reload builds a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sladaemon.calendar import from_us
+from sladaemon.config import Config
+from sladaemon.config.models import ReportConfig
+from sladaemon.escalate.book import Fired
+from sladaemon.escalate.outbox import Outbox, sla_key
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics
+from sladaemon.model import NotificationKind, SlaEventKind
+from sladaemon.notify.apprise_notifier import AppriseNotifier
+from sladaemon.notify.message import iso, notification_kind, operator_payload, sla_payload
+from sladaemon.predict.results import QueueAlert
+from sladaemon.report.kpi import KpiReport
+from sladaemon.report.render import as_html, as_table
+
+ALERTING = frozenset(
+    {
+        SlaEventKind.WARNING,
+        SlaEventKind.BREACH,
+        SlaEventKind.ESCALATION,
+        SlaEventKind.PREDICTED_BREACH,
+    }
+)
+# What a receiver with send_resolved must have been told before it hears of the late met.
+_TOLD_OF_BREACH = (NotificationKind.BREACH.value, NotificationKind.ESCALATION.value)
+
+
+class Router:
+    def __init__(
+        self,
+        config: Config,
+        outbox: Outbox,
+        notifier: AppriseNotifier,
+        metrics: DaemonMetrics,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.notifier = notifier
+        self.metrics = metrics
+        self.log = get_logger("sladaemon.route")
+
+    def sla_events(self, fired: Iterable[Fired], now: datetime) -> None:
+        horizon = now - self.config.daemon.catch_up
+        with self.outbox.batch():
+            for f in fired:
+                self._count(f)
+                if f.event.kind in ALERTING or f.event.kind is SlaEventKind.MET_LATE:
+                    if f.event.at < horizon:
+                        self.metrics.sla_events_skipped.labels(f.source).inc()
+                        continue
+                    self._log(f)
+                receivers = self._receivers(f)
+                if receivers:
+                    e = f.event
+                    key = sla_key(f.source, e)
+                    payload = sla_payload(key, f.source, e, self._link(f.source, e.ticket_id))
+                    self.outbox.post(key, notification_kind(e), payload, e.at, receivers)
+
+    def queue_alerts(self, alerts: Iterable[QueueAlert]) -> None:
+        receivers = self.config.predict.queue_alerts
+        with self.outbox.batch():
+            for alert in alerts:
+                self.metrics.queue_alerts.labels(alert.source, alert.queue).inc()
+                self.log.info(
+                    "queue_alert",
+                    source=alert.source,
+                    queue=alert.queue,
+                    will_miss=alert.will_miss,
+                    summary=alert.summary,
+                )
+                at = from_us(alert.at_us)
+                payload = {
+                    "id": alert.key,
+                    "kind": NotificationKind.QUEUE.value,
+                    "summary": alert.summary,
+                    "at": iso(at),
+                    "source": alert.source,
+                    "queue": alert.queue,
+                    "will_miss": alert.will_miss,
+                }
+                self.outbox.post(alert.key, NotificationKind.QUEUE, payload, at, receivers)
+
+    def operator(self, kind: str, subject: str, summary: str, since: float) -> None:
+        """Tell the operator receiver (if any) about the daemon itself; one message per
+        ``kind``, ``subject`` and ``since``."""
+        receiver = self.config.daemon.operator
+        if receiver is None:
+            return
+        stamp = datetime.fromtimestamp(since, UTC)
+        key = f"operator/{kind}/{subject}/{stamp.isoformat()}"
+        payload = operator_payload(key, summary, stamp, subject=subject)
+        self.outbox.post(key, NotificationKind.OPERATOR, payload, stamp, [receiver])
+
+    def report(self, cfg: ReportConfig, due: datetime, report: KpiReport) -> None:
+        key = f"report/{cfg.key}/{iso(due)}"
+        title = f"Support KPIs {cfg.key}: {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}"
+        payloads: dict[str, Mapping[str, Any]] = {}
+
+        def payload_for(receiver: str, target: int) -> Mapping[str, Any]:
+            fmt = cfg.format
+            if fmt == "auto":
+                fmt = "html" if self.notifier.prefers_html(receiver, target) else "text"
+            if fmt not in payloads:
+                body = as_html(report) if fmt == "html" else as_table(report)
+                payloads[fmt] = {
+                    "id": key,
+                    "kind": NotificationKind.REPORT.value,
+                    "title": title,
+                    "body": body,
+                    "format": fmt,
+                    "at": iso(due),
+                }
+            return payloads[fmt]
+
+        self.outbox.post(key, NotificationKind.REPORT, payload_for, due, cfg.receiver)
+
+    def _count(self, f: Fired) -> None:
+        e = f.event
+        self.metrics.sla_events.labels(f.source, e.policy, e.metric.value, e.kind.value).inc()
+        if e.kind is SlaEventKind.BREACH:
+            self.metrics.breaches.labels(f.source, e.policy, e.metric.value).inc()
+        elif e.kind is SlaEventKind.PREDICTED_BREACH:
+            self.metrics.predicted_breaches.labels(f.source, e.policy, e.metric.value).inc()
+
+    def _log(self, f: Fired) -> None:
+        e = f.event
+        self.log.info(
+            f"sla_{e.kind.value}",
+            source=f.source,
+            ticket=e.ticket_id,
+            policy=e.policy,
+            metric=e.metric.value,
+            level=e.level,
+            cycle=e.cycle,
+            at=e.at.isoformat(),
+            deadline=e.deadline.isoformat() if e.deadline else None,
+        )
+
+    def _receivers(self, f: Fired) -> list[str]:
+        e = f.event
+        if e.kind in ALERTING:
+            return list(e.details.get("notify", ()))
+        if e.kind is not SlaEventKind.MET_LATE:
+            return []
+        told = self.outbox.receivers_told(f.source, e.ticket_id, e.metric, e.cycle, _TOLD_OF_BREACH)
+        receivers = self.config.receivers
+        return [r for r in told if r in receivers and receivers[r].send_resolved]
+
+    def _link(self, source: str, ticket_id: str) -> str | None:
+        cfg = self.config.sources.get(source)
+        template = cfg.ticket_url if cfg else None
+        return template.replace("{ticket_id}", ticket_id) if template else None

@@ -1,0 +1,2 @@
+"""Notifications: what a message says (message.py), delivery through apprise
+(apprise_notifier.py)."""

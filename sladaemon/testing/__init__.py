@@ -1,1 +1,0 @@
-"""Helpers for testing sladaemon against real notification endpoints."""

@@ -1,0 +1,294 @@
+"""The daemon's stages one at a time, on a fake clock, without building the App: the ticket
+tracker, the router, the outbox, the deliverer and a source poller."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sladaemon.clock import FakeClock
+from sladaemon.config import Config, load_config
+from sladaemon.daemon.pollers import SourcePoller
+from sladaemon.daemon.tickets import TicketTracker
+from sladaemon.escalate.deliver import Deliverer
+from sladaemon.escalate.outbox import Outbox, cycle_prefix, sla_key
+from sladaemon.escalate.route import Router
+from sladaemon.metrics import DaemonMetrics
+from sladaemon.model import EventKind, Metric, NotificationKind, SlaEventKind, TicketEvent
+from sladaemon.notify.apprise_notifier import AppriseNotifier
+from sladaemon.sources.base import PollResult, SourceError
+from sladaemon.store.sqlite import OutboxItem, StateStore
+
+START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)  # a Monday
+
+
+def config(tmp_path: Path, catch_up: str = "1h") -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            calendars:
+              always: {{timezone: UTC, hours: {{mon-sun: "00:00-24:00"}}}}
+            receivers:
+              team: {{urls: ["console://", "console://"], send_resolved: true}}
+              quiet: {{urls: ["console://"]}}
+              ops: {{urls: ["console://"]}}
+            policies:
+              - name: support
+                calendar: always
+                targets: {{first_response: 1h}}
+                escalation:
+                  - {{at: 50%, notify: [team]}}
+                  - {{at: breach, notify: [team, quiet]}}
+            sources:
+              desk: {{type: csv, path: {tmp_path / "events.csv"}}}
+            daemon:
+              state: {tmp_path / "state.sqlite"}
+              operator: ops
+              catch_up: {catch_up}
+              delivery: {{first_retry: 1s, max_retry: 2s, max_attempts: 2}}
+              http: {{enabled: false}}
+            """
+        )
+    )
+    return load_config(path, environ={})
+
+
+def event(ticket: str, at: datetime, kind: EventKind, **fields: str) -> TicketEvent:
+    return TicketEvent(ticket, at, kind, fields=fields)
+
+
+@dataclass
+class Stages:
+    config: Config
+    clock: FakeClock
+    store: StateStore
+    metrics: DaemonMetrics
+    console: io.StringIO
+    notifier: AppriseNotifier
+    outbox: Outbox
+    router: Router
+
+    def pending(self) -> list[tuple[str, str, int]]:
+        rows = self.store.claim_due(now=1e12, limit=1000)
+        for row in rows:
+            self.store.retry_later(row.id, 0.0, "", count=False)
+        return sorted((row.key, row.receiver, row.target) for row in rows)
+
+
+@pytest.fixture
+def stages(tmp_path: Path) -> Iterator[Stages]:
+    cfg = config(tmp_path)
+    console = io.StringIO()
+    store = StateStore(cfg.daemon.state)
+    metrics = DaemonMetrics()
+    notifier = AppriseNotifier(cfg.receivers, console)
+    outbox = Outbox(store, notifier)
+    router = Router(cfg, outbox, notifier, metrics)
+    yield Stages(cfg, FakeClock(START), store, metrics, console, notifier, outbox, router)
+    notifier.close(wait=False)
+    store.close()
+
+
+async def test_the_cross_check_reports_a_differing_deadline_and_fires_nothing_itself(
+    stages: Stages,
+) -> None:
+    """Polled an hour late, a ticket whose levels have passed hands them to the timers: the
+    comparison with the helpdesk's deadline must not swallow them."""
+    tracker = TicketTracker(stages.config.policies, stages.store, stages.clock, stages.metrics)
+    await stages.clock.advance(timedelta(hours=2))
+    created = event("T1", START, EventKind.CREATED, **{"due:first_response": "2024-01-08T10:30Z"})
+    changes = tracker.ingest(
+        "desk", PollResult(events=[created]), stages.config.sources["desk"], persistent=True
+    )
+    assert changes.fired == [] and list(changes.touched) == [("desk", "T1")]
+    mismatches = stages.metrics.deadline_mismatches.labels("desk", "first_response")
+    assert mismatches._value.get() == 1
+    fired = tracker.fire_due()
+    assert [(f.event.kind, f.event.level) for f in fired] == [
+        (SlaEventKind.WARNING, "50%"),
+        (SlaEventKind.BREACH, "breach"),
+    ]
+    assert stages.store.load_events("desk")["T1"][0].ticket_id == "T1"
+
+
+async def test_the_router_fans_out_per_url_and_skips_what_is_older_than_catch_up(
+    stages: Stages,
+) -> None:
+    tracker = TicketTracker(stages.config.policies, stages.store, stages.clock, stages.metrics)
+    tracker.ingest(
+        "desk",
+        PollResult(events=[event("OLD", START, EventKind.CREATED)]),
+        stages.config.sources["desk"],
+        persistent=False,
+    )
+    tracker.ingest(
+        "desk",
+        PollResult(events=[event("NEW", START + timedelta(hours=2), EventKind.CREATED)]),
+        stages.config.sources["desk"],
+        persistent=False,
+    )
+    await stages.clock.advance(timedelta(hours=3, minutes=30))
+    stages.router.sla_events(tracker.fire_due(), stages.clock.now())
+    # OLD's levels (09:30, 10:00) are over an hour old; NEW's (11:30, 12:00) are not.
+    assert stages.pending() == [
+        ("desk/NEW/first_response/0/50%", "team", 0),
+        ("desk/NEW/first_response/0/50%", "team", 1),
+        ("desk/NEW/first_response/0/breach", "quiet", 0),
+        ("desk/NEW/first_response/0/breach", "team", 0),
+        ("desk/NEW/first_response/0/breach", "team", 1),
+    ]
+    assert stages.metrics.sla_events_skipped.labels("desk")._value.get() == 2
+
+
+async def test_a_metric_met_late_is_told_only_to_send_resolved_receivers_told_of_its_breach(
+    stages: Stages,
+) -> None:
+    tracker = TicketTracker(stages.config.policies, stages.store, stages.clock, stages.metrics)
+    desk = stages.config.sources["desk"]
+    tracker.ingest(
+        "desk", PollResult(events=[event("T1", START, EventKind.CREATED)]), desk, persistent=False
+    )
+    await stages.clock.advance(timedelta(hours=1, minutes=5))
+    stages.router.sla_events(tracker.fire_due(), stages.clock.now())
+    reply = event("T1", START + timedelta(hours=1, minutes=10), EventKind.AGENT_REPLY)
+    changes = tracker.ingest("desk", PollResult(events=[reply]), desk, persistent=False)
+    stages.router.sla_events(changes.fired, stages.clock.now())
+    late = [(k, r) for k, r, _ in stages.pending() if k.endswith("/met_late")]
+    assert late == [("desk/T1/first_response/0/met_late", "team")] * 2  # quiet: no send_resolved
+    told = stages.outbox.receivers_told("desk", "T1", Metric.FIRST_RESPONSE, 0, ["breach"])
+    assert sorted(told) == ["quiet", "team"]
+
+
+def test_the_outbox_writes_once_per_key_and_url_and_wakes_the_deliverer(stages: Stages) -> None:
+    payload = {"id": "k1", "kind": "operator", "summary": "hello", "at": "2024-01-08T09:00:00Z"}
+    with stages.outbox.batch():
+        stages.outbox.post("k1", NotificationKind.OPERATOR, payload, START, ["team"])
+        assert not stages.outbox.posted.is_set()  # written when the batch ends
+    assert stages.outbox.posted.is_set()
+    stages.outbox.posted.clear()
+    stages.outbox.post("k1", NotificationKind.OPERATOR, payload, START, ["team"])
+    assert not stages.outbox.posted.is_set()  # nothing new
+    assert stages.pending() == [("k1", "team", 0), ("k1", "team", 1)]
+
+
+async def test_sla_keys_share_the_prefix_of_their_cycle(stages: Stages) -> None:
+    tracker = TicketTracker(stages.config.policies, stages.store, stages.clock, stages.metrics)
+    tracker.ingest(
+        "desk",
+        PollResult(events=[event("T_1", START, EventKind.CREATED)]),
+        stages.config.sources["desk"],
+        persistent=False,
+    )
+    await stages.clock.advance(timedelta(hours=1))
+    (warning, breach) = tracker.fire_due()
+    prefix = cycle_prefix("desk", "T_1", Metric.FIRST_RESPONSE, 0)
+    assert sla_key("desk", warning.event) == prefix + "50%"
+    assert sla_key("desk", breach.event) == prefix + "breach"
+
+
+async def test_the_deliverer_retries_then_gives_up_and_tells_the_operator(stages: Stages) -> None:
+    alerts: list[tuple[str, str, str, float]] = []
+    payload = {"id": "k2", "kind": "breach", "ticket_id": "T9", "metric": "first_response"}
+    stages.store.enqueue([OutboxItem("k2", "nowhere", "breach", payload, START, 0)])
+    deliverer = Deliverer(
+        stages.store,
+        stages.notifier,
+        stages.config.daemon.delivery,
+        stages.outbox.posted,
+        stages.clock,
+        stages.metrics,
+        lambda *alert: alerts.append(alert),
+    )
+    sent, failed = await deliverer.drain()
+    assert (sent, failed) == (0, 1)
+    assert stages.store.outbox_counts() == {"failed": 1}  # an unknown receiver never heals
+    assert alerts and alerts[0][0] == "delivery_failed" and "k2" in alerts[0][2]
+
+
+async def test_the_deliverer_sends_each_url_once(stages: Stages) -> None:
+    payload = {"id": "k3", "kind": "operator", "summary": "hi", "at": "2024-01-08T09:00:00Z"}
+    stages.outbox.post("k3", NotificationKind.OPERATOR, payload, START, ["team"])
+    deliverer = Deliverer(
+        stages.store,
+        stages.notifier,
+        stages.config.daemon.delivery,
+        stages.outbox.posted,
+        stages.clock,
+        stages.metrics,
+        lambda *alert: None,
+    )
+    task = asyncio.create_task(deliverer.run())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if stages.store.outbox_counts() == {"delivered": 2}:
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert stages.store.outbox_counts() == {"delivered": 2}
+    assert stages.console.getvalue().count("[OPERATOR] sladaemon: hi") == 2
+
+
+class ScriptedSource:
+    """A source whose polls follow a script: an exception to raise or events to return."""
+
+    persistent = False
+
+    def __init__(self, script: list[Exception | PollResult]) -> None:
+        self.name = "desk"
+        self.script = script
+
+    async def poll(self, now: datetime) -> PollResult:
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_poller_reports_a_permanent_failure_at_once_and_its_recovery(
+    stages: Stages,
+) -> None:
+    results: list[PollResult] = []
+    alerts: list[tuple[str, str, str, float]] = []
+    source = ScriptedSource(
+        [
+            SourceError("401 Unauthorized", retryable=False),
+            SourceError("still 401", retryable=False),
+            PollResult(events=[event("T1", START, EventKind.CREATED)], more=True),
+            PollResult(unknown_statuses={"On Fire"}),
+        ]
+    )
+    poller = SourcePoller(
+        "desk",
+        source,
+        stages.config.sources["desk"],
+        stages.clock,
+        stages.metrics,
+        lambda name, result: results.append(result),
+        lambda *alert: alerts.append(alert),
+    )
+    assert await poller.poll_all() is None  # permanent: the caller waits long
+    assert await poller.poll_all() is None
+    assert [a[0] for a in alerts] == ["source_failing"]  # once, not per poll
+    failing_since = poller.health.failing_since
+    assert failing_since is not None and "401" in poller.health.last_error
+    assert await poller.poll_all() is True  # both pieces of the backlog
+    recovered = poller.health.failing_since is None
+    assert len(results) == 2 and recovered
+    assert stages.metrics.poll_errors.labels("desk")._value.get() == 2
+    poller.check_fresh(poller.health.started + 3600)  # an hour without success: stale
+    poller.check_fresh(poller.health.started + 3601)
+    assert [a[0] for a in alerts] == ["source_failing", "source_stale"]
+    poller.health.last_success = poller.health.started + 3700
+    poller.check_fresh(poller.health.started + 3701)
+    assert [a[0] for a in alerts] == ["source_failing", "source_stale", "source_recovered"]
