@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from sladaemon.daemon.pollers import SourcePoller
 from sladaemon.daemon.systemd import SystemdNotifier
@@ -16,22 +17,14 @@ TICK = 1.0  # seconds between rounds
 SWEEP_EVERY = 3600.0  # seconds between sweeps
 
 
+@dataclass(eq=False)
 class Housekeeping:
-    def __init__(
-        self,
-        pollers: Mapping[str, SourcePoller],
-        sweep: Callable[[], None],
-        store: StateStore,
-        metrics: DaemonMetrics,
-        systemd: SystemdNotifier,
-        status: Callable[[], str],
-    ) -> None:
-        self.pollers = pollers
-        self.sweep = sweep
-        self.store = store
-        self.metrics = metrics
-        self.systemd = systemd
-        self.status = status
+    pollers: Mapping[str, SourcePoller]
+    sweep: Callable[[], None]
+    store: StateStore
+    metrics: DaemonMetrics
+    systemd: SystemdNotifier
+    status: Callable[[], str]
 
     async def run(self) -> None:
         interval = self.systemd.watchdog_interval

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Mapping, Sized
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,20 +67,16 @@ class TicketGauges:
         return self._cached[1], self._cached[2]
 
 
+@dataclass(eq=False)
 class HttpEndpoints:
-    def __init__(
-        self,
-        listen: str,
-        metrics: DaemonMetrics,
-        pollers: Mapping[str, SourcePoller],
-        tickets: Sized,
-    ) -> None:
-        self.listen = listen
-        self.metrics = metrics
-        self.pollers = pollers
-        self.tickets = tickets
+    listen: str
+    metrics: DaemonMetrics
+    pollers: Mapping[str, SourcePoller]
+    tickets: Sized
+    _runner: web.AppRunner | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.http")
-        self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Listen; a port that cannot be bound is logged and the daemon goes on without."""

@@ -15,6 +15,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
@@ -36,23 +37,19 @@ _KPI_EVENTS = frozenset(
 )
 
 
+@dataclass(eq=False)
 class KpiFacts:
-    def __init__(
-        self,
-        ledger: KpiLedger,
-        replays: Mapping[TicketKey, TicketReplay],
-        config: Config,
-        clock: Clock,
-    ) -> None:
-        self.ledger = ledger
-        self.replays = replays
-        self.config = config
-        self.clock = clock
-        self.wake = asyncio.Event()
+    ledger: KpiLedger
+    replays: Mapping[TicketKey, TicketReplay]
+    config: Config
+    clock: Clock
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _changed: dict[TicketKey, TicketReplay] = field(default_factory=dict, init=False)
+    _escalated: dict[TicketKey, datetime] = field(default_factory=dict, init=False)
+    _figures: KpiReport | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.kpis")
-        self._changed: dict[TicketKey, TicketReplay] = {}
-        self._escalated: dict[TicketKey, datetime] = {}
-        self._figures: KpiReport | None = None
 
     @property
     def pending(self) -> int:

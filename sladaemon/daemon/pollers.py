@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sladaemon.clock import Clock
@@ -48,29 +48,23 @@ class SourceHealth:
         return now - reference <= self.stale_after
 
 
+@dataclass(eq=False)
 class SourcePoller:
-    def __init__(
-        self,
-        name: str,
-        source: Source,
-        cfg: SourceConfig,
-        clock: Clock,
-        metrics: DaemonMetrics,
-        on_result: PollHandler,
-        operator_alert: OperatorAlert,
-    ) -> None:
-        self.name = name
-        self.source = source
-        self.cfg = cfg
-        self.clock = clock
-        self.metrics = metrics
-        self.on_result = on_result
-        self.operator_alert = operator_alert
-        self.health = SourceHealth(cfg.stale_after.total_seconds(), time.time())
+    name: str
+    source: Source
+    cfg: SourceConfig
+    clock: Clock
+    metrics: DaemonMetrics
+    on_result: PollHandler
+    operator_alert: OperatorAlert
+    health: SourceHealth = field(init=False)
+    _unknown_statuses: set[str] = field(default_factory=set, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _rng: random.Random = field(default_factory=random.Random, init=False)
+
+    def __post_init__(self) -> None:
+        self.health = SourceHealth(self.cfg.stale_after.total_seconds(), time.time())
         self.log = get_logger("sladaemon.poll")
-        self._unknown_statuses: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._rng = random.Random()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"poll:{self.name}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sladaemon.calendar import from_us, to_us
@@ -30,22 +31,18 @@ LAST_CALL_MARGIN_S = 5.0  # clock seconds a last call is judged before its insta
 MARGIN_US = int(LAST_CALL_MARGIN_S * 1_000_000)
 
 
+@dataclass(eq=False)
 class PredictionLoop:
-    def __init__(
-        self,
-        config: Config,
-        replays: Mapping[TicketKey, TicketReplay],
-        clock: Clock,
-        on_predicted: Callable[[list[Fired]], None],
-        on_queue_alerts: Callable[[list[QueueAlert]], None],
-    ) -> None:
-        self.config = config
-        self.replays = replays
-        self.clock = clock
-        self.on_predicted = on_predicted
-        self.on_queue_alerts = on_queue_alerts
-        self.predictor = BreachPredictor(config.policies, config.predict)
-        self.wake = asyncio.Event()
+    config: Config
+    replays: Mapping[TicketKey, TicketReplay]
+    clock: Clock
+    on_predicted: Callable[[list[Fired]], None]
+    on_queue_alerts: Callable[[list[QueueAlert]], None]
+    predictor: BreachPredictor = field(init=False)
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self.predictor = BreachPredictor(self.config.policies, self.config.predict)
         self.log = get_logger("sladaemon.prediction")
 
     def reconfigure(self, config: Config) -> bool:

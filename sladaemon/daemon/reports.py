@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,21 +32,16 @@ MAX_MISSED_REPORTS = 1000  # missed instants counted after downtime, per report
 ReportHandler = Callable[[ReportConfig, datetime, KpiReport], None]
 
 
+@dataclass(eq=False)
 class ReportScheduler:
-    def __init__(
-        self,
-        config: Config,
-        kpis: KpiFacts,
-        clock: Clock,
-        metrics: DaemonMetrics,
-        on_report: ReportHandler,
-    ) -> None:
-        self.config = config
-        self.kpis = kpis
-        self.clock = clock
-        self.metrics = metrics
-        self.on_report = on_report
-        self.wake = asyncio.Event()
+    config: Config
+    kpis: KpiFacts
+    clock: Clock
+    metrics: DaemonMetrics
+    on_report: ReportHandler
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.reports")
 
     def reconfigure(self, config: Config) -> None:

@@ -21,6 +21,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sladaemon.clock import Clock
@@ -43,29 +44,22 @@ _NOT_TIMED = (NotificationKind.OPERATOR.value, NotificationKind.REPORT.value)
 OperatorAlert = Callable[[str, str, str, float], None]
 
 
+@dataclass(eq=False)
 class Deliverer:
-    def __init__(
-        self,
-        store: StateStore,
-        notifier: AppriseNotifier,
-        settings: DeliveryConfig,
-        wake: asyncio.Event,
-        clock: Clock,
-        metrics: DaemonMetrics,
-        operator_alert: OperatorAlert,
-    ) -> None:
-        self.store = store
-        self.notifier = notifier
-        self.settings = settings
-        self.wake = wake
-        self.clock = clock
-        self.metrics = metrics
-        self.operator_alert = operator_alert
+    store: StateStore
+    notifier: AppriseNotifier
+    settings: DeliveryConfig
+    wake: asyncio.Event  # set when rows may have fallen due (the outbox's ``posted``)
+    clock: Clock
+    metrics: DaemonMetrics
+    operator_alert: OperatorAlert
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _busy: Counter[str] = field(default_factory=Counter, init=False)  # in flight per receiver
+    _failing: set[str] = field(default_factory=set, init=False)  # last attempt failed
+    _rng: random.Random = field(default_factory=random.Random, init=False)
+
+    def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.deliver")
-        self.in_flight: set[asyncio.Task[None]] = set()
-        self._busy: Counter[str] = Counter()  # attempts in flight per receiver
-        self._failing: set[str] = set()  # receivers whose last attempt failed
-        self._rng = random.Random()
 
     def use(self, notifier: AppriseNotifier, settings: DeliveryConfig) -> None:
         """Send through a reloaded config's receivers from now on."""

@@ -19,6 +19,7 @@ A Router belongs to one config: a reload builds a new one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,18 +49,14 @@ ALERTING = frozenset(
 _TOLD_OF_BREACH = (NotificationKind.BREACH.value, NotificationKind.ESCALATION.value)
 
 
+@dataclass(eq=False)
 class Router:
-    def __init__(
-        self,
-        config: Config,
-        outbox: Outbox,
-        notifier: AppriseNotifier,
-        metrics: DaemonMetrics,
-    ) -> None:
-        self.config = config
-        self.outbox = outbox
-        self.notifier = notifier
-        self.metrics = metrics
+    config: Config
+    outbox: Outbox
+    notifier: AppriseNotifier
+    metrics: DaemonMetrics
+
+    def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.route")
 
     def sla_events(self, fired: Iterable[Fired], now: datetime) -> None:

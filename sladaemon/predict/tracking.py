@@ -35,7 +35,7 @@ from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.policy import SlaPolicy
 
 if TYPE_CHECKING:
-    from sladaemon.sla.engine import ClockCycle, MetricClock
+    from sladaemon.sla.clocks import ClockCycle, MetricClock
 
 
 class CycleTracker:
@@ -133,7 +133,9 @@ class CycleTracker:
         return True
 
     def take_fresh(self) -> list[FreshCycle]:
-        fresh, self.fresh = self.fresh, []
+        """The cycles seen for the first time since the last call."""
+        fresh = self.fresh
+        self.fresh = []
         return fresh
 
     def _observe_clock(

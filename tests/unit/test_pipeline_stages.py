@@ -76,6 +76,19 @@ class Stages:
     outbox: Outbox
     router: Router
 
+    def deliverer(self, alerts: list[tuple[str, str, str, float]]) -> Deliverer:
+        """A Deliverer on these stages; operator alerts are collected in ``alerts``."""
+        settings = self.config.daemon.delivery
+        return Deliverer(
+            self.store,
+            self.notifier,
+            settings,
+            self.outbox.posted,
+            self.clock,
+            self.metrics,
+            lambda *alert: alerts.append(alert),
+        )
+
     def pending(self) -> list[tuple[str, str, int]]:
         rows = self.store.claim_due(now=1e12, limit=1000)
         for row in rows:
@@ -198,15 +211,7 @@ async def test_the_deliverer_retries_then_gives_up_and_tells_the_operator(stages
     alerts: list[tuple[str, str, str, float]] = []
     payload = {"id": "k2", "kind": "breach", "ticket_id": "T9", "metric": "first_response"}
     stages.store.enqueue([OutboxItem("k2", "nowhere", "breach", payload, START, 0)])
-    deliverer = Deliverer(
-        stages.store,
-        stages.notifier,
-        stages.config.daemon.delivery,
-        stages.outbox.posted,
-        stages.clock,
-        stages.metrics,
-        lambda *alert: alerts.append(alert),
-    )
+    deliverer = stages.deliverer(alerts)
     sent, failed = await deliverer.drain()
     assert (sent, failed) == (0, 1)
     assert stages.store.outbox_counts() == {"failed": 1}  # an unknown receiver never heals
@@ -216,15 +221,7 @@ async def test_the_deliverer_retries_then_gives_up_and_tells_the_operator(stages
 async def test_the_deliverer_sends_each_url_once(stages: Stages) -> None:
     payload = {"id": "k3", "kind": "operator", "summary": "hi", "at": "2024-01-08T09:00:00Z"}
     stages.outbox.post("k3", NotificationKind.OPERATOR, payload, START, ["team"])
-    deliverer = Deliverer(
-        stages.store,
-        stages.notifier,
-        stages.config.daemon.delivery,
-        stages.outbox.posted,
-        stages.clock,
-        stages.metrics,
-        lambda *alert: None,
-    )
+    deliverer = stages.deliverer([])
     task = asyncio.create_task(deliverer.run())
     for _ in range(100):
         await asyncio.sleep(0.01)

@@ -30,9 +30,9 @@ nothing, and a batch is committed only once all its tickets are out.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -58,6 +58,14 @@ from sladaemon.sources.zendesk.payloads import (
     TicketExportPage,
     User,
 )
+from sladaemon.sources.zendesk.state import (
+    ExportBatch,
+    KnownTicket,
+    Reconciliation,
+    SyncPass,
+    SyncState,
+    int_or_none,
+)
 from sladaemon.statuses import StatusMap
 
 INITIAL_LOOKBACK = timedelta(minutes=5)
@@ -68,95 +76,6 @@ AUDIT_FETCHES_PER_POLL = 100
 SEARCH_PAGES_PER_POLL = 20
 SOLVED_RECHECK_AFTER = timedelta(days=7)  # Zendesk closes solved tickets after 4 days by default
 RECONCILE_RETRY = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class KnownTicket:
-    status: str
-    updated: int  # epoch seconds of the newest change applied
-
-
-@dataclass
-class SyncState:
-    """Where polling stands; saved as the cursor."""
-
-    export: str | None = None  # the ticket export's ``after_cursor``
-    start_time: int | None = None  # where the export starts without one (epoch seconds)
-    events_from: int | None = None  # the event export is processed up to here (epoch seconds)
-    known: dict[str, KnownTicket] = field(default_factory=dict)  # open tickets delivered
-    reconciled_at: float | None = None  # epoch seconds when the last reconciliation began
-
-    def to_cursor(self) -> dict[str, Any]:
-        return {
-            "export": self.export,
-            "start_time": self.start_time,
-            "events_from": self.events_from,
-            "known": {tid: [k.status, k.updated] for tid, k in self.known.items()},
-            "reconciled_at": self.reconciled_at,
-        }
-
-    @classmethod
-    def from_cursor(cls, cursor: object) -> Self:
-        """The state a cursor describes; a missing or unreadable cursor starts afresh."""
-        if not isinstance(cursor, dict):
-            return cls()
-        reconciled = cursor.get("reconciled_at")
-        try:
-            return cls(
-                export=_str_or_none(cursor.get("export")),
-                start_time=_int_or_none(cursor.get("start_time")),
-                events_from=_int_or_none(cursor.get("events_from")),
-                known=_known_from(cursor.get("known")),
-                reconciled_at=float(reconciled) if isinstance(reconciled, int | float) else None,
-            )
-        except (OverflowError, ValueError):
-            return cls()
-
-
-@dataclass
-class ExportBatch:
-    """Tickets read from the export whose events are not all out yet."""
-
-    tickets: dict[str, Ticket]  # in export order
-    issues: list[RowIssue]
-    after_cursor: str | None
-    end_of_stream: bool
-    newest: int  # epoch of the newest change in the batch
-    events_next: int  # where the ticket event export continues for this batch
-    events_read: bool = False
-    audits: dict[str, list[Audit] | None] = field(default_factory=dict)  # fetched one by one
-
-
-@dataclass
-class Reconciliation:
-    started_at: datetime
-    search_after: str | None = None
-    listed: bool = False
-    checked: bool = False
-    seen: set[str] = field(default_factory=set)
-    backlog: list[Ticket] = field(default_factory=list)  # open tickets never seen
-
-    def copy(self) -> Reconciliation:
-        return replace(self, seen=set(self.seen), backlog=list(self.backlog))
-
-
-class _Pass:
-    """What one poll changes; applied to the source only when the poll succeeds."""
-
-    def __init__(self, known: dict[str, KnownTicket], reconciliation: Reconciliation | None):
-        self.known = dict(known)
-        self.reconciliation = reconciliation.copy() if reconciliation else None
-        self.events: list[TicketEvent] = []
-        self.issues: list[RowIssue] = []
-        self.emitted: dict[str, set[str]] = {}
-        self.consumed: set[str] = set()  # tickets whose waiting audits are used up
-        self.closed: set[str] = set()
-        self.processed: list[str] = []  # tickets of the export batch done in this poll
-        self.caught_up = False  # the export has nothing more waiting
-        self.reconciled_at: float | None = None
-        self.incremental_requests = 0
-        self.audit_fetches = 0
-        self.groups_fetched = False
 
 
 class ZendeskSource:
@@ -196,7 +115,7 @@ class ZendeskSource:
             state.start_time = int((now - INITIAL_LOOKBACK).timestamp())
         if state.events_from is None:
             state.events_from = self._coverage_start = state.start_time
-        work = _Pass(state.known, self._reconciliation)
+        work = SyncPass(state.known, self._reconciliation)
         more = False
         work.caught_up = self._caught_up and self._batch is None
         if self._batch is not None or self._export_due():
@@ -239,7 +158,7 @@ class ZendeskSource:
             return True
         return time.monotonic() - self._last_export >= self.cfg.poll_interval.total_seconds()
 
-    async def _sync_export(self, work: _Pass) -> bool:
+    async def _sync_export(self, work: SyncPass) -> bool:
         """Read and process the export; True when more is waiting."""
         work.caught_up = False
         if self._batch is None:
@@ -257,7 +176,7 @@ class ZendeskSource:
         work.caught_up = batch.end_of_stream
         return not batch.end_of_stream
 
-    async def _read_export(self, work: _Pass) -> ExportBatch:
+    async def _read_export(self, work: SyncPass) -> ExportBatch:
         tickets: dict[str, Ticket] = {}
         issues: list[RowIssue] = []
         cursor = self._state.export
@@ -301,7 +220,7 @@ class ZendeskSource:
             events_next=max(0, window_end - overlap),
         )
 
-    async def _read_events(self, batch: ExportBatch, work: _Pass) -> None:
+    async def _read_events(self, batch: ExportBatch, work: SyncPass) -> None:
         """Read the ticket event export up to the batch's newest change. Audits of tickets in
         the batch, and newer audits of other tickets, wait in memory until their ticket is
         processed; re-read older audits of other tickets are already done."""
@@ -326,7 +245,7 @@ class ZendeskSource:
             else:
                 batch.events_next = end if end > start else start + 1
 
-    async def _process_batch(self, batch: ExportBatch, work: _Pass) -> None:
+    async def _process_batch(self, batch: ExportBatch, work: SyncPass) -> None:
         chosen: list[Ticket] = []
         for ticket_id, ticket in batch.tickets.items():
             first_seen = ticket_id not in work.known
@@ -365,7 +284,7 @@ class ZendeskSource:
 
     # ------------------------------------------------------------------ one ticket
 
-    def _apply(self, ticket: Ticket, work: _Pass, own_audits: list[Audit] | None = None) -> None:
+    def _apply(self, ticket: Ticket, work: SyncPass, own_audits: list[Audit] | None = None) -> None:
         """Turn one ticket snapshot (and its audits) into events, into ``work``."""
         ticket_id = str(ticket.id)
         known = work.known.get(ticket_id)
@@ -397,7 +316,7 @@ class ZendeskSource:
             work.known.pop(ticket_id, None)
             work.closed.add(ticket_id)
 
-    def _apply_snapshot(self, ticket: Ticket, work: _Pass) -> None:
+    def _apply_snapshot(self, ticket: Ticket, work: SyncPass) -> None:
         """A snapshot of a known ticket without its audits (reconciliation): correct its status
         when it is newer than what is known yet old enough that the export has passed it — a
         lost update. Newer changes are left to the export, which brings their audits."""
@@ -415,7 +334,7 @@ class ZendeskSource:
             work.known.pop(ticket_id, None)
             work.closed.add(ticket_id)
 
-    def _emit(self, work: _Pass, ticket_id: str, events: list[TicketEvent]) -> None:
+    def _emit(self, work: SyncPass, ticket_id: str, events: list[TicketEvent]) -> None:
         before = self._emitted.get(ticket_id, set())
         fresh = work.emitted.setdefault(ticket_id, set())
         for event in events:
@@ -441,7 +360,7 @@ class ZendeskSource:
             return True
         return now.timestamp() - reconciled_at >= self.cfg.reconcile_every.total_seconds()
 
-    async def _reconcile_safely(self, work: _Pass, now: datetime) -> bool:
+    async def _reconcile_safely(self, work: SyncPass, now: datetime) -> bool:
         """A reconciliation step whose failure does not hold up the export: what it did so far
         stands, the rest starts over a few minutes later."""
         try:
@@ -458,7 +377,7 @@ class ZendeskSource:
             self._reconcile_failing = False
         return more
 
-    async def _reconcile(self, work: _Pass, now: datetime) -> bool:
+    async def _reconcile(self, work: SyncPass, now: datetime) -> bool:
         """One step of the reconciliation; True while it is not finished."""
         run = work.reconciliation
         assert run is not None
@@ -473,7 +392,7 @@ class ZendeskSource:
         work.reconciled_at = run.started_at.timestamp()
         return False
 
-    async def _list_open_tickets(self, work: _Pass, run: Reconciliation) -> bool:
+    async def _list_open_tickets(self, work: SyncPass, run: Reconciliation) -> bool:
         """Go on listing the open tickets, at most ``SEARCH_PAGES_PER_POLL`` pages: known ones
         correct lost updates, unknown active ones join the backlog. True once listed."""
         pages = 0
@@ -489,7 +408,7 @@ class ZendeskSource:
             run.listed = run.search_after is None
         return True
 
-    def _note_listed(self, work: _Pass, run: Reconciliation, found: list[Ticket]) -> None:
+    def _note_listed(self, work: SyncPass, run: Reconciliation, found: list[Ticket]) -> None:
         """Take in one page of open tickets: a known one may bring a lost update, an unknown
         one that is watched and active waits in the backlog for its audits."""
         waiting = {str(t.id) for t in run.backlog}
@@ -503,7 +422,7 @@ class ZendeskSource:
                 if category is None or not category.is_done:
                     run.backlog.append(ticket)
 
-    async def _look_up_unlisted(self, work: _Pass, run: Reconciliation, now: datetime) -> None:
+    async def _look_up_unlisted(self, work: SyncPass, run: Reconciliation, now: datetime) -> None:
         """Look up the known tickets the listing did not show (see ``_recheck``): one gone is
         closed as vanished, one still there is corrected from its snapshot."""
         missing = [tid for tid, known in work.known.items() if self._recheck(tid, known, run, now)]
@@ -521,7 +440,7 @@ class ZendeskSource:
             else:
                 self._apply_snapshot(snapshot, work)
 
-    async def _read_backlog(self, work: _Pass, run: Reconciliation) -> bool:
+    async def _read_backlog(self, work: SyncPass, run: Reconciliation) -> bool:
         """Load the listed tickets never seen, with their history from their own audits, at
         most ``AUDIT_FETCHES_PER_POLL`` a poll. True once the backlog is empty."""
         while run.backlog:
@@ -551,7 +470,7 @@ class ZendeskSource:
 
     # ------------------------------------------------------------------ lookups
 
-    async def _fetch_audits(self, ticket: Ticket, work: _Pass) -> list[Audit] | None:
+    async def _fetch_audits(self, ticket: Ticket, work: SyncPass) -> list[Audit] | None:
         """All audits of one ticket; None when the ticket no longer exists."""
         work.audit_fetches += 1
         try:
@@ -571,7 +490,7 @@ class ZendeskSource:
 
     async def _complete_directory(
         self,
-        work: _Pass,
+        work: SyncPass,
         tickets: list[Ticket],
         own_audits: dict[str, list[Audit] | None],
     ) -> None:
@@ -584,7 +503,7 @@ class ZendeskSource:
             for audit in audits:
                 for event in audit.events:
                     if event.field_name == "group_id" and event.kind in ("Create", "Change"):
-                        group = _int_or_none(event.value)
+                        group = int_or_none(event.value)
                         if group is not None:
                             groups.add(group)
                     author = needs_role(event, audit, ticket.requester_id)
@@ -597,7 +516,7 @@ class ZendeskSource:
             for author in authors:
                 self.directory.roles.setdefault(author, "")  # unknown: counted as an agent
 
-    async def _complete_groups(self, work: _Pass, groups: set[int]) -> None:
+    async def _complete_groups(self, work: SyncPass, groups: set[int]) -> None:
         """Load the group list (once a poll) when a group's name is not known yet."""
         if groups - self.directory.groups.keys() and not work.groups_fetched:
             work.groups_fetched = True
@@ -632,7 +551,7 @@ class ZendeskSource:
 
     # ------------------------------------------------------------------ commit
 
-    def _commit(self, work: _Pass) -> None:
+    def _commit(self, work: SyncPass) -> None:
         state = self._state
         state.known = work.known
         for ticket_id, ids in work.emitted.items():
@@ -711,28 +630,3 @@ def _reason(exc: ValidationError) -> str:
 
 def _epoch(at: datetime | None) -> int:
     return int(at.timestamp()) if at is not None else 0
-
-
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _known_from(value: object) -> dict[str, KnownTicket]:
-    known: dict[str, KnownTicket] = {}
-    if isinstance(value, dict):
-        for ticket_id, entry in value.items():
-            if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str):
-                known[str(ticket_id)] = KnownTicket(entry[0], _int_or_none(entry[1]) or 0)
-    return known
