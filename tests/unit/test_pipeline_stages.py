@@ -1,5 +1,6 @@
 """The daemon's stages one at a time, on a fake clock, without building the App: the ticket
-tracker, the router, the outbox, the deliverer and a source poller."""
+tracker, the router, the outbox, the deliverer, a source poller, the report scheduler and the
+KPI facts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 
 from sladaemon.clock import FakeClock
 from sladaemon.config import Config, load_config
+from sladaemon.daemon.kpis import KpiFacts
 from sladaemon.daemon.pollers import SourcePoller
+from sladaemon.daemon.reports import ReportScheduler
 from sladaemon.daemon.tickets import TicketTracker
 from sladaemon.escalate.deliver import Deliverer
 from sladaemon.escalate.outbox import Outbox, cycle_prefix, sla_key
@@ -23,13 +26,14 @@ from sladaemon.escalate.route import Router
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import EventKind, Metric, NotificationKind, SlaEventKind, TicketEvent
 from sladaemon.notify.apprise_notifier import AppriseNotifier
+from sladaemon.report.ledger import KpiLedger
 from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.store.sqlite import OutboxItem, StateStore
 
 START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)  # a Monday
 
 
-def config(tmp_path: Path, catch_up: str = "1h") -> Config:
+def config(tmp_path: Path, catch_up: str = "1h", reports: str = "[]") -> Config:
     path = tmp_path / "config.yaml"
     path.write_text(
         textwrap.dedent(
@@ -49,6 +53,7 @@ def config(tmp_path: Path, catch_up: str = "1h") -> Config:
                   - {{at: breach, notify: [team, quiet]}}
             sources:
               desk: {{type: csv, path: {tmp_path / "events.csv"}}}
+            reports: {reports}
             daemon:
               state: {tmp_path / "state.sqlite"}
               operator: ops
@@ -289,3 +294,43 @@ async def test_a_poller_reports_a_permanent_failure_at_once_and_its_recovery(
     poller.health.last_success = poller.health.started + 3700
     poller.check_fresh(poller.health.started + 3701)
     assert [a[0] for a in alerts] == ["source_failing", "source_stale", "source_recovered"]
+
+
+async def test_the_report_scheduler_sends_the_latest_due_report_and_counts_the_missed(
+    tmp_path: Path,
+) -> None:
+    daily = '[{name: daily, every: "daily 08:00", period: 1d, receiver: team, format: text}]'
+    cfg = config(tmp_path, reports=daily)
+    clock = FakeClock(START)  # Monday 09:00: today's 08:00 is within catch_up
+    ledger = KpiLedger(cfg.daemon.state)
+    kpis = KpiFacts(ledger, {}, cfg, clock)
+    sent: list[datetime] = []
+    metrics = DaemonMetrics()
+    scheduler = ReportScheduler(cfg, kpis, clock, metrics, lambda _, due, report: sent.append(due))
+    assert scheduler.run_due() == START + timedelta(hours=23)  # next: Tuesday 08:00
+    assert sent == [START - timedelta(hours=1)]
+    assert scheduler.run_due() is not None and len(sent) == 1  # each instant once
+    await clock.advance(timedelta(days=3))  # down over Tue, Wed; Thu 08:00 is an hour ago
+    scheduler.run_due()
+    assert sent[1:] == [START + timedelta(days=3, hours=-1)]
+    assert metrics.reports_skipped.labels("daily")._value.get() == 2
+    ledger.close()
+
+
+async def test_kpi_facts_keep_the_first_escalation_and_write_what_changed(stages: Stages) -> None:
+    tracker = TicketTracker(stages.config.policies, stages.store, stages.clock, stages.metrics)
+    ledger = KpiLedger(stages.config.daemon.state)
+    kpis = KpiFacts(ledger, tracker.replays, stages.config, stages.clock)
+    desk = stages.config.sources["desk"]
+    changes = tracker.ingest(
+        "desk", PollResult(events=[event("T1", START, EventKind.CREATED)]), desk, persistent=True
+    )
+    kpis.note(changes.touched, changes.fired)
+    assert kpis.pending == 1 and kpis.wake.is_set()
+    assert kpis.write() == 1 and kpis.pending == 0
+    await stages.clock.advance(timedelta(hours=2))
+    kpis.note({}, tracker.fire_due())  # the breach decides the cycle: its facts change
+    assert kpis.pending == 1 and kpis.write() == 1
+    figures = kpis.figures()
+    assert figures is not None and figures.end == stages.clock.now()
+    ledger.close()
