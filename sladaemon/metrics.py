@@ -130,6 +130,24 @@ class DaemonMetrics:
             ["source", "queue"],
             registry=r,
         )
+        self.loop_crashes = Counter(
+            "sladaemon_loop_crashes_total",
+            "Daemon loops that ended with an error and were restarted",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_up = Gauge(
+            "sladaemon_loop_up",
+            "1 while the loop runs, 0 from its crash until it has run a while again",
+            ["loop"],
+            registry=r,
+        )
+        self.state_write_errors = Counter(
+            "sladaemon_state_write_errors_total",
+            "Writes to the state file that failed and are retried (locked file, full disk)",
+            ["what"],
+            registry=r,
+        )
         self.invalid_targets = Gauge(
             "sladaemon_receiver_invalid_urls",
             "Receiver URLs apprise cannot use",

@@ -10,6 +10,7 @@ SIGHUP queues a reload; reloads run one after the other).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import TextIO
 
 from sladaemon.clock import Clock
@@ -21,6 +22,7 @@ from sladaemon.daemon.kpis import KpiFacts
 from sladaemon.daemon.pollers import SourcePoller
 from sladaemon.daemon.prediction import PredictionLoop
 from sladaemon.daemon.reports import ReportScheduler
+from sladaemon.daemon.supervise import LoopFactory, Supervisor
 from sladaemon.daemon.systemd import SystemdNotifier
 from sladaemon.daemon.tickets import Changes, TicketTracker
 from sladaemon.errors import ConfigError
@@ -61,7 +63,8 @@ class App:
         self.ledger = KpiLedger(config.daemon.state)
         self.notifier = AppriseNotifier(config.receivers, console)
         self.tickets = TicketTracker(config.policies, self.store, self.clock, self.metrics)
-        self.outbox = Outbox(self.store, self.notifier)
+        self.outbox = Outbox(self.store, self.notifier, self.metrics)
+        self.supervisor = Supervisor(self.metrics, self.alert)
         self.router = Router(config, self.outbox, self.notifier, self.metrics)
         self.deliverer = Deliverer(
             self.store,
@@ -81,18 +84,19 @@ class App:
         )
         self.pollers: dict[str, SourcePoller] = {}
         self.housekeeping = Housekeeping(
-            self.pollers, self.sweep, self.store, self.metrics, self.systemd, self.status
-        )
+            self.pollers, self.supervisor, self.outbox, self.sweep, self.metrics, self.systemd,
+            self.status,
+        )  # fmt: skip
         self.http: HttpEndpoints | None = None
         if serve_http and config.daemon.http.enabled:
             self.http = HttpEndpoints(
-                config.daemon.http.listen, self.metrics, self.pollers, self.tickets
-            )
+                config.daemon.http.listen, self.metrics, self.pollers, self.supervisor,
+                self.tickets,
+            )  # fmt: skip
         gauges = TicketGauges(self.tickets.replays, self.clock)
         self.metrics.add_collector(TicketCollector(gauges.open_tickets, gauges.open_clocks))
         self.metrics.add_collector(KpiCollector(self.kpis.figures))
         self.metrics.add_collector(QueueCollector(self.prediction.queue_figures))
-        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._reloads: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -101,18 +105,19 @@ class App:
     async def start(self) -> None:
         """Open state, resume where the last run stopped, run a first poll and evaluation."""
         await self._first_pass()
-        loops = {
-            "timer": self.tickets.run_timers(lambda fired: self.apply(Changes(fired=fired))),
-            "delivery": self.deliverer.run(),
-            "housekeeping": self.housekeeping.run(),
-            "reports": self.reports.run(),
-            "kpis": self.kpis.run(),
-            "predict": self.prediction.run(),
-            "reloads": self._reload_queue(),
+        loops: dict[str, LoopFactory] = {
+            "timer": lambda: self.tickets.run_timers(lambda f: self.apply(Changes(fired=f))),
+            "delivery": self.deliverer.run,
+            "housekeeping": self.housekeeping.run,
+            "reports": self.reports.run,
+            "kpis": self.kpis.run,
+            "predict": self.prediction.run,
+            "reloads": self._reload_queue,
         }
-        self._tasks = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
+        for name, loop in loops.items():
+            self.supervisor.start(name, loop)
         for poller in self.pollers.values():
-            poller.start()
+            self.supervisor.start(poller.loop_name, poller.run)
         if self.http is not None:
             await self.http.start()
         sources, tickets, speed = list(self.pollers), len(self.tickets), self.clock.speed
@@ -131,11 +136,7 @@ class App:
     async def shutdown(self) -> None:
         self.systemd.stopping()
         self.log.info("daemon_stopping", in_flight=len(self.deliverer.in_flight))
-        for poller in self.pollers.values():
-            await poller.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
         await self.deliverer.stop(STOP_GRACE)
         if self.http is not None:
             await self.http.stop()
@@ -214,7 +215,7 @@ class App:
                 if name in new.sources:
                     poller = self._add_source(name, new.sources[name])
                     await poller.poll_all()
-                    poller.start()
+                    self.supervisor.start(poller.loop_name, poller.run)
         changes = self.tickets.replace_policies(new.policies)
         if not self.prediction.reconfigure(new):  # history weighed anew: start over
             for name, poller in self.pollers.items():
@@ -239,12 +240,17 @@ class App:
             self.prediction.remember(name, self.tickets.learnt(name, skip=tickets))
             self.apply(changes)
         poller = SourcePoller(name, source, cfg, self.clock, self.metrics, self._ingest, self.alert)
+        if source.persistent:  # after a failed ingest, read again from the stored cursor
+            poller.reopen = lambda: build_source(
+                name, cfg, self.store.cursor(name), self.clock.now()
+            )
         self.pollers[name] = poller
         return poller
 
     async def _remove_source(self, name: str) -> None:
         poller = self.pollers.pop(name, None)
         if poller is not None:
+            await self.supervisor.stop(poller.loop_name)
             await poller.close()
         self.tickets.forget_source(name)
         self.prediction.forget_source(name)
@@ -261,7 +267,10 @@ class App:
         self.route(changes.fired)
         self.kpis.note(changes.touched, changes.fired)
         if changes.closed:
-            self.kpis.write(changes.closed)
+            try:
+                self.kpis.write(changes.closed)
+            except (sqlite3.Error, OSError) as exc:
+                self.kpis.note_failed_write(exc)
         self.prediction.observe(changes.touched, changes.closed)
 
     def route(self, fired: list[Fired]) -> None:

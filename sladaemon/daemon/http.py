@@ -1,7 +1,9 @@
 """The daemon's HTTP endpoints: ``/healthz`` and ``/metrics``.
 
-``/healthz`` answers 200 while every source is fresh and 503 (``"stale"``) otherwise, with
-each source's last success and, when stale, its last error. ``/metrics`` is Prometheus'
+``/healthz`` answers 200 while every source is fresh and every loop runs; 503 ``"failing"`` at
+once when a loop crashed or a poll's events could not be taken in (with the error), 503
+``"stale"`` when a source has had no successful poll for ``stale_after`` (with its last
+error). ``/metrics`` is Prometheus'
 text format; the SLA-state gauges count every open clock, so they are recomputed at most
 every ``SCRAPE_CACHE`` seconds.
 """
@@ -22,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sladaemon.calendar import to_us
 from sladaemon.clock import Clock
 from sladaemon.daemon.pollers import SourceHealth, SourcePoller
+from sladaemon.daemon.supervise import Supervisor
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import TicketKey
@@ -72,6 +75,7 @@ class HttpEndpoints:
     listen: str
     metrics: DaemonMetrics
     pollers: Mapping[str, SourcePoller]
+    supervisor: Supervisor
     tickets: Sized
     _runner: web.AppRunner | None = field(default=None, init=False)
 
@@ -101,13 +105,17 @@ class HttpEndpoints:
     async def _healthz(self, request: web.Request) -> web.Response:
         now = time.time()
         report = {name: _health(p.health, now) for name, p in self.pollers.items()}
-        ok = all(r["fresh"] for r in report.values())
-        body = {
-            "status": "ok" if ok else "stale",
-            "sources": report,
-            "tickets": len(self.tickets),
+        since = time.monotonic()
+        loops = {
+            name: {"error": f.error, "crashes": f.crashes, "failing_for_s": round(since - f.since)}
+            for name, f in self.supervisor.failing.items()
         }
-        return web.json_response(body, status=200 if ok else 503)
+        if loops or any(r["ingest_error"] for r in report.values()):
+            status = "failing"
+        else:
+            status = "ok" if all(r["fresh"] for r in report.values()) else "stale"
+        body = {"status": status, "sources": report, "loops": loops, "tickets": len(self.tickets)}
+        return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         data = await asyncio.to_thread(generate_latest, self.metrics.registry)
@@ -117,4 +125,5 @@ class HttpEndpoints:
 def _health(h: SourceHealth, now: float) -> dict[str, Any]:
     fresh = h.fresh(now)
     last = datetime.fromtimestamp(h.last_success, UTC).isoformat() if h.last_success else None
-    return {"fresh": fresh, "last_success": last, "error": "" if fresh else h.last_error}
+    error = h.ingest_error or ("" if fresh else h.last_error)
+    return {"fresh": fresh, "last_success": last, "error": error, "ingest_error": h.ingest_error}

@@ -83,22 +83,33 @@ class KpiFacts:
         most ``limit``, 0: all). Returns how many tickets were written."""
         if keys is None:
             keys = list(self._changed) if limit <= 0 else list(islice(self._changed, limit))
-        by_source: dict[str, list[TicketFacts]] = {}
-        written = 0
+        by_source: dict[str, list[TicketKey]] = {}
         for key in keys:
-            replay = self._changed.pop(key, None)
-            escalated = self._escalated.pop(key, None)
-            if replay is None or not replay.events:
-                continue
-            facts = by_source.setdefault(key[0], [])
-            facts.append(ticket_facts(replay, escalated))
-            written += 1
-            if len(facts) >= FACTS_CHUNK:  # bounded memory when many tickets change at once
-                self.ledger.record(key[0], facts)
-                facts.clear()
-        for source, facts in by_source.items():
-            self.ledger.record(source, facts)
+            by_source.setdefault(key[0], []).append(key)
+        written = 0
+        for source, source_keys in by_source.items():
+            for start in range(0, len(source_keys), FACTS_CHUNK):  # bounded memory
+                written += self._record(source, source_keys[start : start + FACTS_CHUNK])
         return written
+
+    def note_failed_write(self, exc: Exception) -> None:
+        """A write of the facts failed (the state file): they stay noted, the loop retries."""
+        self.log.error("kpi_facts_failed", error=str(exc), waiting=len(self._changed))
+        self.wake.set()
+
+    def _record(self, source: str, keys: list[TicketKey]) -> int:
+        """Write these tickets' facts; they leave the changed set only once written."""
+        facts: list[TicketFacts] = []
+        for key in keys:
+            replay = self._changed.get(key)
+            if replay is not None and replay.events:
+                facts.append(ticket_facts(replay, self._escalated.get(key)))
+        if facts:
+            self.ledger.record(source, facts)
+        for key in keys:
+            self._changed.pop(key, None)
+            self._escalated.pop(key, None)
+        return len(facts)
 
     async def run(self) -> None:
         while True:

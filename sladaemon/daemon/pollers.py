@@ -8,7 +8,10 @@
   poll succeeds again; ``check_fresh`` reports ``source_stale`` (log and operator) once no poll
   has succeeded for ``stale_after``, and ``source_recovered`` when one does.
 * What a successful poll brings goes to ``on_result``; rows the source skipped and statuses it
-  did not know are logged here (each unknown status once).
+  did not know are logged here (each unknown status once). When ``on_result`` fails (the state
+  file refused the events), the error is logged with its traceback, told to the operator and
+  shown in ``/healthz`` at once, and the source is reopened from the last stored cursor so the
+  same events come again on the next poll.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +45,7 @@ class SourceHealth:
     last_success: float | None = None
     failing_since: float | None = None
     last_error: str = ""
+    ingest_error: str = ""  # the daemon's own failure to take what a poll brought
     stale: bool = False
 
     def fresh(self, now: float) -> bool:
@@ -57,26 +62,21 @@ class SourcePoller:
     metrics: DaemonMetrics
     on_result: PollHandler
     operator_alert: OperatorAlert
+    reopen: Callable[[], Source] | None = None  # a fresh source from the stored cursor
     health: SourceHealth = field(init=False)
     _unknown_statuses: set[str] = field(default_factory=set, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _reopen_needed: bool = field(default=False, init=False)
     _rng: random.Random = field(default_factory=random.Random, init=False)
 
     def __post_init__(self) -> None:
         self.health = SourceHealth(self.cfg.stale_after.total_seconds(), time.time())
         self.log = get_logger("sladaemon.poll")
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"poll:{self.name}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    @property
+    def loop_name(self) -> str:
+        return f"poll:{self.name}"
 
     async def close(self) -> None:
-        await self.stop()
         await self.source.close()
 
     async def run(self) -> None:
@@ -105,18 +105,27 @@ class SourcePoller:
         """One poll: (outcome as for ``poll_all``, whether more is waiting)."""
         started = time.monotonic()
         try:
+            if self._reopen_needed:
+                await self._reopen()
             result = await asyncio.wait_for(self.source.poll(self.clock.now()), POLL_TIMEOUT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return self._failed(exc), False
         self.metrics.poll_duration.labels(self.name).observe(time.monotonic() - started)
-        self.metrics.last_poll.labels(self.name).set(time.time())
-        if self.health.failing_since is not None:
-            self.log.info("poll_recovered", source=self.name)
-        self.health.failing_since, self.health.last_success = None, time.time()
         self._report_input(result)
-        self.on_result(self.name, result)
+        try:
+            self.on_result(self.name, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. the state file refused the events: read them again
+            self._reopen_needed = self.reopen is not None
+            return self._ingest_failed(exc), False
+        self.metrics.last_poll.labels(self.name).set(time.time())
+        health = self.health
+        if health.failing_since is not None:
+            self.log.info("poll_recovered", source=self.name)
+        health.failing_since, health.last_success, health.ingest_error = None, time.time(), ""
         return True, result.more
 
     def check_fresh(self, now: float) -> None:
@@ -141,6 +150,37 @@ class SourcePoller:
             self.operator_alert(
                 "source_recovered", self.name, f"source {self.name} is polled again", now
             )
+
+    async def _reopen(self) -> None:
+        """A fresh source from the last cursor the state file holds, so what the failed
+        ingest had read comes again."""
+        assert self.reopen is not None
+        fresh = self.reopen()
+        old, self.source = self.source, fresh
+        self._reopen_needed = False
+        await old.close()
+        self.log.info("source_reopened", source=self.name)
+
+    def _ingest_failed(self, exc: Exception) -> bool:
+        error = f"ingest failed: {type(exc).__name__}: {exc}"
+        self.log.error(
+            "ingest_failed",
+            source=self.name,
+            error=error,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        first = not self.health.ingest_error
+        self.health.ingest_error = error
+        self._failed(exc)
+        self.health.last_error = error
+        if first:
+            self.operator_alert(
+                "ingest_failed",
+                self.name,
+                f"events of source {self.name} could not be processed; retrying: {error}",
+                time.time(),
+            )
+        return False
 
     def _failed(self, exc: Exception) -> bool | None:
         health = self.health

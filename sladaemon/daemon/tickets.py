@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -137,7 +138,11 @@ class TicketTracker:
         """Delete tickets' events, keeping what the predictor learnt from them (one
         transaction)."""
         learnt = [c for replay in replays.values() for c in learnt_cycles(replay)]
-        self.store.forget_tickets(source, [ticket for _, ticket in replays], learnt)
+        try:
+            self.store.forget_tickets(source, [ticket for _, ticket in replays], learnt)
+        except (sqlite3.Error, OSError) as exc:  # their events stay; retired at a later close
+            self.metrics.state_write_errors.labels("retire").inc()
+            self.log.error("retire_failed", source=source, tickets=len(replays), error=str(exc))
 
     def prune_learnt(self, before: datetime) -> None:
         """Forget learnt cycles that ended (or, never met, started) before ``before``."""

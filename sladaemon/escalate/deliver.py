@@ -10,7 +10,9 @@ Contract, in the order the code follows it:
 * a failure that may pass is tried again after ``retry_delay`` (``daemon.delivery``), up to
   ``max_attempts``; a permanent one, or the last attempt, marks the row ``failed`` and tells
   the operator (unless the row was itself an operator message);
-* a receiver's template that cannot be rendered falls back to the default message.
+* a receiver's template that cannot be rendered falls back to the default message;
+* an outcome the state file refuses (locked, full) is kept in memory and recorded before
+  anything new is claimed.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sladaemon.clock import Clock
 from sladaemon.config.models import DeliveryConfig
@@ -37,6 +41,7 @@ from sladaemon.store.sqlite import OutboxRow, StateStore
 MAX_IN_FLIGHT = 32
 PER_RECEIVER = 4  # in flight per receiver: a slow or hanging one cannot starve the others
 CRASH_RETRY = 5.0  # seconds before a row whose attempt crashed is tried again
+RECORD_RETRY = 1.0  # seconds between tries to record outcomes the state file refused
 MIN_WAIT = 0.05  # seconds the loop sleeps at least before looking at the outbox again
 _NOT_TIMED = (NotificationKind.OPERATOR.value, NotificationKind.REPORT.value)
 
@@ -57,6 +62,8 @@ class Deliverer:
     _busy: Counter[str] = field(default_factory=Counter, init=False)  # in flight per receiver
     _failing: set[str] = field(default_factory=set, init=False)  # last attempt failed
     _rng: random.Random = field(default_factory=random.Random, init=False)
+    _unrecorded: list[Callable[[], None]] = field(default_factory=list, init=False)
+    _record_failing: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.deliver")
@@ -68,6 +75,9 @@ class Deliverer:
     async def run(self) -> None:
         """Start attempts as rows fall due, until cancelled."""
         while True:
+            if not self._record_pending():  # the state file refuses writes: wait, then retry
+                await asyncio.sleep(RECORD_RETRY)
+                continue
             free = MAX_IN_FLIGHT - len(self.in_flight)
             if free > 0 and self._start(free):
                 continue
@@ -98,13 +108,37 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*self.in_flight, return_exceptions=True)
 
+    def _record(self, update: Callable[[], None]) -> None:
+        """Apply an outcome to the outbox; one the state file refuses is kept, in order, and
+        applied before anything new is claimed (a row is never sent twice for it)."""
+        self._unrecorded.append(update)
+        self._record_pending()
+
+    def _record_pending(self) -> bool:
+        while self._unrecorded:
+            try:
+                self._unrecorded[0]()
+            except (sqlite3.Error, OSError) as exc:
+                self.metrics.state_write_errors.labels("delivery").inc()
+                if not self._record_failing:
+                    self._record_failing = True
+                    self.log.error(
+                        "delivery_record_failed", error=str(exc), waiting=len(self._unrecorded)
+                    )
+                return False
+            self._unrecorded.pop(0)
+        if self._record_failing:
+            self._record_failing = False
+            self.log.info("delivery_record_recovered")
+        return True
+
     def _start(self, free: int) -> int:
         """Claim up to ``free`` due rows of receivers with room; returns how many started."""
         saturated = [r for r, n in self._busy.items() if n >= PER_RECEIVER]
         started = 0
         for row in self.store.claim_due(limit=free, skip_receivers=saturated):
             if self._busy[row.receiver] >= PER_RECEIVER:
-                self.store.retry_later(row.id, time.time(), "", count=False)
+                self._record(partial(self.store.retry_later, row.id, time.time(), "", count=False))
                 continue
             self._busy[row.receiver] += 1
             task = asyncio.create_task(self._send(row))
@@ -121,7 +155,7 @@ class Deliverer:
         except Exception as exc:  # never lose the row: it goes back to pending
             self.log.exception("delivery_crashed", id=row.key, receiver=row.receiver)
             error = f"{type(exc).__name__}: {exc}"
-            self.store.retry_later(row.id, time.time() + CRASH_RETRY, error)
+            self._record(partial(self.store.retry_later, row.id, time.time() + CRASH_RETRY, error))
         finally:
             self._busy[row.receiver] -= 1
 
@@ -139,7 +173,7 @@ class Deliverer:
         self.metrics.delivery_attempts_failed.labels(row.receiver).inc()
         attempts = row.attempts + 1
         if outcome.retryable and final:
-            self.store.retry_later(row.id, time.time(), outcome.error)
+            self._record(partial(self.store.retry_later, row.id, time.time(), outcome.error))
             self.log.warning(
                 "delivery_failed", receiver=row.receiver, id=row.key, error=outcome.error
             )
@@ -150,7 +184,7 @@ class Deliverer:
         return False
 
     def _delivered(self, row: OutboxRow) -> None:
-        self.store.delivered(row.id)
+        self._record(partial(self.store.delivered, row.id, time.time()))
         self.metrics.escalations_sent.labels(row.receiver, row.kind).inc()
         if row.kind not in _NOT_TIMED:
             due = datetime.fromisoformat(row.due_at)
@@ -168,7 +202,7 @@ class Deliverer:
             self.settings.max_retry.total_seconds(),
             self._rng,
         )
-        self.store.retry_later(row.id, time.time() + delay, outcome.error)
+        self._record(partial(self.store.retry_later, row.id, time.time() + delay, outcome.error))
         if row.receiver not in self._failing:
             self._failing.add(row.receiver)
             self.log.warning(
@@ -176,7 +210,7 @@ class Deliverer:
             )
 
     def _give_up(self, row: OutboxRow, attempts: int, outcome: DeliveryOutcome) -> None:
-        self.store.failed(row.id, outcome.error)
+        self._record(partial(self.store.failed, row.id, outcome.error))
         self.metrics.escalations_failed.labels(row.receiver, row.kind).inc()
         self.log.error(
             "delivery_gave_up",

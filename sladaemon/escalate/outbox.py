@@ -7,16 +7,23 @@ notification's identity: posting a key again for the same URL is a no-op, so re-
 reloads and restarts never send twice. The key of an SLA message is
 ``source/ticket/metric/cycle/level`` (``sla_key``); ``cycle_prefix`` is the shared start of the
 keys of one metric's cycle, by which ``receivers_told`` finds who heard of its breach.
+
+A state file that refuses the write (locked, full) never loses a post: the rows wait in memory,
+in order, and ``flush`` (on the next post, and every second from housekeeping) writes them once
+the file takes them again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from sladaemon.logs import get_logger
+from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import Metric, NotificationKind, SlaEvent
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.store.sqlite import OutboxItem, StateStore
@@ -38,11 +45,17 @@ def sla_key(source: str, event: SlaEvent) -> str:
 
 
 class Outbox:
-    def __init__(self, store: StateStore, notifier: AppriseNotifier) -> None:
+    def __init__(
+        self, store: StateStore, notifier: AppriseNotifier, metrics: DaemonMetrics
+    ) -> None:
         self.store = store
         self.notifier = notifier
+        self.metrics = metrics
         self.posted = asyncio.Event()  # set when new rows were written; the Deliverer waits
+        self.log = get_logger("sladaemon.outbox")
         self._batch: list[OutboxItem] | None = None
+        self._unwritten: list[OutboxItem] = []  # the state file refused them: written later
+        self._failing = False
 
     def use(self, notifier: AppriseNotifier) -> None:
         """Fan out over the receivers of a reloaded config from now on."""
@@ -91,8 +104,29 @@ class Outbox:
             self._write(items)
 
     def _write(self, items: list[OutboxItem]) -> None:
-        if self.store.enqueue(items):
+        self._unwritten.extend(items)
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what could not be written before (a locked or full state file); True when
+        nothing is left waiting. Rows wait in order, in memory, until the file takes them."""
+        if not self._unwritten:
+            return True
+        try:
+            new = self.store.enqueue(self._unwritten)
+        except (sqlite3.Error, OSError) as exc:
+            self.metrics.state_write_errors.labels("outbox").inc()
+            if not self._failing:
+                self._failing = True
+                self.log.error("outbox_write_failed", error=str(exc), waiting=len(self._unwritten))
+            return False
+        if self._failing:
+            self._failing = False
+            self.log.info("outbox_write_recovered", written=len(self._unwritten))
+        self._unwritten = []
+        if new:
             self.posted.set()
+        return True
 
     def receivers_told(
         self, source: str, ticket_id: str, metric: Metric, cycle: int, kinds: Iterable[str]

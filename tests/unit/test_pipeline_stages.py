@@ -1,11 +1,12 @@
 """The daemon's stages one at a time, on a fake clock, without building the App: the ticket
-tracker, the router, the outbox, the deliverer, a source poller, the report scheduler and the
-KPI facts."""
+tracker, the router, the outbox, the deliverer, a source poller, the report scheduler, the
+KPI facts and the supervisor of the loops."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sladaemon.config import Config, load_config
 from sladaemon.daemon.kpis import KpiFacts
 from sladaemon.daemon.pollers import SourcePoller
 from sladaemon.daemon.reports import ReportScheduler
+from sladaemon.daemon.supervise import Supervisor
 from sladaemon.daemon.tickets import TicketTracker
 from sladaemon.escalate.deliver import Deliverer
 from sladaemon.escalate.outbox import Outbox, cycle_prefix, sla_key
@@ -108,7 +110,7 @@ def stages(tmp_path: Path) -> Iterator[Stages]:
     store = StateStore(cfg.daemon.state)
     metrics = DaemonMetrics()
     notifier = AppriseNotifier(cfg.receivers, console)
-    outbox = Outbox(store, notifier)
+    outbox = Outbox(store, notifier, metrics)
     router = Router(cfg, outbox, notifier, metrics)
     yield Stages(cfg, FakeClock(START), store, metrics, console, notifier, outbox, router)
     notifier.close(wait=False)
@@ -334,3 +336,43 @@ async def test_kpi_facts_keep_the_first_escalation_and_write_what_changed(stages
     figures = kpis.figures()
     assert figures is not None and figures.end == stages.clock.now()
     ledger.close()
+
+
+async def test_a_crashed_loop_is_logged_told_restarted_and_recovers() -> None:
+    metrics = DaemonMetrics()
+    alerts: list[tuple[str, str, str, float]] = []
+    supervisor = Supervisor(
+        metrics,
+        lambda *alert: alerts.append(alert),
+        first_restart=0.01,
+        max_restart=0.02,
+        healthy_after=0.2,
+    )
+    runs: list[int] = []
+    forever = asyncio.Event()
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        await forever.wait()
+
+    supervisor.start("kpis", flaky)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(runs) == 3:
+            break
+    assert len(runs) == 3  # restarted twice
+    failure = supervisor.failing["kpis"]
+    assert failure.crashes == 2 and "database is locked" in failure.error
+    assert supervisor.dead_for() > 0
+    assert [(kind, text) for kind, _, text, _ in alerts] == [
+        ("loop_crashed", "the daemon's kpis loop failed and is being restarted: "
+         "OperationalError: database is locked"),
+    ]  # fmt: skip
+    assert metrics.loop_crashes.labels("kpis")._value.get() == 2
+    await asyncio.sleep(0.3)  # runs well for longer than healthy_after
+    assert supervisor.failing == {} and supervisor.dead_for() == 0
+    assert [kind for kind, *_ in alerts] == ["loop_crashed", "loop_recovered"]
+    await supervisor.stop()
+    assert runs == [1, 1, 1]

@@ -1,0 +1,151 @@
+"""Faults injected into the real daemon process: the state file locked by another process, or
+on a disk that fills up. Alerting must resume on its own, with nothing lost and no duplicate
+that is not flagged as possible."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Receivers, WebhookReceiver, free_port
+from tests.e2e.daemon_process import DaemonProcess, EventFile, body_fields, http_get
+from tests.e2e.test_daemon import daemon_config
+
+LEVELS = ("50%", "breach")
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.stop()
+
+
+def owed(tickets: list[str]) -> set[str]:
+    return {f"desk/{t}/first_response/0/{level}" for t in tickets for level in LEVELS}
+
+
+def assert_all_delivered_once(hook: WebhookReceiver, tickets: list[str]) -> None:
+    """Every owed message accepted; a message accepted twice must say it may be a duplicate."""
+    hook.wait_for(2 * len(tickets), timeout=90, accepted_only=True)
+    accepted = hook.accepted()
+    counts = Counter(body_fields(m)["id"] for m in accepted)
+    assert set(counts) >= owed(tickets), f"lost: {sorted(owed(tickets) - set(counts))[:10]}"
+    for key, n in counts.items():
+        if n > 1:
+            copies = [m for m in accepted if body_fields(m)["id"] == key]
+            flagged = sum("possible duplicate" in str(m.get("body", "")) for m in copies)
+            assert flagged >= n - 1, f"{key} sent {n} times, {flagged} flagged"
+
+
+def test_a_state_file_locked_by_another_process_delays_alerts_and_loses_none(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook = receivers.webhook()
+    events = EventFile(tmp_path / "events.csv")
+    port = free_port()
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="4s", http_port=port)
+    daemon = DaemonProcess(tmp_path, config)
+    daemons.append(daemon)
+    daemon.start()
+    before = [f"B{i}" for i in range(5)]
+    for ticket in before:
+        events.add(ticket, "created", "new")
+    hook.wait_for(2 * len(before), timeout=30, accepted_only=True)
+
+    lock = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for 12 s
+    locked_at = time.monotonic()
+    during = [f"L{i}" for i in range(10)]
+    for ticket in during:
+        events.add(ticket, "created", "new")
+        time.sleep(0.3)
+    (failure,) = daemon.wait_for_log("ingest_failed", timeout=30)[:1]
+    assert "locked" in failure["error"]
+    status, body = http_get(f"http://127.0.0.1:{port}/healthz")
+    assert status == 503 and "failing" in body
+    time.sleep(max(0.0, 12 - (time.monotonic() - locked_at)))
+    lock.rollback()
+    lock.close()
+
+    after = [f"A{i}" for i in range(5)]
+    for ticket in after:
+        events.add(ticket, "created", "new")
+    assert_all_delivered_once(hook, before + during + after)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, _ = http_get(f"http://127.0.0.1:{port}/healthz")
+        if status == 200:
+            break
+        time.sleep(0.5)
+    assert status == 200
+    assert daemon.process is not None and daemon.process.poll() is None
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs of its own, so the state file's disk can be filled up and freed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert mounted.returncode == 0, f"this test mounts a tmpfs (as root): {mounted.stderr}"
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the disk is full; returns it."""
+    ballast = disk / "ballast"
+    with ballast.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return ballast
+
+
+def test_a_full_disk_delays_alerts_and_loses_none_once_space_is_freed(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess], small_disk: Path
+) -> None:
+    hook = receivers.webhook()
+    events = EventFile(tmp_path / "events.csv")
+    port = free_port()
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="4s", http_port=port)
+    config = config.replace(str(tmp_path / "state.sqlite"), str(small_disk / "state.sqlite"))
+    daemon = DaemonProcess(tmp_path, config)
+    daemons.append(daemon)
+    daemon.start()
+    before = [f"B{i}" for i in range(5)]
+    for ticket in before:
+        events.add(ticket, "created", "new")
+    hook.wait_for(2 * len(before), timeout=30, accepted_only=True)
+
+    ballast = fill(small_disk)
+    during = [f"F{i}" for i in range(10)]
+    for ticket in during:
+        events.add(ticket, "created", "new")
+        time.sleep(0.3)
+    (failure,) = daemon.wait_for_log("ingest_failed", timeout=30)[:1]
+    assert "full" in failure["error"]
+    time.sleep(3)
+    ballast.unlink()
+
+    after = [f"A{i}" for i in range(5)]
+    for ticket in after:
+        events.add(ticket, "created", "new")
+    assert_all_delivered_once(hook, before + during + after)
+    assert daemon.process is not None and daemon.process.poll() is None
