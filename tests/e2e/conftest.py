@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
+from tests.e2e.daemon_process import DaemonProcess
 from tests.fakes.process import spawn_module
 from tests.fakes.receivers import EXIT_ADDRESS_IN_USE
 
@@ -300,3 +301,12 @@ def webhook_receiver(receivers: Receivers) -> WebhookReceiver:
 @pytest.fixture
 def smtp_receiver(receivers: Receivers) -> SmtpReceiver:
     return receivers.smtp()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemon processes a test starts; stopped after it."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.stop()

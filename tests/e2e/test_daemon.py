@@ -7,11 +7,8 @@ import signal
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from tests.e2e.conftest import Receivers, WebhookReceiver, free_port
 from tests.e2e.daemon_process import DaemonProcess, EventFile, body_fields, http_get
@@ -57,14 +54,6 @@ daemon:
   delivery: {{first_retry: 1s, max_retry: 2s, max_attempts: 50}}
   http: {{listen: "127.0.0.1:{http_port or free_port()}"}}
 """
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.stop()
 
 
 def start_daemon(

@@ -20,14 +20,6 @@ from tests.e2e.test_daemon import daemon_config
 LEVELS = ("50%", "breach")
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.stop()
-
-
 def owed(tickets: list[str]) -> set[str]:
     return {f"desk/{t}/first_response/0/{level}" for t in tickets for level in LEVELS}
 
@@ -45,13 +37,14 @@ def assert_all_delivered_once(hook: WebhookReceiver, tickets: list[str]) -> None
             assert flagged >= n - 1, f"{key} sent {n} times, {flagged} flagged"
 
 
-def test_a_state_file_locked_by_another_process_delays_alerts_and_loses_none(
-    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
-) -> None:
-    hook = receivers.webhook()
+def start_and_warm_up(
+    tmp_path: Path, hook: WebhookReceiver, daemons: list[DaemonProcess], port: int, state: Path
+) -> tuple[DaemonProcess, EventFile, list[str]]:
+    """The daemon on ``tmp_path/events.csv`` with its state file at ``state``, five tickets
+    alerted before any fault."""
     events = EventFile(tmp_path / "events.csv")
-    port = free_port()
     config = daemon_config(tmp_path, {"hook": hook.url}, first_response="4s", http_port=port)
+    config = config.replace(str(tmp_path / "state.sqlite"), str(state))
     daemon = DaemonProcess(tmp_path, config)
     daemons.append(daemon)
     daemon.start()
@@ -59,8 +52,17 @@ def test_a_state_file_locked_by_another_process_delays_alerts_and_loses_none(
     for ticket in before:
         events.add(ticket, "created", "new")
     hook.wait_for(2 * len(before), timeout=30, accepted_only=True)
+    return daemon, events, before
 
-    lock = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None, timeout=30)
+
+def test_a_state_file_locked_by_another_process_delays_alerts_and_loses_none(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook, port = receivers.webhook(), free_port()
+    state = tmp_path / "state.sqlite"
+    daemon, events, before = start_and_warm_up(tmp_path, hook, daemons, port, state)
+
+    lock = sqlite3.connect(state, isolation_level=None, timeout=30)
     lock.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for 12 s
     locked_at = time.monotonic()
     during = [f"L{i}" for i in range(10)]
@@ -121,18 +123,9 @@ def fill(disk: Path) -> Path:
 def test_a_full_disk_delays_alerts_and_loses_none_once_space_is_freed(
     tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess], small_disk: Path
 ) -> None:
-    hook = receivers.webhook()
-    events = EventFile(tmp_path / "events.csv")
-    port = free_port()
-    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="4s", http_port=port)
-    config = config.replace(str(tmp_path / "state.sqlite"), str(small_disk / "state.sqlite"))
-    daemon = DaemonProcess(tmp_path, config)
-    daemons.append(daemon)
-    daemon.start()
-    before = [f"B{i}" for i in range(5)]
-    for ticket in before:
-        events.add(ticket, "created", "new")
-    hook.wait_for(2 * len(before), timeout=30, accepted_only=True)
+    hook, port = receivers.webhook(), free_port()
+    state = small_disk / "state.sqlite"
+    daemon, events, before = start_and_warm_up(tmp_path, hook, daemons, port, state)
 
     ballast = fill(small_disk)
     during = [f"F{i}" for i in range(10)]

@@ -5,22 +5,11 @@ on /metrics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.conftest import Receivers, free_port
 from tests.e2e.daemon_process import DaemonProcess, EventFile, http_get
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.stop()
 
 
 def test_a_due_report_reaches_email_as_html_and_a_webhook_as_text_once(
