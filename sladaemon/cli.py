@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sladaemon.config import Config, load_config
-from sladaemon.errors import ConfigError, EventLogError
+from sladaemon.errors import ConfigError, EventLogError, StateLockedError
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
 from sladaemon.model import SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EventLogError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StateLockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -162,6 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main_loop())
+    except StateLockedError:
+        raise
     except Exception:
         log.exception("daemon_crashed")
         return EXIT_FAILED

@@ -59,3 +59,7 @@ class EventLogError(SladaemonError):
         lines = [f"{file}: {message}"] if message else []
         lines += [f"{file}:{i.line}: {i.message}" for i in self.issues]
         super().__init__("\n".join(lines))
+
+
+class StateLockedError(SladaemonError):
+    """Another process runs a daemon (or ``once``) on the same state file."""

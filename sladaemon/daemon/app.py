@@ -37,6 +37,7 @@ from sladaemon.predict.results import QueueAlert
 from sladaemon.report.ledger import KpiLedger
 from sladaemon.sources.base import PollResult
 from sladaemon.sources.registry import build_source, clock_for
+from sladaemon.store.lock import StateLock
 from sladaemon.store.sqlite import StateStore
 
 STOP_GRACE = 5.0  # seconds in-flight deliveries get to finish on shutdown
@@ -59,6 +60,7 @@ class App:
         self.systemd = systemd or SystemdNotifier({})
         self.log = get_logger("sladaemon.daemon")
         self.metrics = DaemonMetrics()
+        self.lock = StateLock(config.daemon.state)
         self.store = StateStore(config.daemon.state)
         self.ledger = KpiLedger(config.daemon.state)
         self.notifier = AppriseNotifier(config.receivers, console)
@@ -156,6 +158,7 @@ class App:
     async def _first_pass(self) -> None:
         """Interrupted sends resumed; every source added and polled, what is due fired, every
         metric judged."""
+        self.lock.acquire()  # one daemon per state file: refused before anything is sent
         released = self.store.release_unfinished()
         if released:
             self.log.warning("outbox_resumed", interrupted=released)
@@ -176,6 +179,7 @@ class App:
         self.store.close()
         self.kpis.write()
         self.ledger.close()
+        self.lock.release()
 
     def request_reload(self, config_path: str | None = None) -> None:
         """Queue a reload (SIGHUP): reloads run one at a time, in the order asked."""

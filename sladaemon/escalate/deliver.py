@@ -8,7 +8,8 @@ Contract, in the order the code follows it:
 * at most ``MAX_IN_FLIGHT`` attempts run at once and at most ``PER_RECEIVER`` per receiver,
   so a slow or hanging receiver cannot hold up the others;
 * a failure that may pass is tried again after ``retry_delay`` (``daemon.delivery``), up to
-  ``max_attempts``; a permanent one, or the last attempt, marks the row ``failed`` and tells
+  ``max_attempts`` — flagged as a possible duplicate when the receiver did not answer in time
+  and may have taken it; a permanent one, or the last attempt, marks the row ``failed`` and tells
   the operator (unless the row was itself an operator message);
 * a receiver's template that cannot be rendered falls back to the default message;
 * an outcome the state file refuses (locked, full) is kept in memory and recorded before
@@ -173,7 +174,15 @@ class Deliverer:
         self.metrics.delivery_attempts_failed.labels(row.receiver).inc()
         attempts = row.attempts + 1
         if outcome.retryable and final:
-            self._record(partial(self.store.retry_later, row.id, time.time(), outcome.error))
+            self._record(
+                partial(
+                    self.store.retry_later,
+                    row.id,
+                    time.time(),
+                    outcome.error,
+                    maybe_sent=outcome.maybe_sent,
+                )
+            )
             self.log.warning(
                 "delivery_failed", receiver=row.receiver, id=row.key, error=outcome.error
             )
@@ -202,7 +211,15 @@ class Deliverer:
             self.settings.max_retry.total_seconds(),
             self._rng,
         )
-        self._record(partial(self.store.retry_later, row.id, time.time() + delay, outcome.error))
+        self._record(
+            partial(
+                self.store.retry_later,
+                row.id,
+                time.time() + delay,
+                outcome.error,
+                maybe_sent=outcome.maybe_sent,
+            )
+        )
         if row.receiver not in self._failing:
             self._failing.add(row.receiver)
             self.log.warning(

@@ -1,9 +1,11 @@
 """Delivery through apprise (email, Slack, webhooks, ...) and to the console.
 
 apprise is synchronous: each send runs in a worker thread, bounded by the receiver's
-``timeout``. Every URL of a receiver is its own delivery target, so a retry never repeats a
-message to a URL that already accepted it. A URL apprise cannot parse makes that target fail
-permanently (with a clear reason); the others keep working.
+``timeout``. apprise itself waits a little longer for an answer, so a receiver that answers
+late is known as one that may have taken the message (``maybe_sent``: the retry says it may
+be a duplicate), not as one that refused it. Every URL of a receiver is its own delivery
+target, so a retry never repeats a message to a URL that already accepted it. A URL apprise
+cannot parse makes that target fail permanently (with a clear reason); the others keep working.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sladaemon.model import NotificationKind
 from sladaemon.notify.message import Notification
 
 CONSOLE = "console://"
+LATE_ANSWER_MARGIN = 5.0  # seconds apprise waits for an answer beyond the receiver's timeout
 _NOTIFY_TYPE = {
     NotificationKind.WARNING: apprise.NotifyType.WARNING,
     NotificationKind.BREACH: apprise.NotifyType.FAILURE,
@@ -52,6 +55,7 @@ class DeliveryOutcome:
     delivered: bool
     retryable: bool = True
     error: str = ""
+    maybe_sent: bool = False  # no answer in time: the receiver may have taken it after all
 
 
 @dataclass
@@ -61,6 +65,7 @@ class _Target:
     console: bool = False
     invalid: str = ""
     prefers_html: bool = False  # the plugin's own format is HTML (email)
+    read_timeout: float = 0.0  # seconds apprise waits for an answer (0: its own default)
 
     def client(self) -> apprise.Apprise:
         # A fresh client per message: apprise paces sends through one client object
@@ -68,6 +73,10 @@ class _Target:
         # limits are met by the outbox's retries instead.
         client = apprise.Apprise()
         client.add(self.url)
+        if self.read_timeout and "rto=" not in self.url.lower():
+            for plugin in client:  # our wait ends first: a late answer counts as maybe sent
+                if hasattr(plugin, "socket_read_timeout"):
+                    plugin.socket_read_timeout = self.read_timeout
         return client
 
 
@@ -102,7 +111,15 @@ class AppriseNotifier:
                     continue
                 client = apprise.Apprise()
                 if client.add(url):
-                    targets.append(_Target(label, url=url, prefers_html=_prefers_html(client)))
+                    read_timeout = cfg.timeout.total_seconds() + LATE_ANSWER_MARGIN
+                    targets.append(
+                        _Target(
+                            label,
+                            url,
+                            prefers_html=_prefers_html(client),
+                            read_timeout=read_timeout,
+                        )
+                    )
                 else:
                     targets.append(_Target(label, invalid=f"apprise cannot use URL {label}"))
             self._targets[name] = targets
@@ -156,7 +173,9 @@ class AppriseNotifier:
         try:
             accepted = await asyncio.wait_for(call, timeout=timeout)
         except TimeoutError:
-            return DeliveryOutcome(False, error=f"{t.label} did not answer within {timeout:g}s")
+            return DeliveryOutcome(
+                False, error=f"{t.label} did not answer within {timeout:g}s", maybe_sent=True
+            )
         except Exception as exc:  # a plugin crash is a failed attempt, not a daemon crash
             return DeliveryOutcome(False, error=f"{t.label}: {type(exc).__name__}")
         if accepted:

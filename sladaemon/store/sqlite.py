@@ -257,15 +257,19 @@ class StateStore:
         now = time.time() if now is None else now
         skipped = list(skip_receivers)
         marks = ",".join("?" for _ in skipped)
-        rows = self._db.execute(
-            "SELECT id, key, receiver, target, kind, payload, due_at, attempts, "
-            "possible_duplicate "
-            "FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
-            + (f"AND receiver NOT IN ({marks}) " if skipped else "")
-            + "ORDER BY next_attempt_at, id LIMIT ?",
-            (now, *skipped, limit),
-        ).fetchall()
-        self._write("UPDATE outbox SET state = 'sending' WHERE id = ?", ((r[0],) for r in rows))
+        with self._db:  # one write transaction: a row is claimed by one caller only
+            self._db.execute("BEGIN IMMEDIATE")
+            rows = self._db.execute(
+                "SELECT id, key, receiver, target, kind, payload, due_at, attempts, "
+                "possible_duplicate "
+                "FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+                + (f"AND receiver NOT IN ({marks}) " if skipped else "")
+                + "ORDER BY next_attempt_at, id LIMIT ?",
+                (now, *skipped, limit),
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE outbox SET state = 'sending' WHERE id = ?", ((r[0],) for r in rows)
+            )
         return [
             OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], bool(r[8]))
             for r in rows
@@ -279,13 +283,22 @@ class StateStore:
         )
 
     def retry_later(
-        self, row_id: int, next_attempt_at: float, error: str, *, count: bool = True
+        self,
+        row_id: int,
+        next_attempt_at: float,
+        error: str,
+        *,
+        count: bool = True,
+        maybe_sent: bool = False,
     ) -> None:
-        """Back to pending until ``next_attempt_at``; ``count`` an attempt that failed."""
+        """Back to pending until ``next_attempt_at``; ``count`` an attempt that failed;
+        ``maybe_sent``: the receiver may have taken it (it did not answer in time), so the
+        next attempt says it may be a duplicate."""
         self._write(
             "UPDATE outbox SET state = 'pending', attempts = attempts + ?, next_attempt_at = ?, "
-            "last_error = COALESCE(NULLIF(?, ''), last_error) WHERE id = ?",
-            [(1 if count else 0, next_attempt_at, error, row_id)],
+            "last_error = COALESCE(NULLIF(?, ''), last_error), "
+            "possible_duplicate = MAX(possible_duplicate, ?) WHERE id = ?",
+            [(1 if count else 0, next_attempt_at, error, int(maybe_sent), row_id)],
         )
 
     def failed(self, row_id: int, error: str) -> None:

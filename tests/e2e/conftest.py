@@ -220,7 +220,8 @@ class WebhookReceiver(Receiver):
         return [message for message in self.messages() if message["status"] == 200]
 
     def set_mode(self, mode: str) -> None:
-        """Answer from now on with 200 ("ok"), 500 ("fail") or not at all ("hang")."""
+        """Answer from now on with 200 ("ok"), 200 after a delay ("slow"), 500 ("fail") or not
+        at all ("hang")."""
         self._control({"mode": mode})
 
     def mode(self) -> str:

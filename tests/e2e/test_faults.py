@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,83 @@ def test_a_full_disk_delays_alerts_and_loses_none_once_space_is_freed(
         events.add(ticket, "created", "new")
     assert_all_delivered_once(hook, before + during + after)
     assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_a_receiver_answering_after_the_timeout_gets_the_re_send_flagged(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    """The receiver takes the message but answers after the daemon stopped waiting: the
+    retry goes out with the same id and says it may be a duplicate."""
+    hook = receivers.webhook(mode="slow")
+    events = EventFile(tmp_path / "events.csv")
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="2s")
+    daemons.append(daemon := DaemonProcess(tmp_path, config))
+    daemon.start()
+    events.add("S1", "created", "new")
+    hook.wait_for(1, timeout=30)
+    hook.set_mode("ok")
+    deadline = time.monotonic() + 30
+    copies: list[dict[str, object]] = []
+    while len(copies) < 2 and time.monotonic() < deadline:  # the slow answer and the re-send
+        time.sleep(0.2)
+        copies = [m for m in hook.accepted() if body_fields(m)["id"].endswith("/50%")]
+    assert len(copies) == 2
+    assert_all_delivered_once(hook, ["S1"])
+    assert "possible duplicate" in str(copies[1]["body"])
+
+
+def run_once(directory: Path, config: str) -> subprocess.CompletedProcess[str]:
+    directory.mkdir(exist_ok=True)
+    (directory / "config.yaml").write_text(config)
+    command = [sys.executable, "-m", "sladaemon", "once", "--config", "config.yaml"]
+    return subprocess.run(
+        command, cwd=directory, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_one_daemon_per_state_file_a_second_and_once_are_refused(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook = receivers.webhook()
+    events = EventFile(tmp_path / "events.csv")
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="3s")
+    daemons.append(first := DaemonProcess(tmp_path, config))
+    first.start()
+    tickets = [f"D{i}" for i in range(10)]
+    for ticket in tickets:
+        events.add(ticket, "created", "new")
+    (tmp_path / "second").mkdir()
+    daemons.append(second := DaemonProcess(tmp_path / "second", config))
+    assert second.process is None
+    with pytest.raises(AssertionError):
+        second.start()  # it never starts
+    assert second.wait(timeout=10) == 1
+    assert "another sladaemon (pid" in second.log_text()
+    once = run_once(tmp_path / "once", config)
+    assert once.returncode == 1 and "another sladaemon (pid" in once.stderr
+    assert_all_delivered_once(hook, tickets)
+    counts = Counter(body_fields(m)["id"] for m in hook.accepted())
+    assert max(counts.values()) == 1  # nobody took over what the first daemon was sending
+
+
+def test_once_makes_one_attempt_per_entry_and_exits_non_zero_when_a_receiver_fails(
+    tmp_path: Path, receivers: Receivers
+) -> None:
+    hook = receivers.webhook(mode="fail")
+    events = EventFile(tmp_path / "events.csv")
+    created = datetime.now(UTC) - timedelta(minutes=2)
+    tickets = ["O1", "O2", "O3"]
+    for ticket in tickets:
+        events.add(ticket, "created", "new", at=created)
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="10s")
+    started = time.monotonic()
+    once = run_once(tmp_path / "once", config)
+    assert once.returncode == 1, once.stdout + once.stderr
+    assert "6 failed (kept for the next run)" in once.stdout
+    assert time.monotonic() - started < 45
+    counts = Counter(body_fields(m)["id"] for m in hook.messages())
+    assert set(counts) == owed(tickets) and set(counts.values()) == {1}
+    hook.set_mode("ok")
+    again = run_once(tmp_path / "once", config)  # the next run delivers what was kept
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_all_delivered_once(hook, tickets)

@@ -2,7 +2,7 @@
 
 Run one per process::
 
-    python -m tests.fakes.receivers webhook --port P --out FILE [--mode ok|fail|hang]
+    python -m tests.fakes.receivers webhook --port P --out FILE [--mode ok|fail|hang|slow]
     python -m tests.fakes.receivers smtp --port P --out FILE
 
 Every message received is appended to FILE as one JSON line, written, flushed and fsync'd
@@ -17,7 +17,8 @@ port) and nothing else there. It exits with status 0 on SIGTERM or SIGINT, and w
 The webhook records every POST to any path as
 ``{"received_at", "method", "path", "query", "headers", "body", "status"}``, where ``body``
 is the parsed JSON (or the text when it is not JSON) and ``status`` is the answer given:
-200 in mode ``ok``, 500 with an HTML error page in mode ``fail``, and ``null`` in mode
+200 in mode ``ok`` (after ``SLOW_SECONDS`` in mode ``slow``: the message is taken, but later
+than a sender waits), 500 with an HTML error page in mode ``fail``, and ``null`` in mode
 ``hang``, where the request is never answered and its connection is dropped when a mode
 is set or the receiver stops. ``GET /_control`` returns ``{"mode": ...}``;
 ``POST /_control`` with ``{"mode": ...}`` changes it.
@@ -65,12 +66,16 @@ FAIL_PAGE = """<!DOCTYPE html>
 """
 
 
+SLOW_SECONDS = 7.0  # longer than the receiver timeout of the end-to-end configs (5 s)
+
+
 class WebhookMode(StrEnum):
     """How the webhook answers the messages posted to it."""
 
     OK = "ok"
     FAIL = "fail"
     HANG = "hang"
+    SLOW = "slow"  # takes the message, answers 200 only after SLOW_SECONDS
 
 
 def utc_now_iso() -> str:
@@ -114,7 +119,12 @@ class Webhook:
         received_at = utc_now_iso()
         text = (await request.read()).decode("utf-8", errors="replace")
         mode, release = self.mode, self._release_hung
-        status = {WebhookMode.OK: 200, WebhookMode.FAIL: 500, WebhookMode.HANG: None}[mode]
+        status = {
+            WebhookMode.OK: 200,
+            WebhookMode.FAIL: 500,
+            WebhookMode.HANG: None,
+            WebhookMode.SLOW: 200,
+        }[mode]
         self._log.append(
             {
                 "received_at": received_at,
@@ -126,7 +136,9 @@ class Webhook:
                 "status": status,
             }
         )
-        if mode is WebhookMode.OK:
+        if mode is WebhookMode.SLOW:
+            await asyncio.sleep(SLOW_SECONDS)
+        if mode in (WebhookMode.OK, WebhookMode.SLOW):
             return web.json_response({"status": "ok"})
         if mode is WebhookMode.FAIL:
             return web.Response(status=500, text=FAIL_PAGE, content_type="text/html")

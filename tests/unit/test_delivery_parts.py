@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -222,3 +223,52 @@ def test_a_state_file_of_an_earlier_version_opens_and_gains_the_new_columns(
         assert [e.event_id for e in store.load_events("desk")["7"]] == ["", "r1"]
     finally:
         store.close()
+
+
+def test_a_row_is_claimed_by_one_caller_only(tmp_path: Path) -> None:
+    """Two connections claiming at once (threads) never both get a row."""
+    import threading
+
+    path = tmp_path / "s.sqlite"
+    store = StateStore(path)
+    store.enqueue([item(f"k{n}") for n in range(400)], now=100.0)
+    claimed: list[list[str]] = [[], []]
+
+    def claim(into: list[str]) -> None:
+        mine = StateStore(path)
+        while rows := mine.claim_due(now=200.0, limit=7):
+            into.extend(r.key for r in rows)
+        mine.close()
+
+    threads = [threading.Thread(target=claim, args=(c,)) for c in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed[0] + claimed[1]) == sorted(f"k{n}" for n in range(400))
+    assert not set(claimed[0]) & set(claimed[1])
+    store.close()
+
+
+def test_a_retry_after_no_answer_is_flagged_as_a_possible_duplicate(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.enqueue([item("k1"), item("k2")], now=100.0)
+    first, second = store.claim_due(now=100.0)
+    store.retry_later(first.id, 100.0, "did not answer within 5s", maybe_sent=True)
+    store.retry_later(second.id, 100.0, "refused")
+    again = {r.key: r.possible_duplicate for r in store.claim_due(now=100.0)}
+    assert again == {"k1": True, "k2": False}
+    store.close()
+
+
+def test_one_daemon_per_state_file(tmp_path: Path) -> None:
+    from sladaemon.errors import StateLockedError
+    from sladaemon.store.lock import StateLock
+
+    first, second = StateLock(tmp_path / "s.sqlite"), StateLock(tmp_path / "s.sqlite")
+    first.acquire()
+    with pytest.raises(StateLockedError, match=rf"pid {os.getpid()}\)"):
+        second.acquire()
+    first.release()
+    second.acquire()  # free again once the holder let go (or its process ended)
+    second.release()
