@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from sladaemon.calendar import from_us
 from sladaemon.config import Config
@@ -169,4 +170,4 @@ class Router:
     def _link(self, source: str, ticket_id: str) -> str | None:
         cfg = self.config.sources.get(source)
         template = cfg.ticket_url if cfg else None
-        return template.replace("{ticket_id}", ticket_id) if template else None
+        return template.replace("{ticket_id}", quote(ticket_id, safe="")) if template else None

@@ -81,7 +81,13 @@ class _Target:
 
 
 def describe_url(url: str) -> str:
-    """A loggable form of an apprise URL: scheme and host only, never credentials."""
+    """A loggable form of an apprise URL: apprise's own privacy rendering (keys and passwords
+    masked, wherever the service puts them — host, user or path), without the query. A URL
+    apprise cannot use shows its scheme and host only, never credentials."""
+    plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
+    if plugin:
+        private: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
+        return private.split("?", 1)[0]
     m = re.match(r"^([a-zA-Z0-9+.-]+)://(?:[^@/]*@)?([^/?#:]*)", url)
     if not m:
         return "(unparsable URL)"

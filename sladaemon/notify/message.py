@@ -143,6 +143,7 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
             body=str(payload.get("body", "")),
             body_format="html" if payload.get("format") == "html" else "text",
         )
+    payload = {k: _one_line(v) if isinstance(v, str) else v for k, v in payload.items()}
     fields = {name: payload.get(name, "") for name in FIELDS}
     fields["summary"] = payload.get("summary") or _summary(kind, payload)
     title = f"{HEADLINE[kind]}: {fields['summary']}"
@@ -155,6 +156,12 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
     if payload.get("possible_duplicate"):
         body += "\n(possible duplicate: re-sent after an interrupted delivery)"
     return Notification(id=str(payload.get("id", "")), kind=kind, title=title, body=body)
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a ticket id) shown as spaces: a value never adds a
+    line of its own to a message, such as a second ``id:``."""
+    return "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)
 
 
 def payload_kind(payload: Mapping[str, Any]) -> NotificationKind:

@@ -272,3 +272,36 @@ def test_one_daemon_per_state_file(tmp_path: Path) -> None:
     first.release()
     second.acquire()  # free again once the holder let go (or its process ended)
     second.release()
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("opsgenie://KEYSECRET123", "KEYSECRET123"),
+        ("pagerduty://k@KEYSECRET123", "KEYSECRET123"),
+        ("prowl://KEYSECRET1234567890123456789012345678901", "KEYSECRET123456"),
+        ("json://alice:hunter22@127.0.0.1:8080/hook", "hunter22"),
+        ("slack://T000/B000/XXXXSECRETXXXX", "XXXXSECRETXXXX"),
+    ],
+)
+def test_a_receiver_url_is_shown_without_its_keys(url: str, secret: str) -> None:
+    """Keys live in the host or path for many services: the label masks them wherever."""
+    from sladaemon.notify.apprise_notifier import describe_url
+
+    label = describe_url(url)
+    assert secret not in label and label.startswith(url.split("://")[0] + "://")
+
+
+def test_the_state_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.enqueue([item("k1")])
+    for path in tmp_path.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    store.close()
+
+
+def test_a_newline_in_a_ticket_id_adds_no_line_to_the_message() -> None:
+    payload = {"id": "desk/T1/x", "kind": "breach", "ticket_id": "T1\nid: forged", "metric": "m"}
+    body = render(payload).body.splitlines()
+    assert [line for line in body if line.startswith("id:")] == ["id: desk/T1/x"]
+    assert "ticket: T1 id: forged" in body

@@ -54,7 +54,10 @@ def config(tmp_path: Path, catch_up: str = "1h", reports: str = "[]") -> Config:
                   - {{at: 50%, notify: [team]}}
                   - {{at: breach, notify: [team, quiet]}}
             sources:
-              desk: {{type: csv, path: {tmp_path / "events.csv"}}}
+              desk:
+                type: csv
+                path: {tmp_path / "events.csv"}
+                ticket_url: "https://desk.example.com/t/{{ticket_id}}"
             reports: {reports}
             daemon:
               state: {tmp_path / "state.sqlite"}
@@ -376,3 +379,14 @@ async def test_a_crashed_loop_is_logged_told_restarted_and_recovers() -> None:
     assert [kind for kind, *_ in alerts] == ["loop_crashed", "loop_recovered"]
     await supervisor.stop()
     assert runs == [1, 1, 1]
+
+
+async def test_a_ticket_link_carries_the_ticket_id_url_encoded(stages: Stages) -> None:
+    tracker = TicketTracker(stages.config.policies, stages.store, stages.clock, stages.metrics)
+    desk = stages.config.sources["desk"]
+    created = event("A/B 1?x", START, EventKind.CREATED)
+    tracker.ingest("desk", PollResult(events=[created]), desk, persistent=False)
+    await stages.clock.advance(timedelta(minutes=30))
+    stages.router.sla_events(tracker.fire_due(), stages.clock.now())
+    (row, _) = stages.store.claim_due(now=1e12)
+    assert row.payload["link"] == "https://desk.example.com/t/A%2FB%201%3Fx"
