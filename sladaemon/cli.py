@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sladaemon.config import Config, load_config
 from sladaemon.errors import ConfigError, EventLogError, StateLockedError
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
-from sladaemon.model import SlaEventKind, TicketEvent
+from sladaemon.model import EARLIEST, LATEST, SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.explain import explain_json, explain_text, iso
@@ -268,15 +268,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise UsageError(f"ticket {args.ticket_id!r} is not in {args.events}")
         end = max(e[-1].at for e in log.tickets.values())
     else:
-        events, end = _events_from_state(cfg, args.source, args.ticket_id)
+        events, end, quarantined = _events_from_state(cfg, args.source, args.ticket_id)
+        for reason in quarantined:
+            print(f"quarantined by the daemon: {reason}", file=sys.stderr)
+        events = [e for e in events if EARLIEST <= e.at < LATEST]  # as the daemon reads them
+        if not events:
+            return EXIT_FAILED
     at = _instant(args.at, "--at") or end
     replay = TicketReplay(args.ticket_id, cfg.policies)
-    for event in events:
-        if event.at <= at:
-            replay.feed(event)
-    if not replay.events:
-        raise UsageError(f"ticket {args.ticket_id!r} was created after {iso(at)}")
-    evaluation = replay.evaluate(at)
+    try:
+        for event in events:
+            if event.at <= at:
+                replay.feed(event)
+        if not replay.events:
+            raise UsageError(f"ticket {args.ticket_id!r} was created after {iso(at)}")
+        evaluation = replay.evaluate(at)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        print(f"ticket {args.ticket_id!r} cannot be evaluated: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(explain_json(evaluation), indent=2))
     else:
@@ -286,8 +295,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _events_from_state(
     cfg: Config, source: str | None, ticket_id: str
-) -> tuple[list[TicketEvent], datetime]:
-    """A ticket's events as the daemon stored them (for sources without an event file)."""
+) -> tuple[list[TicketEvent], datetime, list[str]]:
+    """A ticket's events as the daemon stored them (for sources without an event file), and
+    why the daemon quarantined input of it, if it did."""
     from sladaemon.store.sqlite import StateStore
 
     if source is None or source not in cfg.sources:
@@ -298,12 +308,15 @@ def _events_from_state(
     store = StateStore(cfg.daemon.state)
     try:
         events = store.load_events(source, ticket_id).get(ticket_id)
+        quarantined = store.quarantined(source, ticket_id)
     finally:
         store.close()
+    if not events and quarantined:
+        return [], datetime.now(UTC), quarantined
     if not events:
         raise UsageError(f"ticket {ticket_id!r} of source {source!r} is not in the daemon state")
     events.sort(key=lambda e: e.at)
-    return events, datetime.now(UTC)
+    return events, datetime.now(UTC), quarantined
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

@@ -148,6 +148,12 @@ class DaemonMetrics:
             ["what"],
             registry=r,
         )
+        self.quarantined = Counter(
+            "sladaemon_quarantined_total",
+            "Input set aside because it cannot be processed (see explain --source)",
+            ["source"],
+            registry=r,
+        )
         self.invalid_targets = Gauge(
             "sladaemon_receiver_invalid_urls",
             "Receiver URLs apprise cannot use",

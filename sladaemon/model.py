@@ -9,11 +9,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 EMPTY_FIELDS: Mapping[str, str] = MappingProxyType({})
+
+# Instants events may carry: anything else is a typo or poison (year 9999), never a deadline.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 TicketKey = tuple[str, str]  # (source name, ticket id): a ticket's identity across sources
 

@@ -8,6 +8,9 @@
 * The helpdesk's own deadlines (``due:<metric>`` fields) are compared with ours after each
   ingest; a difference beyond the source's tolerance is logged and counted once per value.
   The comparison only reads the replays: it never fires or schedules anything.
+* Input the book quarantines (an event dated outside 1970–2199, a ticket whose replay raises)
+  is logged (``input_quarantined``), counted and noted in the state file, where
+  ``explain --source`` shows why; the rest goes on.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class TicketTracker:
         self.wake = asyncio.Event()
         self.log = get_logger("sladaemon.tickets")
         self._mismatches: dict[tuple[str, str, str], str] = {}  # reported once per value
+        self._reported: set[TicketKey] = set()  # quarantined tickets already reported
 
     def __len__(self) -> int:
         return len(self.book)
@@ -69,7 +73,7 @@ class TicketTracker:
         changes and the tickets they belong to."""
         previous = self.store.load_events(source)
         events = [e for evs in previous.values() for e in evs]
-        changes = self._changes(self.book.ingest(source, events)) if events else Changes()
+        changes = self._changes(source, self.book.ingest(source, events)) if events else Changes()
         return changes, set(previous)
 
     def ingest(
@@ -89,7 +93,7 @@ class TicketTracker:
             )
         if ingested.closed and persistent:
             self.retire(source, {key: ingested.touched[key] for key in ingested.closed})
-        changes = self._changes(ingested)
+        changes = self._changes(source, ingested)
         native = {e.ticket_id for e in events if any(map(_is_native_due, e.fields))}
         tolerance: timedelta = getattr(cfg, "tolerance", None) or DEFAULT_TOLERANCE
         self._cross_check(source, native, tolerance)
@@ -99,6 +103,7 @@ class TicketTracker:
         """SLA events whose instant has come; their lateness is measured here."""
         now = self.clock.now()
         fired = self.book.fire_due(to_us(now))
+        self._report_quarantine()
         for f in fired:
             if f.event.kind in ALERTING:
                 late = (now - f.event.at).total_seconds() / self.clock.speed
@@ -115,6 +120,7 @@ class TicketTracker:
     def replace_policies(self, policies: Sequence[SlaPolicy]) -> Changes:
         """Every ticket re-evaluated under a reloaded config's policies."""
         fired = self.book.replace_policies(policies)
+        self._report_quarantine()
         self.wake.set()
         return Changes(fired=fired, touched=dict(self.book.replays))
 
@@ -159,9 +165,33 @@ class TicketTracker:
     def forget_source(self, source: str) -> None:
         self.book.forget_source(source)
 
-    def _changes(self, ingested: IngestResult) -> Changes:
+    def _changes(self, source: str, ingested: IngestResult) -> Changes:
         self.wake.set()  # a ticket's next instant may have moved
+        if ingested.quarantined:
+            self._set_aside(source, ingested.quarantined)
         return Changes(ingested.fired, ingested.touched, ingested.closed)
+
+    def _report_quarantine(self) -> None:
+        """Tickets the book set aside while firing or re-evaluating."""
+        by_source: dict[str, list[tuple[str, str]]] = {}
+        for key, reason in self.book.quarantined.items():
+            if key not in self._reported:
+                by_source.setdefault(key[0], []).append((key[1], reason))
+        for source, entries in by_source.items():
+            self._set_aside(source, entries)
+
+    def _set_aside(self, source: str, entries: list[tuple[str, str]]) -> None:
+        """Quarantined input: logged and counted, and noted in the state file for explain."""
+        self._reported.update((source, ticket) for ticket, _ in entries)
+        try:
+            new = self.store.quarantine(source, entries)
+        except (sqlite3.Error, OSError) as exc:
+            self.log.error("quarantine_write_failed", source=source, error=str(exc))
+            new = len(entries)
+        self.metrics.quarantined.labels(source).inc(len(entries))
+        if new:
+            for ticket, reason in entries[:ORPHANS_LOGGED]:
+                self.log.error("input_quarantined", source=source, ticket=ticket, reason=reason)
 
     def _cross_check(self, source: str, ticket_ids: Iterable[str], tolerance: timedelta) -> None:
         limit = tolerance.total_seconds()

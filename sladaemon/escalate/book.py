@@ -6,6 +6,11 @@ next ladder instant. New events re-evaluate the ticket, which moves, replaces or
 instant (a met target, a pause, another policy). Events that arrive out of order rebuild the
 ticket from its sorted history; levels already reached are never reached again. Closed tickets
 leave the book.
+
+Input that cannot be processed is quarantined, never retried and never in the way of the
+rest: an event dated outside 1970–2199 is set aside, and a ticket whose replay raises is taken
+out of the book with its reason (``quarantined``); its later events are set aside too, so the
+same history fails the same way, once, after a restart.
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from datetime import datetime, timedelta
 
 from sladaemon.calendar import to_us
 from sladaemon.escalate.timers import TimerQueue
-from sladaemon.model import EventKind, SlaEvent, StatusCategory, TicketEvent, TicketKey
+from sladaemon.model import (
+    EARLIEST,
+    LATEST,
+    EventKind,
+    SlaEvent,
+    StatusCategory,
+    TicketEvent,
+    TicketKey,
+)
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.policy import SlaPolicy
 
@@ -33,6 +46,7 @@ class IngestResult:
     orphans: list[TicketEvent] = field(default_factory=list)  # no created event known
     closed: list[TicketKey] = field(default_factory=list)  # left the book
     touched: dict[TicketKey, TicketReplay] = field(default_factory=dict)  # incl. closed ones
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (ticket id, why)
 
 
 class TicketBook:
@@ -40,6 +54,7 @@ class TicketBook:
         self.policies = tuple(policies)
         self.replays: dict[TicketKey, TicketReplay] = {}
         self.timers: TimerQueue[TicketKey] = TimerQueue()
+        self.quarantined: dict[TicketKey, str] = {}  # tickets set aside, and why
 
     def __len__(self) -> int:
         return len(self.replays)
@@ -48,35 +63,57 @@ class TicketBook:
         result = IngestResult()
         by_ticket: dict[str, list[TicketEvent]] = {}
         for event in events:
+            if not EARLIEST <= event.at < LATEST:
+                result.quarantined.append((event.ticket_id, f"{event.at:%Y-%m-%d} {_OUT_OF_RANGE}"))
+                continue
             by_ticket.setdefault(event.ticket_id, []).append(event)
         for ticket_id, batch in by_ticket.items():
-            batch.sort(key=lambda e: (e.at, e.kind is not EventKind.CREATED))
-            batch = _unique(batch)
             key = (source, ticket_id)
-            replay = self.replays.get(key)
-            if replay is not None and any(e.event_id for e in batch):
-                known = {e.event_id for e in replay.events if e.event_id}
-                batch = [e for e in batch if not e.event_id or e.event_id not in known]
-                if not batch:
-                    continue
-            if replay is None:
-                start = next((i for i, e in enumerate(batch) if e.kind is EventKind.CREATED), None)
-                if start is None:
-                    result.orphans.extend(batch)
-                    continue
-                result.orphans.extend(batch[:start])
-                batch = batch[start:]
-                replay = self.replays[key] = TicketReplay(ticket_id, self.policies)
-            if replay.events and batch[0].at < replay.events[-1].at:
-                replay = self.replays[key] = _rebuilt(replay, [*replay.events, *batch])
-            else:
-                for event in batch:
-                    replay.feed(event)
-            result.fired.extend(Fired(source, e) for e in replay.take_timeline())
-            result.touched[key] = replay
-            if self._settle(key, replay):
-                result.closed.append(key)
+            if key in self.quarantined:
+                result.quarantined.append((ticket_id, self.quarantined[key]))
+                continue
+            try:
+                self._ingest_ticket(source, key, batch, result)
+            except Exception as exc:  # one ticket's history never stops the others
+                result.quarantined.append((ticket_id, self._quarantine(key, exc)))
         return result
+
+    def _ingest_ticket(
+        self, source: str, key: TicketKey, batch: list[TicketEvent], result: IngestResult
+    ) -> None:
+        batch.sort(key=lambda e: (e.at, e.kind is not EventKind.CREATED))
+        batch = _unique(batch)
+        replay = self.replays.get(key)
+        if replay is not None and any(e.event_id for e in batch):
+            known = {e.event_id for e in replay.events if e.event_id}
+            batch = [e for e in batch if not e.event_id or e.event_id not in known]
+            if not batch:
+                return
+        if replay is None:
+            start = next((i for i, e in enumerate(batch) if e.kind is EventKind.CREATED), None)
+            if start is None:
+                result.orphans.extend(batch)
+                return
+            result.orphans.extend(batch[:start])
+            batch = batch[start:]
+            replay = self.replays[key] = TicketReplay(key[1], self.policies)
+        if replay.events and batch[0].at < replay.events[-1].at:
+            replay = self.replays[key] = _rebuilt(replay, [*replay.events, *batch])
+        else:
+            for event in batch:
+                replay.feed(event)
+        result.fired.extend(Fired(source, e) for e in replay.take_timeline())
+        result.touched[key] = replay
+        if self._settle(key, replay):
+            result.closed.append(key)
+
+    def _quarantine(self, key: TicketKey, exc: Exception) -> str:
+        """Set a ticket aside: out of the book and the timers, its later events too."""
+        reason = f"{type(exc).__name__}: {exc}"
+        self.quarantined[key] = reason
+        self.replays.pop(key, None)
+        self.timers.schedule(key, None)
+        return reason
 
     def fire_due(self, now: int) -> list[Fired]:
         """SLA events of every ticket whose next instant is at or before ``now`` (µs)."""
@@ -85,9 +122,13 @@ class TicketBook:
             replay = self.replays.get(key)
             if replay is None:
                 continue
-            replay.advance(now, inclusive=True)
-            fired.extend(Fired(key[0], e) for e in replay.take_timeline())
-            self.timers.schedule(key, replay.next_instant())
+            try:
+                replay.advance(now, inclusive=True)
+                fired.extend(Fired(key[0], e) for e in replay.take_timeline())
+                self.timers.schedule(key, replay.next_instant())
+            except Exception as exc:  # noted in ``quarantined``; the others go on
+                self._quarantine(key, exc)
+                continue
             replay.release_caches()
         return fired
 
@@ -99,9 +140,13 @@ class TicketBook:
         self.policies = tuple(policies)
         fired: list[Fired] = []
         for key, replay in list(self.replays.items()):
-            new = self.replays[key] = _rebuilt(replay, replay.events, self.policies)
-            fired.extend(Fired(key[0], e) for e in new.take_timeline())
-            self.timers.schedule(key, new.next_instant())
+            try:
+                new = self.replays[key] = _rebuilt(replay, replay.events, self.policies)
+                fired.extend(Fired(key[0], e) for e in new.take_timeline())
+                self.timers.schedule(key, new.next_instant())
+            except Exception as exc:  # noted in ``quarantined``; the others go on
+                self._quarantine(key, exc)
+                continue
             new.release_caches()
         return fired
 
@@ -134,6 +179,9 @@ class TicketBook:
         self.timers.schedule(key, replay.next_instant())
         replay.release_caches()
         return False
+
+
+_OUT_OF_RANGE = "is outside the instants sladaemon accepts (1970 to 2199)"
 
 
 def _unique(events: list[TicketEvent]) -> list[TicketEvent]:

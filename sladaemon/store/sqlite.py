@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (key, receiver, target)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS quarantine (
+    source TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (source, ticket_id, reason)
+);
 CREATE TABLE IF NOT EXISTS learnt_cycles (
     source TEXT NOT NULL,
     ticket_id TEXT NOT NULL,
@@ -189,7 +196,7 @@ class StateStore:
             self._db.executemany(_UPSERT_LEARNT, (_learnt_row(source, c) for c in learnt))
 
     def forget_source(self, source: str) -> None:
-        for table in ("events", "cursors", "learnt_cycles"):
+        for table in ("events", "cursors", "learnt_cycles", "quarantine"):
             self._write(f"DELETE FROM {table} WHERE source = ?", [(source,)])
 
     # ------------------------------------------------------------------ learnt cycles
@@ -217,6 +224,25 @@ class StateStore:
                 (to_us(before),),
             )
         return cursor.rowcount
+
+    # ------------------------------------------------------------------ quarantine
+
+    def quarantine(self, source: str, entries: Iterable[tuple[str, str]]) -> int:
+        """Note input set aside: (ticket id, reason), each pair once. Returns how many were
+        new."""
+        before = self._db.total_changes
+        self._write(
+            "INSERT OR IGNORE INTO quarantine (source, ticket_id, reason, at) VALUES (?, ?, ?, ?)",
+            ((source, ticket, reason, time.time()) for ticket, reason in entries),
+        )
+        return self._db.total_changes - before
+
+    def quarantined(self, source: str, ticket_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT reason FROM quarantine WHERE source = ? AND ticket_id = ? ORDER BY at",
+            (source, ticket_id),
+        )
+        return [r[0] for r in rows]
 
     # ------------------------------------------------------------------ cursors
 

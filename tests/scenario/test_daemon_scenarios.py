@@ -203,3 +203,34 @@ async def test_native_deadlines_are_cross_checked_and_explained(
     data = __import__("json").loads(capsys.readouterr().out)
     assert data["metrics"]["first_response"]["helpdesk_deadline"] == "2024-01-08T10:00:00Z"
     assert data["metrics"]["first_response"]["deadline"] == "2024-01-08T10:00:00Z"
+
+
+async def test_a_poison_row_is_quarantined_and_never_stops_the_rest_nor_a_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row dated 9999-12-31 is stored like any other; it is set aside with its reason, the
+    other tickets are alerted, and the next start does not trip over it."""
+    from sladaemon.cli import main
+
+    h = Harness(tmp_path)
+    h.add("P1", START, "created", "new")
+    h.add("P1", datetime(9999, 12, 31, tzinfo=UTC), "agent_reply")
+    h.add("T1", START, "created", "new")
+    app = await h.start()
+    await h.advance(30)
+    assert h.titles() == [
+        "[WARNING] SLA warning: ticket P1 first_response at 50% of target, 30m left",
+        "[WARNING] SLA warning: ticket T1 first_response at 50% of target, 30m left",
+    ]
+    assert app.metrics.quarantined.labels("desk")._value.get() == 1
+    assert app.store.quarantined("desk", "P1") == [
+        "9999-12-31 is outside the instants sladaemon accepts (1970 to 2199)"
+    ]
+    await h.stop()
+    app = await h.start()  # the stored poison row is read again: set aside again, no crash
+    assert len(app.tickets) == 2
+    await h.stop()
+    code = main(["explain", "--config", str(h.config), "--source", "desk", "P1"])
+    captured = capsys.readouterr()
+    assert code == 0 and "quarantined by the daemon: 9999-12-31 is outside" in captured.err
+    assert "first_response" in captured.out
