@@ -48,9 +48,8 @@ class Housekeeping:
             if now - last_sweep >= SWEEP_EVERY:
                 last_sweep = now
                 self.sweep()
-            wall = time.time()
             for poller in self.pollers.values():
-                poller.check_fresh(wall)
+                poller.check_fresh(now)
             for state, n in self.outbox.store.outbox_counts().items():
                 self.metrics.outbox.labels(state).set(n)
             dead_for = self.supervisor.dead_for()

@@ -103,11 +103,10 @@ class HttpEndpoints:
             self._runner = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        now = time.time()
+        now = time.monotonic()
         report = {name: _health(p.health, now) for name, p in self.pollers.items()}
-        since = time.monotonic()
         loops = {
-            name: {"error": f.error, "crashes": f.crashes, "failing_for_s": round(since - f.since)}
+            name: {"error": f.error, "crashes": f.crashes, "failing_for_s": round(now - f.since)}
             for name, f in self.supervisor.failing.items()
         }
         if loops or any(r["ingest_error"] for r in report.values()):
@@ -124,6 +123,7 @@ class HttpEndpoints:
 
 def _health(h: SourceHealth, now: float) -> dict[str, Any]:
     fresh = h.fresh(now)
-    last = datetime.fromtimestamp(h.last_success, UTC).isoformat() if h.last_success else None
+    stamp = h.last_success_wall
+    last = datetime.fromtimestamp(stamp, UTC).isoformat() if stamp is not None else None
     error = h.ingest_error or ("" if fresh else h.last_error)
     return {"fresh": fresh, "last_success": last, "error": error, "ingest_error": h.ingest_error}

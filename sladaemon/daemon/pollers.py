@@ -40,17 +40,27 @@ PollHandler = Callable[[str, PollResult], None]
 
 @dataclass
 class SourceHealth:
+    """Freshness is measured on the monotonic clock (a step of the wall clock neither stales
+    a source nor hides one); the ``*_wall`` stamps are for messages."""
+
     stale_after: float
-    started: float
-    last_success: float | None = None
-    failing_since: float | None = None
+    started: float  # monotonic
+    started_wall: float
+    last_success: float | None = None  # monotonic
+    last_success_wall: float | None = None
+    failing_since: float | None = None  # Unix time, for messages
     last_error: str = ""
     ingest_error: str = ""  # the daemon's own failure to take what a poll brought
     stale: bool = False
 
     def fresh(self, now: float) -> bool:
+        """``now``: monotonic."""
         reference = self.last_success if self.last_success is not None else self.started
         return now - reference <= self.stale_after
+
+    def succeeded(self) -> None:
+        self.failing_since, self.ingest_error = None, ""
+        self.last_success, self.last_success_wall = time.monotonic(), time.time()
 
 
 @dataclass(eq=False)
@@ -69,7 +79,8 @@ class SourcePoller:
     _rng: random.Random = field(default_factory=random.Random, init=False)
 
     def __post_init__(self) -> None:
-        self.health = SourceHealth(self.cfg.stale_after.total_seconds(), time.time())
+        stale_after = self.cfg.stale_after.total_seconds()
+        self.health = SourceHealth(stale_after, time.monotonic(), time.time())
         self.log = get_logger("sladaemon.poll")
 
     @property
@@ -125,17 +136,17 @@ class SourcePoller:
         health = self.health
         if health.failing_since is not None:
             self.log.info("poll_recovered", source=self.name)
-        health.failing_since, health.last_success, health.ingest_error = None, time.time(), ""
+        health.succeeded()
         return True, result.more
 
     def check_fresh(self, now: float) -> None:
-        """Update the up gauge; report the edges to stale and back."""
+        """Update the up gauge; report the edges to stale and back (``now``: monotonic)."""
         health = self.health
         fresh = health.fresh(now)
         self.metrics.source_up.labels(self.name).set(1 if fresh else 0)
         if not fresh and not health.stale:
             health.stale = True
-            since = health.last_success or health.started
+            since = health.last_success_wall or health.started_wall
             self.log.error("source_stale", source=self.name, since=since, error=health.last_error)
             self.operator_alert(
                 "source_stale",
@@ -148,7 +159,7 @@ class SourcePoller:
             health.stale = False
             self.log.info("source_recovered", source=self.name)
             self.operator_alert(
-                "source_recovered", self.name, f"source {self.name} is polled again", now
+                "source_recovered", self.name, f"source {self.name} is polled again", time.time()
             )
 
     async def _reopen(self) -> None:

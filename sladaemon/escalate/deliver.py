@@ -13,7 +13,9 @@ Contract, in the order the code follows it:
   the operator (unless the row was itself an operator message);
 * a receiver's template that cannot be rendered falls back to the default message;
 * an outcome the state file refuses (locked, full) is kept in memory and recorded before
-  anything new is claimed.
+  anything new is claimed;
+* retry times are wall-clock instants (they survive restarts); one further ahead than the
+  longest retry wait is due at once, so a backward step of the system clock delays nothing.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ class Deliverer:
             if free > 0 and self._start(free):
                 continue
             nxt = self.store.next_attempt_at()
-            timeout = None if nxt is None or free <= 0 else max(MIN_WAIT, nxt - time.time())
+            wait = None if nxt is None else min(nxt - time.time(), self._longest_wait())
+            timeout = None if wait is None or free <= 0 else max(MIN_WAIT, wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=timeout)
             self.wake.clear()
@@ -108,6 +111,11 @@ class Deliverer:
         for task in self.in_flight:
             task.cancel()
         await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    def _longest_wait(self) -> float:
+        """No retry waits longer than this; one scheduled further ahead was scheduled before
+        the system clock stepped back, and is due now."""
+        return self.settings.max_retry.total_seconds() + CRASH_RETRY
 
     def _record(self, update: Callable[[], None]) -> None:
         """Apply an outcome to the outbox; one the state file refuses is kept, in order, and
@@ -137,7 +145,10 @@ class Deliverer:
         """Claim up to ``free`` due rows of receivers with room; returns how many started."""
         saturated = [r for r, n in self._busy.items() if n >= PER_RECEIVER]
         started = 0
-        for row in self.store.claim_due(limit=free, skip_receivers=saturated):
+        rows = self.store.claim_due(
+            limit=free, skip_receivers=saturated, longest_wait=self._longest_wait()
+        )
+        for row in rows:
             if self._busy[row.receiver] >= PER_RECEIVER:
                 self._record(partial(self.store.retry_later, row.id, time.time(), "", count=False))
                 continue

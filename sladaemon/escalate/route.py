@@ -5,8 +5,9 @@ alerts, operator alerts and scheduled reports; each becomes one notification per
 posted with its key (``outbox.sla_key`` for SLA events). The rules, in order:
 
 * every SLA event is counted; those that notify are logged as ``sla_<kind>``;
-* an SLA event older than ``daemon.catch_up`` is counted as skipped and not sent (after an
-  outage, or on a first start against an old backlog);
+* an SLA event older than ``daemon.catch_up`` is not sent (after an outage, a step of the
+  system clock, or on a first start against an old backlog): it is counted, logged and told to
+  the operator;
 * ladder levels and predictions go to the receivers of their level (``notify`` of the event);
 * a metric met after its breach goes to the receivers with ``send_resolved`` that were told of
   that cycle's breach or escalation;
@@ -18,6 +19,7 @@ A Router belongs to one config: a reload builds a new one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +48,7 @@ ALERTING = frozenset(
         SlaEventKind.PREDICTED_BREACH,
     }
 )
+SKIP_ALERT_EVERY = 60.0  # seconds between operator messages about skipped SLA events
 # What a receiver with send_resolved must have been told before it hears of the late met.
 _TOLD_OF_BREACH = (NotificationKind.BREACH.value, NotificationKind.ESCALATION.value)
 
@@ -59,15 +62,19 @@ class Router:
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.route")
+        self._skipped_since_alert = 0
+        self._skip_alerted_at = -SKIP_ALERT_EVERY
 
     def sla_events(self, fired: Iterable[Fired], now: datetime) -> None:
         horizon = now - self.config.daemon.catch_up
+        skipped: list[Fired] = []
         with self.outbox.batch():
             for f in fired:
                 self._count(f)
                 if f.event.kind in ALERTING or f.event.kind is SlaEventKind.MET_LATE:
                     if f.event.at < horizon:
                         self.metrics.sla_events_skipped.labels(f.source).inc()
+                        skipped.append(f)
                         continue
                     self._log(f)
                 receivers = self._receivers(f)
@@ -76,6 +83,33 @@ class Router:
                     key = sla_key(f.source, e)
                     payload = sla_payload(key, f.source, e, self._link(f.source, e.ticket_id))
                     self.outbox.post(key, notification_kind(e), payload, e.at, receivers)
+            if skipped:
+                self._skipped(skipped, now)
+
+    def _skipped(self, skipped: list[Fired], now: datetime) -> None:
+        """SLA events too old to send are never dropped silently: logged each time, and told
+        to the operator (at most once a minute, with the count since the last message)."""
+        first = min(skipped, key=lambda f: f.event.at)
+        self.log.warning(
+            "sla_events_skipped",
+            count=len(skipped),
+            oldest=first.event.at.isoformat(),
+            ticket=first.event.ticket_id,
+            catch_up_s=self.config.daemon.catch_up.total_seconds(),
+        )
+        self._skipped_since_alert += len(skipped)
+        if time.monotonic() - self._skip_alerted_at < SKIP_ALERT_EVERY:
+            return
+        self._skip_alerted_at = time.monotonic()
+        count, self._skipped_since_alert = self._skipped_since_alert, 0
+        self.operator(
+            "sla_events_skipped",
+            first.source,
+            f"{count} SLA events older than daemon.catch_up were not sent (the oldest: ticket "
+            f"{first.event.ticket_id} {first.event.metric.value} at {iso(first.event.at)}): "
+            "downtime, a step of the system clock or a first start on an old backlog",
+            now.timestamp(),
+        )
 
     def queue_alerts(self, alerts: Iterable[QueueAlert]) -> None:
         receivers = self.config.predict.queue_alerts

@@ -280,10 +280,17 @@ class StateStore:
         return self._db.total_changes - before
 
     def claim_due(
-        self, now: float | None = None, limit: int = 64, skip_receivers: Iterable[str] = ()
+        self,
+        now: float | None = None,
+        limit: int = 64,
+        skip_receivers: Iterable[str] = (),
+        longest_wait: float | None = None,
     ) -> list[OutboxRow]:
-        """Pending rows whose attempt is due, marked ``sending`` (none for ``skip_receivers``)."""
+        """Pending rows whose attempt is due, marked ``sending`` (none for ``skip_receivers``).
+        With ``longest_wait``, a row due further ahead than that is due now: the system clock
+        was stepped back after it was scheduled."""
         now = time.time() if now is None else now
+        stepped = now + longest_wait if longest_wait is not None else float("inf")
         skipped = list(skip_receivers)
         marks = ",".join("?" for _ in skipped)
         with self._db:  # one write transaction: a row is claimed by one caller only
@@ -291,10 +298,11 @@ class StateStore:
             rows = self._db.execute(
                 "SELECT id, key, receiver, target, kind, payload, due_at, attempts, "
                 "possible_duplicate "
-                "FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+                "FROM outbox WHERE state = 'pending' "
+                "AND (next_attempt_at <= ? OR next_attempt_at > ?) "
                 + (f"AND receiver NOT IN ({marks}) " if skipped else "")
                 + "ORDER BY next_attempt_at, id LIMIT ?",
-                (now, *skipped, limit),
+                (now, stepped, *skipped, limit),
             ).fetchall()
             self._db.executemany(
                 "UPDATE outbox SET state = 'sending' WHERE id = ?", ((r[0],) for r in rows)

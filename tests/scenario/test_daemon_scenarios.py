@@ -234,3 +234,17 @@ async def test_a_poison_row_is_quarantined_and_never_stops_the_rest_nor_a_restar
     captured = capsys.readouterr()
     assert code == 0 and "quarantined by the daemon: 9999-12-31 is outside" in captured.err
     assert "first_response" in captured.out
+
+
+async def test_a_forward_clock_step_tells_the_operator_what_it_skipped(harness: Harness) -> None:
+    """A VM resumed after 2.5 h: levels older than catch_up (1 h) are not sent, and the
+    operator is told so rather than left with a counter."""
+    harness.add("T1", START, "created", "new")
+    await harness.start()
+    await harness.advance(150, step_minutes=150)  # one jump from 09:00 to 11:30
+    assert harness.titles() == [
+        "[ESCALATION] SLA escalation: ticket T1 first_response overdue by 30m (breach+30m)",
+        "[OPERATOR] sladaemon: 2 SLA events older than daemon.catch_up were not sent (the "
+        "oldest: ticket T1 first_response at 2024-01-08T09:30:00Z): downtime, a step of the "
+        "system clock or a first start on an old backlog",
+    ]

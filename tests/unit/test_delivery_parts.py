@@ -305,3 +305,15 @@ def test_a_newline_in_a_ticket_id_adds_no_line_to_the_message() -> None:
     body = render(payload).body.splitlines()
     assert [line for line in body if line.startswith("id:")] == ["id: desk/T1/x"]
     assert "ticket: T1 id: forged" in body
+
+
+def test_a_retry_scheduled_before_the_clock_stepped_back_is_not_held_up(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite")
+    store.enqueue([item("k1")], now=100.0)
+    (row,) = store.claim_due(now=100.0)
+    store.retry_later(row.id, 160.0, "refused")  # due at 160 by the clock of that moment
+    # The clock steps back an hour: 160 is now 3,660 s away, far beyond any retry wait.
+    assert store.claim_due(now=160.0 - 3600.0) == []
+    (again,) = store.claim_due(now=160.0 - 3600.0, longest_wait=600.0)
+    assert again.key == "k1"
+    store.close()

@@ -167,7 +167,8 @@ async def test_the_router_fans_out_per_url_and_skips_what_is_older_than_catch_up
         ("desk/NEW/first_response/0/breach", "quiet", 0),
         ("desk/NEW/first_response/0/breach", "team", 0),
         ("desk/NEW/first_response/0/breach", "team", 1),
-    ]
+        ("operator/sla_events_skipped/desk/2024-01-08T12:30:00+00:00", "ops", 0),
+    ]  # what was skipped is told to the operator, never dropped silently
     assert stages.metrics.sla_events_skipped.labels("desk")._value.get() == 2
 
 
