@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sladaemon.config import Config, load_config
-from sladaemon.errors import ConfigError, EventLogError, StateLockedError
+from sladaemon.errors import ConfigError, EventLogError, StateFileError, StateLockedError
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
 from sladaemon.model import EARLIEST, LATEST, SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EventLogError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except StateLockedError as exc:
+    except (StateLockedError, StateFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the report here instead of stdout")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("state", help="check the daemon's state file, or restore its backup")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("action", choices=["check", "restore"])
+    p.set_defaults(func=cmd_state)
+
     p = sub.add_parser("simulate", help="write a synthetic history from the built-in simulator")
     p.add_argument("output", type=Path)
     p.add_argument("--start", default="2026-01-05T00:00:00Z", help="ISO 8601 start instant")
@@ -165,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main_loop())
-    except StateLockedError:
+    except (StateLockedError, StateFileError):
         raise
     except Exception:
         log.exception("daemon_crashed")
@@ -317,6 +322,30 @@ def _events_from_state(
         raise UsageError(f"ticket {ticket_id!r} of source {source!r} is not in the daemon state")
     events.sort(key=lambda e: e.at)
     return events, datetime.now(UTC), quarantined
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    """``check``: the state file and its backup; ``restore``: the backup in place of the state
+    file (refused while a daemon holds it)."""
+    from sladaemon.store.backup import backup_path, check, restore
+    from sladaemon.store.lock import StateLock
+
+    state = load_config(args.config).daemon.state
+    if args.action == "check":
+        verdicts = {state: check(state), backup_path(state): check(backup_path(state))}
+        for path, verdict in verdicts.items():
+            print(f"{path}: {verdict}")
+        return EXIT_OK if verdicts[state] == "ok" else EXIT_FAILED
+    lock = StateLock(state)
+    lock.acquire()
+    try:
+        kept = restore(state)
+    finally:
+        lock.release()
+    print(f"{state}: restored from {backup_path(state)}")
+    if kept is not None:
+        print(f"the previous state file is kept as {kept}")
+    return EXIT_OK
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

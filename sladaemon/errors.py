@@ -63,3 +63,7 @@ class EventLogError(SladaemonError):
 
 class StateLockedError(SladaemonError):
     """Another process runs a daemon (or ``once``) on the same state file."""
+
+
+class StateFileError(SladaemonError):
+    """The state file cannot be used (damaged, not a database); the message says what to do."""

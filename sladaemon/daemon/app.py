@@ -10,7 +10,7 @@ SIGHUP queues a reload; reloads run one after the other).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import time
 from typing import TextIO
 
 from sladaemon.clock import Clock
@@ -37,6 +37,7 @@ from sladaemon.predict.results import QueueAlert
 from sladaemon.report.ledger import KpiLedger
 from sladaemon.sources.base import PollResult
 from sladaemon.sources.registry import build_source, clock_for
+from sladaemon.store.backup import lost_state
 from sladaemon.store.lock import StateLock
 from sladaemon.store.sqlite import StateStore
 
@@ -159,12 +160,10 @@ class App:
         """Interrupted sends resumed; every source added and polled, what is due fired, every
         metric judged."""
         self.lock.acquire()  # one daemon per state file: refused before anything is sent
-        released = self.store.release_unfinished()
-        if released:
-            self.log.warning("outbox_resumed", interrupted=released)
-        for name, target, problem in self.notifier.invalid_targets():
-            self.log.error("receiver_url_invalid", receiver=name, target=target, reason=problem)
-            self.metrics.invalid_targets.labels(name).inc()
+        if (lost := lost_state(self.store.path, self.store.created)) is not None:
+            self.log.error("state_recreated", state=str(self.store.path))
+            self.alert("state_recreated", str(self.store.path), lost, time.time())
+        self.deliverer.resume()
         for name, cfg in self.config.sources.items():
             self._add_source(name, cfg)
         for poller in self.pollers.values():
@@ -270,11 +269,7 @@ class App:
         closed tickets now: their events are gone from the state file), tell the predictor."""
         self.route(changes.fired)
         self.kpis.note(changes.touched, changes.fired)
-        if changes.closed:
-            try:
-                self.kpis.write(changes.closed)
-            except (sqlite3.Error, OSError) as exc:
-                self.kpis.note_failed_write(exc)
+        self.kpis.write_closed(changes.closed)
         self.prediction.observe(changes.touched, changes.closed)
 
     def route(self, fired: list[Fired]) -> None:

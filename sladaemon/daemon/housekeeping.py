@@ -1,6 +1,7 @@
 """Housekeeping, once a second: writes the outbox could not write before, source freshness,
-outbox gauges, systemd's watchdog; once an hour, ``sweep`` (idle tickets out of memory, old
-KPI facts and learnt cycles pruned).
+outbox gauges, systemd's watchdog; every 15 minutes a backup of the state file; once an hour,
+``sweep`` (idle tickets out of memory, old KPI facts and learnt cycles pruned); a last
+backup when the daemon stops.
 
 The watchdog is fed only while every supervised loop is well or has been failing for less than
 ``WATCHDOG_PATIENCE``: a daemon that cannot recover by itself is restarted by systemd. The
@@ -10,6 +11,7 @@ intervals are measured on the monotonic clock, so a step of the wall clock moves
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from sladaemon.daemon.systemd import SystemdNotifier
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
+from sladaemon.store.backup import BACKUP_EVERY
 
 TICK = 1.0  # seconds between rounds
 SWEEP_EVERY = 3600.0  # seconds between sweeps
@@ -36,11 +39,26 @@ class Housekeeping:
     systemd: SystemdNotifier
     status: Callable[[], str]
 
+    def __post_init__(self) -> None:
+        self.log = get_logger("sladaemon.housekeeping")
+
     async def run(self) -> None:
-        log = get_logger("sladaemon.housekeeping")
+        try:
+            await self._rounds()
+        finally:  # stopping: a last backup of the state as it is left
+            self.backup()
+
+    def backup(self) -> None:
+        try:
+            self.outbox.store.backup()
+        except (sqlite3.Error, OSError) as exc:
+            self.metrics.state_write_errors.labels("backup").inc()
+            self.log.error("state_backup_failed", error=str(exc))
+
+    async def _rounds(self) -> None:
         interval = self.systemd.watchdog_interval
         last_ping = 0.0
-        last_sweep = time.monotonic()
+        last_sweep = last_backup = time.monotonic()
         withheld = False
         while True:
             now = time.monotonic()
@@ -48,13 +66,16 @@ class Housekeeping:
             if now - last_sweep >= SWEEP_EVERY:
                 last_sweep = now
                 self.sweep()
+            if now - last_backup >= BACKUP_EVERY:
+                last_backup = now
+                await asyncio.to_thread(self.backup)
             for poller in self.pollers.values():
                 poller.check_fresh(now)
             for state, n in self.outbox.store.outbox_counts().items():
                 self.metrics.outbox.labels(state).set(n)
             dead_for = self.supervisor.dead_for()
             if dead_for > WATCHDOG_PATIENCE and not withheld:
-                log.error("watchdog_withheld", failing=sorted(self.supervisor.failing))
+                self.log.error("watchdog_withheld", failing=sorted(self.supervisor.failing))
             withheld = dead_for > WATCHDOG_PATIENCE
             if interval is not None and now - last_ping >= interval and not withheld:
                 self.systemd.watchdog()

@@ -92,10 +92,16 @@ class KpiFacts:
                 written += self._record(source, source_keys[start : start + FACTS_CHUNK])
         return written
 
-    def note_failed_write(self, exc: Exception) -> None:
-        """A write of the facts failed (the state file): they stay noted, the loop retries."""
-        self.log.error("kpi_facts_failed", error=str(exc), waiting=len(self._changed))
-        self.wake.set()
+    def write_closed(self, keys: list[TicketKey]) -> None:
+        """Closed tickets' facts at once (their events leave the state file); when the file
+        refuses them they stay noted and the loop writes them later."""
+        if not keys:
+            return
+        try:
+            self.write(keys)
+        except (sqlite3.Error, OSError) as exc:
+            self.log.error("kpi_facts_failed", error=str(exc), waiting=len(self._changed))
+            self.wake.set()
 
     def _record(self, source: str, keys: list[TicketKey]) -> int:
         """Write these tickets' facts; they leave the changed set only once written."""

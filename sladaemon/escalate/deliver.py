@@ -71,6 +71,16 @@ class Deliverer:
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.deliver")
 
+    def resume(self) -> None:
+        """At start: sends a crash interrupted go back to pending (flagged as possible
+        duplicates); receiver URLs apprise cannot use are logged and counted."""
+        released = self.store.release_unfinished()
+        if released:
+            self.log.warning("outbox_resumed", interrupted=released)
+        for name, target, problem in self.notifier.invalid_targets():
+            self.log.error("receiver_url_invalid", receiver=name, target=target, reason=problem)
+            self.metrics.invalid_targets.labels(name).inc()
+
     def use(self, notifier: AppriseNotifier, settings: DeliveryConfig) -> None:
         """Send through a reloaded config's receivers from now on."""
         self.notifier, self.settings = notifier, settings

@@ -26,6 +26,7 @@ from typing import Any
 from sladaemon.calendar import from_us, to_us
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent
 from sladaemon.predict.learnt import LearntCycle
+from sladaemon.store.backup import backup, opened
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -127,15 +128,23 @@ class StateStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.created = False  # the file did not exist: a first start, or it was lost
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.created = not self.path.exists()
             # Owner-only from the first byte (SQLite gives its -wal and -shm files the same).
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        _add_missing_columns(self._db)
-        self._db.executescript(SCHEMA)
+        with opened(self.path):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            _add_missing_columns(self._db)
+            self._db.executescript(SCHEMA)
+            self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+
+    def backup(self) -> Path:
+        """A consistent copy of the whole state beside it (see store/backup.py)."""
+        return backup(self._db, self.path)
 
     def close(self) -> None:
         self._db.close()

@@ -224,3 +224,77 @@ def test_once_makes_one_attempt_per_entry_and_exits_non_zero_when_a_receiver_fai
     again = run_once(tmp_path / "once", config)  # the next run delivers what was kept
     assert again.returncode == 0, again.stdout + again.stderr
     assert_all_delivered_once(hook, tickets)
+
+
+def state_command(tmp_path: Path, action: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "sladaemon", "state", action, "--config", "config.yaml"]
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_damaged_state_file_says_what_to_do_and_its_backup_restores_it(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook = receivers.webhook()
+    events = EventFile(tmp_path / "events.csv")
+    config = daemon_config(tmp_path, {"hook": hook.url}, first_response="2s")
+    daemons.append(daemon := DaemonProcess(tmp_path, config))
+    daemon.start()
+    first = ["C1", "C2"]
+    for ticket in first:
+        events.add(ticket, "created", "new")
+    hook.wait_for(4, timeout=30, accepted_only=True)
+    daemon.stop()  # a last backup as it stops
+    state = tmp_path / "state.sqlite"
+    with state.open("r+b") as f:  # a disk error garbles the start of the file
+        f.write(b"\x13garbage" * 512)
+    (tmp_path / "broken").mkdir()
+    daemons.append(broken := DaemonProcess(tmp_path / "broken", config))
+    with pytest.raises(AssertionError):
+        broken.start()
+    assert broken.wait(timeout=10) == 1
+    assert "is damaged" in broken.log_text() and "sladaemon state restore" in broken.log_text()
+    checked = state_command(tmp_path / "broken", "check")
+    assert checked.returncode == 1 and "state.sqlite.backup: ok" in checked.stdout
+    restored = state_command(tmp_path / "broken", "restore")
+    assert restored.returncode == 0, restored.stderr
+    assert state_command(tmp_path / "broken", "check").returncode == 0
+    (tmp_path / "again").mkdir()
+    daemons.append(again := DaemonProcess(tmp_path / "again", config))
+    again.start()
+    events.add("C3", "created", "new")
+    assert_all_delivered_once(hook, [*first, "C3"])
+    counts = Counter(body_fields(m)["id"] for m in hook.accepted())
+    assert max(counts.values()) == 1  # what the backup knew was sent is not sent again
+
+
+def test_a_deleted_state_file_is_reported_and_old_alerts_are_not_sent_again(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook, ops = receivers.webhook(), receivers.webhook("ops")
+    events = EventFile(tmp_path / "events.csv")
+    config = daemon_config(
+        tmp_path, {"hook": hook.url, "ops": ops.url}, first_response="2s", operator="ops"
+    ).replace("catch_up: 10m", "catch_up: 5s")
+    daemons.append(daemon := DaemonProcess(tmp_path, config))
+    daemon.start()
+    first = ["G1", "G2"]
+    for ticket in first:
+        events.add(ticket, "created", "new")
+    hook.wait_for(4, timeout=30, accepted_only=True)
+    daemon.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"state.sqlite{suffix}").unlink(missing_ok=True)
+    time.sleep(6)  # their levels are now older than catch_up
+    (tmp_path / "again").mkdir()
+    daemons.append(again := DaemonProcess(tmp_path / "again", config))
+    again.start()
+    again.wait_for_log("state_recreated")
+    told = [str(m["body"]) for m in ops.wait_for(2, timeout=30, accepted_only=True)]
+    assert any("was missing and is created afresh" in text for text in told)
+    assert any("SLA events older than daemon.catch_up were not sent" in text for text in told)
+    events.add("G3", "created", "new")
+    assert_all_delivered_once(hook, [*first, "G3"])
+    counts = Counter(body_fields(m)["id"] for m in hook.accepted())
+    assert max(counts.values()) == 1

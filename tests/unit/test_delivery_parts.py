@@ -317,3 +317,25 @@ def test_a_retry_scheduled_before_the_clock_stepped_back_is_not_held_up(tmp_path
     (again,) = store.claim_due(now=160.0 - 3600.0, longest_wait=600.0)
     assert again.key == "k1"
     store.close()
+
+
+def test_a_damaged_state_file_is_named_with_what_to_do(tmp_path: Path) -> None:
+    from sladaemon.errors import StateFileError
+    from sladaemon.store.backup import check, restore
+
+    path = tmp_path / "s.sqlite"
+    store = StateStore(path)
+    store.enqueue([item("k1")])
+    store.backup()
+    store.close()
+    path.write_bytes(b"not a database, really" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"s.sqlite{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StateFileError, match=r"is damaged .*sladaemon state restore"):
+        StateStore(path)
+    assert check(path) != "ok"
+    kept = restore(path)
+    assert kept is not None and kept.read_bytes().startswith(b"not a database")
+    store = StateStore(path)
+    assert store.outbox_counts() == {"pending": 1}  # what the backup held
+    store.close()
