@@ -169,13 +169,16 @@ def test_a_receiver_answering_after_the_timeout_gets_the_re_send_flagged(
     assert "possible duplicate" in str(copies[1]["body"])
 
 
+def command(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sladaemon ARGS --config config.yaml`` run in ``directory``."""
+    argv = [sys.executable, "-m", "sladaemon", *args, "--config", "config.yaml"]
+    return subprocess.run(argv, cwd=directory, capture_output=True, text=True, timeout=60)
+
+
 def run_once(directory: Path, config: str) -> subprocess.CompletedProcess[str]:
     directory.mkdir(exist_ok=True)
     (directory / "config.yaml").write_text(config)
-    command = [sys.executable, "-m", "sladaemon", "once", "--config", "config.yaml"]
-    return subprocess.run(
-        command, cwd=directory, capture_output=True, text=True, timeout=60, check=False
-    )
+    return command(directory, "once")
 
 
 def test_one_daemon_per_state_file_a_second_and_once_are_refused(
@@ -226,13 +229,6 @@ def test_once_makes_one_attempt_per_entry_and_exits_non_zero_when_a_receiver_fai
     assert_all_delivered_once(hook, tickets)
 
 
-def state_command(tmp_path: Path, action: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "sladaemon", "state", action, "--config", "config.yaml"]
-    return subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def test_a_damaged_state_file_says_what_to_do_and_its_backup_restores_it(
     tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
 ) -> None:
@@ -255,11 +251,11 @@ def test_a_damaged_state_file_says_what_to_do_and_its_backup_restores_it(
         broken.start()
     assert broken.wait(timeout=10) == 1
     assert "is damaged" in broken.log_text() and "sladaemon state restore" in broken.log_text()
-    checked = state_command(tmp_path / "broken", "check")
+    checked = command(tmp_path / "broken", "state", "check")
     assert checked.returncode == 1 and "state.sqlite.backup: ok" in checked.stdout
-    restored = state_command(tmp_path / "broken", "restore")
+    restored = command(tmp_path / "broken", "state", "restore")
     assert restored.returncode == 0, restored.stderr
-    assert state_command(tmp_path / "broken", "check").returncode == 0
+    assert command(tmp_path / "broken", "state", "check").returncode == 0
     (tmp_path / "again").mkdir()
     daemons.append(again := DaemonProcess(tmp_path / "again", config))
     again.start()
