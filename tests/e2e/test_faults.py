@@ -1,9 +1,13 @@
-"""Faults injected into the real daemon process: the state file locked by another process, or
-on a disk that fills up. Alerting must resume on its own, with nothing lost and no duplicate
-that is not flagged as possible."""
+"""Faults injected into the real daemon process: the state file locked by another process or
+on a disk that fills up, slow receivers, a second instance, a damaged or deleted state file,
+poison input, over-long lines and log rotation. Alerting must resume on its own, with nothing
+lost and no duplicate that is not flagged as possible."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,8 +20,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Receivers, WebhookReceiver, free_port
-from tests.e2e.daemon_process import DaemonProcess, EventFile, body_fields, http_get
+from tests.e2e.daemon_process import (
+    HEADER,
+    DaemonProcess,
+    EventFile,
+    body_fields,
+    http_get,
+    stamp,
+)
 from tests.e2e.test_daemon import daemon_config
+from tests.fakes.process import FakeHelpdesk
+from tests.fakes.zendesk import AGENT_EMAIL, API_TOKEN
 
 LEVELS = ("50%", "breach")
 
@@ -294,3 +307,107 @@ def test_a_deleted_state_file_is_reported_and_old_alerts_are_not_sent_again(
     assert_all_delivered_once(hook, [*first, "G3"])
     counts = Counter(body_fields(m)["id"] for m in hook.accepted())
     assert max(counts.values()) == 1
+
+
+def test_poison_rows_over_long_lines_and_a_sparse_hole_are_skipped_and_alerting_goes_on(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook, port = receivers.webhook(), free_port()
+    state = tmp_path / "state.sqlite"
+    daemon, events, before = start_and_warm_up(tmp_path, hook, daemons, port, state)
+
+    good = [f"P{i}" for i in range(8)]
+    far = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    hazards: list[tuple[str, bytes]] = [
+        ("a row dated 9999-12-31", f"X1,{far:%Y-%m-%dT%H:%M:%SZ},created,new,,,\n".encode()),
+        ("a 2 MB line", b"X2," + b"y" * 2_000_000 + b"\n"),
+        ("a field over 128 KiB", b'X3,"' + b"z" * 200_000 + b'",created,new,,,\n'),
+        ("a stray quote", b'X4,"2024-01-01T00:00:00Z,created,new,,,\n'),
+        ("a 10 MB line", b"X5," + b"w" * 10_000_000 + b"\n"),
+    ]
+    for ticket, (_, line) in zip(good, hazards, strict=False):
+        events.add(ticket, "created", "new")
+        with events.path.open("ab") as f:
+            f.write(line)
+    with events.path.open("r+b") as f:  # a sparse hole: 3 MB of NULs without a newline
+        f.truncate(f.seek(0, 2) + 3_000_000)
+    with events.path.open("ab") as f:
+        f.write(b"\n")
+    for ticket in good[len(hazards) :]:
+        events.add(ticket, "created", "new")
+
+    assert_all_delivered_once(hook, before + good)
+    reasons = [e["reason"] for e in daemon.wait_for_log("input_row_skipped", count=4, timeout=30)]
+    assert sum("longer than" in r for r in reasons) == 3  # 2 MB, 10 MB, the hole
+    assert any("field larger than field limit" in r for r in reasons)
+    assert any("unbalanced quote" in r for r in reasons)
+    (quarantined,) = daemon.wait_for_log("input_quarantined", timeout=30)[:1]
+    assert "X1" in json.dumps(quarantined)
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+    daemon.kill()  # a restart reads the poison row again and neither stops nor re-sends
+    (tmp_path / "again").mkdir()
+    config = daemon.config.read_text()
+    daemons.append(again := DaemonProcess(tmp_path / "again", config))
+    again.start()
+    events.add("P9", "created", "new")
+    assert_all_delivered_once(hook, [*before, *good, "P9"])
+    assert max(Counter(body_fields(m)["id"] for m in hook.accepted()).values()) == 1
+
+
+def test_a_copytruncate_rotation_before_the_next_poll_is_noticed_and_no_row_is_lost(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook, port = receivers.webhook(), free_port()
+    state = tmp_path / "state.sqlite"
+    daemon, events, before = start_and_warm_up(tmp_path, hook, daemons, port, state)
+
+    rotated = [f"R{i}" for i in range(12)]  # more bytes than were read before the rotation
+    fresh = HEADER + "".join(f"{t},{stamp()},created,new,normal,email,support\n" for t in rotated)
+    assert len(fresh) > events.path.stat().st_size
+    shutil.copy(events.path, tmp_path / "events.csv.1")
+    with events.path.open("r+") as f:  # copied away, then written again in place at once
+        f.write(fresh)
+        f.truncate()
+    assert_all_delivered_once(hook, before + rotated)
+    (restarted,) = daemon.wait_for_log("event_file_restarted", timeout=30)[:1]
+    assert restarted["why"] == "truncated and written again"
+    assert max(Counter(body_fields(m)["id"] for m in hook.accepted()).values()) == 1
+
+
+def test_a_ticket_dated_9999_from_a_helpdesk_is_quarantined_and_the_daemon_stays_responsive(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook, port = receivers.webhook(), free_port()
+    fake = FakeHelpdesk("zendesk")
+    try:
+        fake.control("limits", {"incremental_per_minute": 1000, "lag": 0})
+        source = (
+            f"zd: {{type: zendesk, url: '{fake.url}', email: {AGENT_EMAIL}, token: {API_TOKEN},"
+            " poll_interval: 1s, timeout: 5s}"
+        )
+        config = daemon_config(
+            tmp_path, {"hook": hook.url}, first_response="4s", http_port=port, source=source
+        )
+        daemons.append(daemon := DaemonProcess(tmp_path, config))
+        daemon.start()
+        first = [fake.control("tickets", {"subject": f"before {i}"})["id"] for i in range(3)]
+        far = "9999-12-31T23:59:59Z"
+        fake.control("inject", {"item": {"id": 777, "created_at": far, "updated_at": far}})
+        fake.control("tickets/1/update", {"status": "open"})
+        later = [fake.control("tickets", {"subject": f"after {i}"})["id"] for i in range(3)]
+        tickets = [str(t) for t in first + later]
+        hook.wait_for(2 * len(tickets), timeout=60, accepted_only=True)
+        counts = Counter(body_fields(m)["id"] for m in hook.accepted())
+        assert set(counts) >= {
+            f"zd/{t}/first_response/0/{level}" for t in tickets for level in LEVELS
+        }
+        (quarantined,) = daemon.wait_for_log("input_quarantined", timeout=30)[:1]
+        assert "777" in json.dumps(quarantined)
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        stopping = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(timeout=15) == 0
+        assert time.monotonic() - stopping < 10
+    finally:
+        fake.stop()

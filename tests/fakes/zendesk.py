@@ -27,7 +27,8 @@ under ``/_fake/``:
 
 * ``GET /_fake/clock`` -> ``{"now": epoch}``; ``POST /_fake/clock`` ``{"advance": s}`` or
   ``{"set": epoch}``.
-* ``POST /_fake/limits`` ``{"incremental_per_minute", "account_per_minute", "window"}``.
+* ``POST /_fake/limits`` ``{"incremental_per_minute", "account_per_minute", "window", "lag"}``
+  (``lag``: the seconds the incremental exports hide, 60 as in Zendesk).
 * ``POST /_fake/fail`` ``{"path", "after": n, "status": 500, "count": k}``: after ``n`` good
   answers on that path, fail the next ``k``.
 * ``POST /_fake/tickets`` ``{subject, status, priority, type, channel, group, requester,
@@ -165,6 +166,7 @@ class FakeZendesk:
             "incremental_per_minute": 10,
             "account_per_minute": 700,
             "window": 60.0,
+            "lag": LAG,
         }
         self._incremental_sent: deque[float] = deque()
         self._account_sent: deque[float] = deque()
@@ -657,7 +659,7 @@ async def ticket_export(request: web.Request) -> web.Response:
     desk = request.app[DESK]
     per_page = min(_int_param(request, "per_page", 1000) or 1000, 1000)
     include = set(request.query.get("include", "").split(","))
-    horizon = desk.now() - LAG
+    horizon = desk.now() - desk.limits["lag"]
     if "cursor" in request.query:
         try:
             stamp, _, rest = _decode(request.query["cursor"]).partition("||")
@@ -714,7 +716,7 @@ async def ticket_events(request: web.Request) -> web.Response:
     start = _int_param(request, "start_time")
     if start is None:
         return _bad_request(400, "InvalidValue", "start_time is required")
-    horizon = desk.now() - LAG
+    horizon = desk.now() - desk.limits["lag"]
     if start > horizon:
         return _bad_request(
             422, "InvalidValue", "Too recent start_time. Use a start_time older than 1 minute"
