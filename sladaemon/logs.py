@@ -3,7 +3,9 @@
 Log events are snake_case facts with key/value fields. Standard-library loggers (aiohttp,
 apprise) go through the same formatter. Every line passes through a redactor that removes the
 configured secrets — whole values and the credential parts of URLs — and the password part of
-any ``user:password@`` it meets, so no secret reaches the journal.
+any ``user:password@`` it meets, so no secret reaches the journal. A flood of one kind of line
+(one logger, one event) is cut at ``FLOOD_BURST`` lines per ``FLOOD_WINDOW`` seconds; the next
+line of that kind after the window is preceded by ``log_lines_suppressed`` with the count.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import structlog
 
 REDACTED = "***"
+FLOOD_BURST = 200  # lines of one kind ...
+FLOOD_WINDOW = 10.0  # ... per this many seconds
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s/]+@")
 _MIN_FRAGMENT = 6  # shorter URL parts are not worth hiding (and too common to hide safely)
 
@@ -82,6 +88,67 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+class FloodGate:
+    """Admits at most ``burst`` lines of one kind per ``window`` seconds (monotonic)."""
+
+    def __init__(
+        self,
+        burst: int = FLOOD_BURST,
+        window: float = FLOOD_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst, self.window, self.clock = burst, window, clock
+        self._windows: dict[tuple[str, str], tuple[float, int, int]] = {}  # start, seen, dropped
+
+    def admit(self, kind: tuple[str, str]) -> int | None:
+        """None to drop the line; otherwise how many lines of its kind were dropped before it."""
+        now = self.clock()
+        start, seen, dropped = self._windows.get(kind, (now, 0, 0))
+        if now - start >= self.window:
+            start, seen = now, 0
+        if seen >= self.burst:
+            self._windows[kind] = (start, seen, dropped + 1)
+            return None
+        self._windows[kind] = (start, seen + 1, 0)
+        if len(self._windows) > 10_000:  # kinds come from code, but bound them all the same
+            self._windows.clear()
+        return dropped
+
+
+class GatedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler behind a :class:`FloodGate`."""
+
+    def __init__(self, stream: TextIO, gate: FloodGate) -> None:
+        super().__init__(stream)
+        self.gate = gate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = record.msg.get("event", "") if isinstance(record.msg, dict) else record.msg
+        dropped = self.gate.admit((record.name, str(event)))
+        if dropped is None:
+            return
+        if dropped:
+            super().emit(_suppressed(record, str(event), dropped))
+        super().emit(record)
+
+
+def _suppressed(record: logging.LogRecord, event: str, count: int) -> logging.LogRecord:
+    """A structlog-shaped record saying ``count`` lines like ``record`` were not written."""
+    summary = logging.LogRecord(record.name, logging.WARNING, "", 0, "", None, None)
+    summary.msg = {
+        "event": "log_lines_suppressed",
+        "suppressed_event": event,
+        "count": count,
+        "window_s": FLOOD_WINDOW,
+        "level": "warning",
+        "logger": record.name,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    summary._logger = logging.getLogger(record.name)
+    summary._name = "warning"
+    return summary
+
+
 def configure_logging(
     level: str = "info",
     stream: TextIO | None = None,
@@ -120,7 +187,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream)
+    handler = GatedHandler(stream, FloodGate())
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -57,6 +57,11 @@ class DaemonMetrics:
             ["receiver"],
             registry=r,
         )
+        self.http_connections_dropped = Counter(
+            "sladaemon_http_connections_dropped_total",
+            "Oldest connections to the HTTP port closed to make room (too many were open)",
+            registry=r,
+        )
         self.outbox = Gauge(
             "sladaemon_outbox_entries", "Outbox entries by state", ["state"], registry=r
         )

@@ -6,6 +6,11 @@ once when a loop crashed or a poll's events could not be taken in (with the erro
 error). ``/metrics`` is Prometheus'
 text format; the SLA-state gauges count every open clock, so they are recomputed at most
 every ``SCRAPE_CACHE`` seconds.
+
+The port is bounded so that nobody reaching it can starve the daemon: a connection has
+``IDLE_TIMEOUT`` seconds to send its request (and to send the next one), bodies are capped at
+``MAX_BODY``, and beyond ``MAX_CONNECTIONS`` open at once the oldest is closed to make room for
+the new one, counted and logged at most once per ``DROPPED_LOG_EVERY`` seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from sladaemon.sla.batch import OpenClocks, evaluate_open
 from sladaemon.sla.engine import TicketReplay
 
 SCRAPE_CACHE = 30.0  # seconds the SLA-state gauges are reused between scrapes
+IDLE_TIMEOUT = 10.0  # seconds a connection may take to send a request, or stay idle
+MAX_BODY = 64 * 1024  # bytes
+MAX_CONNECTIONS = 64
+DROPPED_LOG_EVERY = 60.0  # seconds
 _STATE_NAMES = {0: "running", 1: "paused", 2: "breached"}
 
 
@@ -78,29 +87,51 @@ class HttpEndpoints:
     supervisor: Supervisor
     tickets: Sized
     _runner: web.AppRunner | None = field(default=None, init=False)
+    _listener: asyncio.Server | None = field(default=None, init=False)
+    _dropped_logged: float = field(default=-DROPPED_LOG_EVERY, init=False)
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.http")
 
     async def start(self) -> None:
         """Listen; a port that cannot be bound is logged and the daemon goes on without."""
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=IDLE_TIMEOUT)
         await self._runner.setup()
         host, _, port = self.listen.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            self._listener = await loop.create_server(
+                self._accept, host.strip("[]") or None, int(port), reuse_address=True
+            )
         except OSError as exc:
             self.log.error("http_listen_failed", listen=self.listen, error=str(exc))
             await self.stop()
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _accept(self) -> asyncio.BaseProtocol:
+        """aiohttp's handler for a new connection; when too many are open, the oldest one is
+        closed to make room (so a flood of idle connections cannot lock ``/healthz`` out)."""
+        assert self._runner is not None and self._runner.server is not None
+        server = self._runner.server
+        open_ = [h for h in server.connections if h.transport and not h.transport.is_closing()]
+        if len(open_) >= MAX_CONNECTIONS:
+            open_[0].force_close()
+            self.metrics.http_connections_dropped.inc()
+            now = time.monotonic()
+            if now - self._dropped_logged >= DROPPED_LOG_EVERY:
+                self._dropped_logged = now
+                self.log.warning("http_connections_dropped", open=MAX_CONNECTIONS)
+        return server()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         now = time.monotonic()

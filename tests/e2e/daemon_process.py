@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -33,8 +34,16 @@ class EventFile:
 
 
 class DaemonProcess:
-    def __init__(self, directory: Path, config: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: str,
+        env: dict[str, str] | None = None,
+        open_files: int | None = None,
+    ) -> None:
+        """``open_files``: the soft limit on open files (systemd's default is 1024)."""
         self.directory = directory
+        self.open_files = open_files
         self.config = directory / "config.yaml"
         self.config.write_text(config)
         self.log_path = directory / "daemon.log"
@@ -50,8 +59,13 @@ class DaemonProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=self.directory,
+            preexec_fn=self._limit if self.open_files else None,
         )
         self.wait_for_log("daemon_started", timeout=30)
+
+    def _limit(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files or hard, hard))
 
     def logs(self) -> list[dict[str, Any]]:
         out = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -53,14 +54,19 @@ def assert_all_delivered_once(hook: WebhookReceiver, tickets: list[str]) -> None
 
 
 def start_and_warm_up(
-    tmp_path: Path, hook: WebhookReceiver, daemons: list[DaemonProcess], port: int, state: Path
+    tmp_path: Path,
+    hook: WebhookReceiver,
+    daemons: list[DaemonProcess],
+    port: int,
+    state: Path,
+    open_files: int | None = None,
 ) -> tuple[DaemonProcess, EventFile, list[str]]:
     """The daemon on ``tmp_path/events.csv`` with its state file at ``state``, five tickets
     alerted before any fault."""
     events = EventFile(tmp_path / "events.csv")
     config = daemon_config(tmp_path, {"hook": hook.url}, first_response="4s", http_port=port)
     config = config.replace(str(tmp_path / "state.sqlite"), str(state))
-    daemon = DaemonProcess(tmp_path, config)
+    daemon = DaemonProcess(tmp_path, config, open_files=open_files)
     daemons.append(daemon)
     daemon.start()
     before = [f"B{i}" for i in range(5)]
@@ -411,3 +417,32 @@ def test_a_ticket_dated_9999_from_a_helpdesk_is_quarantined_and_the_daemon_stays
         assert time.monotonic() - stopping < 10
     finally:
         fake.stop()
+
+
+def test_a_flood_of_half_sent_requests_leaves_healthz_deliveries_and_the_log_usable(
+    tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
+) -> None:
+    hook, port = receivers.webhook(), free_port()
+    state = tmp_path / "state.sqlite"
+    daemon, events, before = start_and_warm_up(
+        tmp_path, hook, daemons, port, state, open_files=1024
+    )
+    lines_before = len(daemon.log_text().splitlines())
+
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(1100):  # each sends half a request and waits
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            flood.append(s)
+        during = [f"H{i}" for i in range(5)]
+        for ticket in during:
+            events.add(ticket, "created", "new")
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        assert_all_delivered_once(hook, before + during)
+        daemon.wait_for_log("http_connections_dropped")
+    finally:
+        for s in flood:
+            s.close()
+    assert http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    assert len(daemon.log_text().splitlines()) - lines_before < 500
