@@ -3,7 +3,8 @@
 * It polls every ``poll_interval`` with ±10 % jitter, and again at once while the source says
   more is waiting (a large backlog comes in pieces).
 * A failed poll doubles the wait, up to 5 minutes (at least the interval); a permanent error
-  (401/403) waits 5 minutes and tells the operator at once.
+  (401/403) is tried again every minute (fixed credentials work without a restart), tells
+  the operator at once, and ``wake`` (a reload) tries at once.
 * Health is edge-triggered: ``poll_failed`` when it starts failing, ``poll_recovered`` when a
   poll succeeds again; ``check_fresh`` reports ``source_stale`` (log and operator) once no poll
   has succeeded for ``stale_after``, and ``source_recovered`` when one does.
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import traceback
@@ -33,9 +35,20 @@ from sladaemon.sources.base import PollResult, Source, SourceError
 
 POLL_TIMEOUT = 120.0  # seconds a poll may take before it counts as failed
 MAX_BACKOFF = 300.0  # seconds between polls of a failing source, at most
+PERMANENT_BACKOFF = 60.0  # seconds between polls of a source refused with 401/403
 SKIPPED_LOGGED = 20  # skipped rows logged per poll (all are counted)
 
 PollHandler = Callable[[str, PollResult], None]
+
+
+def next_delay(outcome: bool | None, delay: float, interval: float) -> float:
+    """Seconds until the next poll, after one with ``outcome`` (as ``poll_all`` returns it)
+    that followed a wait of ``delay``."""
+    if outcome is True:
+        return interval
+    if outcome is None:  # permanent: retrying soon will not help, but a fix may come any time
+        return max(interval, PERMANENT_BACKOFF)
+    return min(max(delay * 2, interval), max(interval, MAX_BACKOFF))
 
 
 @dataclass
@@ -77,6 +90,7 @@ class SourcePoller:
     _unknown_statuses: set[str] = field(default_factory=set, init=False)
     _reopen_needed: bool = field(default=False, init=False)
     _rng: random.Random = field(default_factory=random.Random, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
         stale_after = self.cfg.stale_after.total_seconds()
@@ -90,18 +104,18 @@ class SourcePoller:
     async def close(self) -> None:
         await self.source.close()
 
+    def wake(self) -> None:
+        """Poll now rather than at the end of the current wait."""
+        self._wake.set()
+
     async def run(self) -> None:
         interval = self.cfg.poll_interval.total_seconds()
         delay = interval
         while True:
-            await asyncio.sleep(delay * self._rng.uniform(0.9, 1.1))
-            outcome = await self.poll_all()
-            if outcome is True:
-                delay = interval
-            elif outcome is None:  # permanent: no retry storm
-                delay = max(interval, MAX_BACKOFF)
-            else:
-                delay = min(max(delay * 2, interval), max(interval, MAX_BACKOFF))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay * self._rng.uniform(0.9, 1.1))
+            self._wake.clear()
+            delay = next_delay(await self.poll_all(), delay, interval)
 
     async def poll_all(self) -> bool | None:
         """Poll until the source has nothing more waiting. True when every poll succeeded,
