@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sladaemon.config import Config, load_config
@@ -153,12 +153,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
     from sladaemon.daemon.app import App
+    from sladaemon.daemon.staging import stage
     from sladaemon.daemon.systemd import SystemdNotifier
     from sladaemon.logs import get_logger
 
     cfg = load_config(args.config)
+    stage(cfg).close()  # what check builds, refused the same way (exit 2)
     _setup_logging(cfg, args.log_format)
     log = get_logger("sladaemon")
+    _raise_open_files_limit()
 
     async def main_loop() -> None:
         app = App(cfg, systemd=SystemdNotifier())
@@ -174,8 +177,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     except Exception:
         log.exception("daemon_crashed")
-        return EXIT_FAILED
-    return EXIT_OK
+        _exit_now(EXIT_FAILED)
+    _exit_now(EXIT_OK)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit once the daemon has stopped and its state is flushed, without waiting for threads
+    still blocked on a hung receiver (apprise's thread pools are joined at interpreter exit,
+    which would hold the stop up to the receiver's timeout; the send it was making stays owed
+    in the state file and goes out again, flagged, after a restart)."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one (systemd starts services at 1024), so
+    many receivers, sources and HTTP clients at once do not run out of descriptors."""
+    import contextlib
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit cannot be the soft
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -234,7 +262,11 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Load the config and build from it what ``run`` and a reload build (``stage``)."""
+    from sladaemon.daemon.staging import stage
+
     cfg = load_config(args.config)
+    stage(cfg).close()
     print(
         f"{args.config}: ok — {len(cfg.calendars)} calendars, {len(cfg.policies)} policies, "
         f"{len(cfg.receivers)} receivers, {len(cfg.sources)} sources, {len(cfg.reports)} reports"

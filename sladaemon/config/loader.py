@@ -12,7 +12,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,15 @@ from sladaemon.config.models import (
     parse_level,
     weekly_hours,
 )
-from sladaemon.config.yamlfile import Path_, YamlDocument, format_path, load_yaml
+from sladaemon.config.yamlfile import (
+    LineMap,
+    Path_,
+    UnreadableFileError,
+    YamlDocument,
+    format_path,
+    load_yaml,
+    read_text_file,
+)
 from sladaemon.errors import ConfigError, ConfigIssue
 from sladaemon.model import Metric, StatusCategory
 from sladaemon.predict.settings import PredictSettings
@@ -102,6 +110,12 @@ class Config:
     settings: Settings
     calendars: Mapping[str, BusinessCalendar]
     policies: tuple[SlaPolicy, ...]
+    lines: LineMap = field(default_factory=LineMap, repr=False, compare=False)
+
+    def issue(self, path: Path_, message: str) -> ConfigIssue:
+        """A problem found with a value after loading (building a source, ...), located
+        like the loader's own."""
+        return ConfigIssue(str(self.path), self.lines.line_of(path), format_path(path), message)
 
     @property
     def receivers(self) -> Mapping[str, ReceiverConfig]:
@@ -145,11 +159,9 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     env = dict(os.environ if environ is None else environ)
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigIssue(file, None, "", "not a UTF-8 text file")]) from None
+        text = read_text_file(path)
+    except UnreadableFileError as exc:
+        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc}")]) from None
     doc = load_yaml(text, file, env)
     issues = list(doc.issues)
     settings: Settings | None = None
@@ -166,7 +178,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     issues.extend(_reference_issues(doc))
     if issues or settings is None:
         raise ConfigError(_dedupe(issues))
-    return _compile(path, settings)
+    return _compile(path, settings, doc.lines)
 
 
 def _swap_environ(new: Mapping[str, str]) -> dict[str, str]:
@@ -402,10 +414,10 @@ def build_calendar(name: str, cfg: CalendarConfig) -> BusinessCalendar:
     )
 
 
-def _compile(path: Path, settings: Settings) -> Config:
+def _compile(path: Path, settings: Settings, lines: LineMap) -> Config:
     calendars = {name: build_calendar(name, cfg) for name, cfg in settings.calendars.items()}
     policies = tuple(compile_policy(i, p, calendars) for i, p in enumerate(settings.policies))
-    return Config(path=path, settings=settings, calendars=calendars, policies=policies)
+    return Config(path, settings, calendars, policies, lines)
 
 
 def compile_policy(

@@ -2,7 +2,8 @@
 
 Every top-level section is optional. Secrets (receiver URLs, tokens) are ``SecretStr`` so they
 never print; each may also be given as ``<name>_file`` (a path whose content is the value, e.g.
-a systemd credential) or through ``${ENV_VAR}`` references.
+a systemd credential; a regular file of at most 1 MiB) or through ``${ENV_VAR}`` references.
+Every duration has a range (``within``; README, "Limits"): a value outside it is a config error.
 """
 
 from __future__ import annotations
@@ -34,9 +35,22 @@ from sladaemon.calendar.hours import (
     parse_date,
     parse_day_key,
 )
-from sladaemon.config.durations import Duration, Period
+from sladaemon.config.durations import (
+    ABOVE_ZERO,
+    DAY,
+    HOUR,
+    MINUTE,
+    SECOND,
+    TEN_YEARS,
+    WEEK,
+    YEAR,
+    Duration,
+    Period,
+    within,
+)
+from sladaemon.config.yamlfile import UnreadableFileError, read_text_file
 from sladaemon.durations import format_duration, parse_duration
-from sladaemon.model import Metric, StatusCategory
+from sladaemon.model import EARLIEST, LATEST, Metric, StatusCategory
 from sladaemon.notify.message import template_problem
 from sladaemon.predict.settings import (
     DEFAULT_EARLY,
@@ -121,6 +135,15 @@ class HolidaysConfig(StrictModel):
         return self
 
 
+def known_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone; else a config error."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise _custom("timezone", f"unknown time zone {name!r} (use an IANA name)") from None
+    return name
+
+
 class CalendarConfig(StrictModel):
     timezone: str
     hours: dict[DayKey, Ranges]
@@ -130,11 +153,7 @@ class CalendarConfig(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise _custom("timezone", f"unknown time zone {value!r} (use an IANA name)") from None
-        return value
+        return known_zone(value)
 
     @field_validator("hours")
     @classmethod
@@ -166,10 +185,24 @@ def weekly_hours(hours: dict[str, list[TimeRange]]) -> WeeklyHours:
 
 PAUSABLE_NAMES = ("new", "open", "pending", "on_hold")
 PauseCategory = Literal["new", "open", "pending", "on_hold"]
-MatchValue = Annotated[
-    list[str],
-    BeforeValidator(lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)]),
-]
+
+
+def _match_values(value: object) -> list[str]:
+    """A value, or a list of values, as text. Null is refused rather than read as 'None': a
+    policy cannot match a field's absence."""
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if v is None:
+            raise _custom("match", "null is not a value to match: give a value, a list or a glob")
+        if isinstance(v, dict | list):
+            shape = "a mapping" if isinstance(v, dict) else "a nested list"
+            raise _custom("match", f"give a value, a list of values or a glob, not {shape}")
+    if not values:
+        raise _custom("match", "an empty list matches no ticket: give at least one value")
+    return [str(v) for v in values]
+
+
+MatchValue = Annotated[list[str], BeforeValidator(_match_values)]
 
 
 def _level(value: object) -> str:
@@ -181,6 +214,7 @@ def _level(value: object) -> str:
 
 LevelText = Annotated[str, BeforeValidator(_level)]
 
+MAX_TARGET = YEAR  # of business time: an SLA target or a ladder offset after the breach
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _BREACH = re.compile(r"^\s*breach\s*(?:\+\s*(\S+))?\s*$", re.IGNORECASE)
 
@@ -190,8 +224,8 @@ def parse_level(text: object) -> tuple[str, float, timedelta, bool]:
     hint = "use e.g. '75%', 'breach', 'breach+30m' or 'predicted'"
     if isinstance(text, int | float) and not isinstance(text, bool):
         raise ValueError(f"invalid ladder level {text!r} ({hint}; percentages need a '%')")
-    if not isinstance(text, str):
-        raise ValueError(f"invalid ladder level {text!r} ({hint})")
+    if not isinstance(text, str) or len(text) > 40:
+        raise ValueError(f"invalid ladder level {str(text)[:40]!r} ({hint})")
     if text.strip().lower() == "predicted":
         return "predicted", 0.0, timedelta(0), True
     m = _PERCENT.match(text)
@@ -204,9 +238,17 @@ def parse_level(text: object) -> tuple[str, float, timedelta, bool]:
     if m:
         if m.group(1) is None:
             return "breach", 1.0, timedelta(0), False
-        after = parse_duration(m.group(1))
+        try:
+            after = parse_duration(m.group(1))
+        except OverflowError:
+            raise ValueError(f"invalid ladder level {text!r}: the offset is far too long") from None
         if after <= timedelta(0):
             raise ValueError(f"invalid ladder level {text!r}: the offset must be positive")
+        if after > MAX_TARGET:
+            raise ValueError(
+                f"invalid ladder level {text!r}: the offset must be at most "
+                f"{format_duration(MAX_TARGET)}"
+            )
         return f"breach+{format_duration(after)}", 1.0, after, False
     raise ValueError(f"invalid ladder level {text!r} ({hint})")
 
@@ -221,10 +263,11 @@ def _target_kind(value: Any) -> str:
     return "per_priority" if isinstance(value, dict) else "duration"
 
 
+Target = Annotated[Duration, within(ABOVE_ZERO, MAX_TARGET)]
 # One duration, or priority -> duration. The discriminator keeps errors about the form used.
 TargetConfig = Annotated[
-    Annotated[Duration, Tag("duration")]
-    | Annotated[dict[Annotated[str, BeforeValidator(str)], Duration], Tag("per_priority")],
+    Annotated[Target, Tag("duration")]
+    | Annotated[dict[Annotated[str, BeforeValidator(str)], Target], Tag("per_priority")],
     Discriminator(_target_kind),
 ]
 
@@ -236,16 +279,6 @@ class TargetsConfig(StrictModel):
     next_response: TargetConfig | None = None
     periodic_update: TargetConfig | None = None
     resolution: TargetConfig | None = None
-
-    @model_validator(mode="after")
-    def _positive_targets(self) -> TargetsConfig:
-        for metric in Metric:
-            value = getattr(self, metric.value)
-            values = value.values() if isinstance(value, dict) else [value]
-            for v in values:
-                if v is not None and v <= timedelta(0):
-                    raise _custom("duration", f"{metric.value}: a target must be longer than 0s")
-        return self
 
     def given(self) -> dict[Metric, timedelta | dict[str, timedelta]]:
         return {m: getattr(self, m.value) for m in Metric if getattr(self, m.value) is not None}
@@ -286,9 +319,9 @@ def _secret_from_file(data: Any, name: str, *, as_lines: bool = False) -> Any:
         raise _custom("secret_file", f"give either {name} or {key}, not both")
     path = Path(str(data[key]))
     try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _custom("secret_file", f"{key}: cannot read {path}: {exc.strerror}") from None
+        content = read_text_file(path)
+    except UnreadableFileError as exc:
+        raise _custom("secret_file", f"{key}: cannot read {path}: {exc}") from None
     data = {k: v for k, v in data.items() if k != key}
     if as_lines:
         data[name] = [ln.strip() for ln in content.splitlines() if ln.strip()]
@@ -302,7 +335,7 @@ class ReceiverConfig(StrictModel):
 
     urls: list[SecretStr] = Field(min_length=1)
     template: str | None = Field(None, description="message body; fields like {ticket_id}")
-    timeout: Duration = timedelta(seconds=20)
+    timeout: Annotated[Duration, within(ABOVE_ZERO, HOUR)] = timedelta(seconds=20)
     send_resolved: bool = Field(False, description="say so when a breached metric is met")
 
     @model_validator(mode="before")
@@ -337,9 +370,13 @@ class ReceiverConfig(StrictModel):
 # ---------------------------------------------------------------------------- sources
 
 
+PollInterval = Annotated[Duration, within(SECOND, DAY)]
+MAX_SPEED = 100_000.0  # a replay or simulation this many times faster than real time
+
+
 class SourceCommon(StrictModel):
-    poll_interval: Duration = timedelta(seconds=60)
-    stale_after: Duration = timedelta(minutes=10)
+    poll_interval: PollInterval = timedelta(seconds=60)
+    stale_after: Annotated[Duration, within(SECOND, WEEK)] = timedelta(minutes=10)
     statuses: dict[str, StatusCategory] = {}
     channels: dict[str, str] = {}
     ticket_url: str | None = Field(None, description="link to a ticket, with {ticket_id}")
@@ -352,8 +389,8 @@ class CsvSourceConfig(SourceCommon):
     type: Literal["csv"]
     path: Path
     follow: bool = True
-    speed: float | None = Field(None, gt=0)
-    poll_interval: Duration = timedelta(seconds=1)
+    speed: float | None = Field(None, gt=0, le=MAX_SPEED)
+    poll_interval: PollInterval = timedelta(seconds=1)
 
 
 class SimulatorSourceConfig(SourceCommon):
@@ -361,21 +398,28 @@ class SimulatorSourceConfig(SourceCommon):
 
     type: Literal["simulator"]
     seed: int = 7
-    speed: float = Field(60.0, gt=0)
-    tickets_per_hour: float = Field(10.0, gt=0)
-    agents: int = Field(6, gt=0)
+    speed: float = Field(60.0, gt=0, le=MAX_SPEED)
+    tickets_per_hour: float = Field(10.0, gt=0, le=10_000)
+    agents: int = Field(6, gt=0, le=10_000)
     timezone: str = "Europe/Berlin"
-    poll_interval: Duration = timedelta(seconds=1)
+    poll_interval: PollInterval = timedelta(seconds=1)
     start: datetime | None = Field(None, description="simulated start instant (default: now)")
-    warmup: Duration = Field(
+    warmup: Annotated[Duration, within(timedelta(0), 90 * DAY)] = Field(
         timedelta(0), description="history simulated before the start, e.g. a weekend's backlog"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
 
     @field_validator("start")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise _custom("timestamp", "start needs a UTC offset, e.g. 2026-01-05T07:00:00Z")
+        if value is not None and not EARLIEST + YEAR <= value < LATEST - YEAR:
+            raise _custom("timestamp", "start must lie between 1971 and 2198")
         return value
 
 
@@ -384,16 +428,18 @@ class HttpSourceCommon(SourceCommon):
 
     url: str = Field(description="base URL, e.g. https://acme.zendesk.com")
     token: SecretStr | None = None
-    poll_interval: Duration = timedelta(seconds=60)
+    poll_interval: PollInterval = timedelta(seconds=60)
     page_size: int = Field(100, ge=1, le=1000)
-    overlap: Duration = Field(timedelta(minutes=2), description="re-read window for index lag")
-    reconcile_every: Duration = Field(
+    overlap: Annotated[Duration, within(timedelta(0), DAY)] = Field(
+        timedelta(minutes=2), description="re-read window for index lag"
+    )
+    reconcile_every: Annotated[Duration, within(MINUTE, WEEK)] = Field(
         timedelta(minutes=30), description="full pass over open tickets (closures, deletions)"
     )
-    tolerance: Duration = Field(
+    tolerance: Annotated[Duration, within(timedelta(0), DAY)] = Field(
         timedelta(seconds=60), description="native deadline difference worth reporting"
     )
-    timeout: Duration = timedelta(seconds=30)
+    timeout: Annotated[Duration, within(ABOVE_ZERO, HOUR)] = timedelta(seconds=30)
     queues: list[str] = Field([], description="groups/queues to watch; empty: all")
 
     @model_validator(mode="before")
@@ -471,7 +517,7 @@ class ReportConfig(StrictModel):
     name: str | None = Field(None, description="identity of the report (default: every)")
     every: EveryText = Field(description="e.g. 'mon 09:00', 'daily 08:00', 'mon-fri 07:30'")
     calendar: str | None = Field(None, description="its time zone (default: the first one's)")
-    period: Period = timedelta(days=7)
+    period: Annotated[Period, within(HOUR, TEN_YEARS, days=True)] = timedelta(days=7)
     receiver: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(min_length=1)
     format: Literal["auto", "text", "html"] = Field(
         "auto", description="auto: the HTML page to email URLs, the text table elsewhere"
@@ -501,9 +547,19 @@ class HttpConfig(StrictModel):
 class DeliveryConfig(StrictModel):
     """Retries of a failed delivery: capped exponential backoff with jitter."""
 
-    first_retry: Duration = timedelta(seconds=5)
-    max_retry: Duration = timedelta(minutes=10)
-    max_attempts: int = Field(20, ge=1)
+    first_retry: Annotated[Duration, within(SECOND, HOUR)] = timedelta(seconds=5)
+    max_retry: Annotated[Duration, within(SECOND, DAY)] = timedelta(minutes=10)
+    max_attempts: int = Field(20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _growing(self) -> DeliveryConfig:
+        if self.max_retry < self.first_retry:
+            raise _custom(
+                "duration",
+                f"max_retry ({format_duration(self.max_retry)}) must not be below first_retry "
+                f"({format_duration(self.first_retry)})",
+            )
+        return self
 
 
 class DaemonConfig(StrictModel):
@@ -512,15 +568,15 @@ class DaemonConfig(StrictModel):
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     delivery: DeliveryConfig = DeliveryConfig()
-    retention: Period = Field(
+    retention: Annotated[Period, within(HOUR, TEN_YEARS, days=True)] = Field(
         timedelta(days=14),
         description="solved tickets without news for this long leave memory and state",
     )
-    catch_up: Duration = Field(
+    catch_up: Annotated[Duration, within(SECOND, YEAR)] = Field(
         timedelta(hours=1),
         description="SLA events found this long overdue (e.g. after downtime) are still sent",
     )
-    kpi_window: Period = Field(
+    kpi_window: Annotated[Period, within(HOUR, TEN_YEARS, days=True)] = Field(
         timedelta(days=7), description="the rolling window of the KPI metrics on /metrics"
     )
 
@@ -546,21 +602,25 @@ class PredictConfig(StrictModel):
     early: float = Field(
         DEFAULT_EARLY, gt=0, lt=1, description="breach probability that warns at once"
     )
-    lead: Duration = Field(DEFAULT_LEAD, description="warn only while the deadline is this far")
-    horizon: Duration = Field(DEFAULT_HORIZON, description="business time the queue forecast sees")
-    half_life: Period = Field(DEFAULT_HALF_LIFE, description="how fast old history fades")
-    min_history: int = Field(
-        DEFAULT_MIN_HISTORY, ge=1, description="finished cycles of a policy × metric needed"
+    lead: Annotated[Duration, within(SECOND, 30 * DAY)] = Field(
+        DEFAULT_LEAD, description="warn only while the deadline is this far"
     )
-    every: Duration = Field(DEFAULT_EVERY, description="how often running metrics are judged")
+    horizon: Annotated[Duration, within(ABOVE_ZERO, 30 * DAY)] = Field(
+        DEFAULT_HORIZON, description="business time the queue forecast sees"
+    )
+    half_life: Annotated[Period, within(HOUR, TEN_YEARS, days=True)] = Field(
+        DEFAULT_HALF_LIFE, description="how fast old history fades"
+    )
+    min_history: int = Field(
+        DEFAULT_MIN_HISTORY,
+        ge=1,
+        le=1_000_000,
+        description="finished cycles of a policy × metric needed",
+    )
+    every: Annotated[Duration, within(ABOVE_ZERO, DAY)] = Field(
+        DEFAULT_EVERY, description="how often running metrics are judged"
+    )
     queue_alerts: QueueAlertsConfig = QueueAlertsConfig()
-
-    @field_validator("horizon", "every")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise _custom("duration", "must be longer than 0s")
-        return value
 
     @field_validator("early")
     @classmethod

@@ -5,12 +5,16 @@ outbox → deliverer. Each step of the book returns ``Changes``, which ``apply``
 router, the KPI facts and the prediction loop. Loops, one task each: a poller per source, the
 timers, the deliverer, housekeeping, reports, KPI facts, prediction, and the reload queue (a
 SIGHUP queues a reload; reloads run one after the other).
+
+A reload stages the new config first (``daemon/staging.py``) and takes it only when every part
+was built.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import TextIO
 
 from sladaemon.clock import Clock
@@ -22,6 +26,7 @@ from sladaemon.daemon.kpis import KpiFacts
 from sladaemon.daemon.pollers import SourcePoller
 from sladaemon.daemon.prediction import PredictionLoop
 from sladaemon.daemon.reports import ReportScheduler
+from sladaemon.daemon.staging import Staged, stage
 from sladaemon.daemon.supervise import LoopFactory, Supervisor
 from sladaemon.daemon.systemd import SystemdNotifier
 from sladaemon.daemon.tickets import Changes, TicketTracker
@@ -35,7 +40,7 @@ from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, Ticke
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.predict.results import QueueAlert
 from sladaemon.report.ledger import KpiLedger
-from sladaemon.sources.base import PollResult
+from sladaemon.sources.base import PollResult, Source
 from sladaemon.sources.registry import build_source, clock_for
 from sladaemon.store.backup import lost_state
 from sladaemon.store.lock import StateLock
@@ -194,31 +199,74 @@ class App:
                 self.metrics.reloads.labels("failed").inc()
 
     async def reload(self, config_path: str | None = None) -> bool:
-        """Validate a new config first; swap only if it is good. Rebuilds what depends on the
-        config (notifier, router, changed sources), keeps what lives long (store, book,
-        ledger, predictor). Returns success."""
+        """All or nothing: the new config and what depends on it (notifier, router, changed
+        sources) are built first and taken only when all of them were; if taking them fails,
+        the config that ran is taken back. What lives long stays (store, book, ledger,
+        predictor). READY=1 follows RELOADING=1 whatever happens. Returns success."""
         self.systemd.reloading()
         self.log.info("config_reload_started")
         try:
-            new = load_config(config_path or self.config.path)
+            staged = self._stage(config_path or self.config.path)
+            await self._take(staged)
         except ConfigError as exc:
-            self.log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
-            self.metrics.reloads.labels("failed").inc()
+            return self._reload_failed([str(i) for i in exc.issues])
+        except Exception as exc:  # a part that failed while taken: the old config runs again
+            self.log.exception("config_reload_error")
+            return self._reload_failed([f"{config_path or self.config.path}: {exc!r}"])
+        finally:
+            for poller in self.pollers.values():  # fixed credentials are tried at once
+                if poller.health.failing_since is not None:
+                    poller.wake()
             self.systemd.ready(self.status())
-            return False
-        old, self.config = self.config, new
-        old_notifier, self.notifier = self.notifier, AppriseNotifier(new.receivers, self.console)
-        old_notifier.close(wait=False)
+        self.metrics.reloads.labels("ok").inc()
+        self.log.info(
+            "config_reloaded", policies=len(self.config.policies), sources=list(self.pollers)
+        )
+        return True
+
+    def _reload_failed(self, errors: list[str]) -> bool:
+        self.log.error("config_reload_failed", errors=errors)
+        self.metrics.reloads.labels("failed").inc()
+        return False
+
+    def _stage(self, config_path: str | Path) -> Staged:
+        """The new config and the parts it changes, built; nothing of the daemon touched."""
+        new = load_config(config_path)
+        changed = _changed_sources(self.config, new)
+        return stage(
+            new,
+            console=self.console,
+            sources=[name for name in changed if name in new.sources],
+            cursor=self.store.cursor,
+            now=self.clock.now(),
+        )
+
+    async def _take(self, staged: Staged) -> None:
+        """Use a staged config; when that fails part way, go back to the one that ran."""
+        previous = Staged(self.config, self.notifier)
+        try:
+            await self._swap(staged)
+        except Exception:
+            staged.close()
+            await self._swap(previous)
+            raise
+        previous.close()
+
+    async def _swap(self, staged: Staged) -> None:
+        """Make ``staged`` the running config: its notifier and router, its sources where
+        they differ (built again from the store's cursor unless staged), its policies,
+        prediction, KPI and report settings."""
+        old, new = self.config, staged.config
+        self.config, self.notifier = new, staged.notifier
         self.outbox.use(self.notifier)
         self.deliverer.use(self.notifier, new.daemon.delivery)
         self.router = Router(new, self.outbox, self.notifier, self.metrics)
-        for name in set(old.sources) | set(new.sources):
-            if old.sources.get(name) != new.sources.get(name):
-                await self._remove_source(name)
-                if name in new.sources:
-                    poller = self._add_source(name, new.sources[name])
-                    await poller.poll_all()
-                    self.supervisor.start(poller.loop_name, poller.run)
+        for name in _changed_sources(old, new):
+            await self._remove_source(name)
+            if name in new.sources:
+                poller = self._add_source(name, new.sources[name], staged.sources.get(name))
+                await poller.poll_all()
+                self.supervisor.start(poller.loop_name, poller.run)
         changes = self.tickets.replace_policies(new.policies)
         if not self.prediction.reconfigure(new):  # history weighed anew: start over
             for name, poller in self.pollers.items():
@@ -228,13 +276,12 @@ class App:
         self.kpis.reconfigure(new)
         self.apply(changes)
         self.reports.reconfigure(new)
-        self.metrics.reloads.labels("ok").inc()
-        self.log.info("config_reloaded", policies=len(new.policies), sources=list(self.pollers))
-        self.systemd.ready(self.status())
-        return True
 
-    def _add_source(self, name: str, cfg: SourceConfig) -> SourcePoller:
-        source = build_source(name, cfg, self.store.cursor(name), self.clock.now())
+    def _add_source(
+        self, name: str, cfg: SourceConfig, source: Source | None = None
+    ) -> SourcePoller:
+        if source is None:
+            source = build_source(name, cfg, self.store.cursor(name), self.clock.now())
         if not source.persistent:
             self.store.forget_source(name)
             self.ledger.forget_source(name)
@@ -295,3 +342,9 @@ class App:
         stale = [name for name, p in self.pollers.items() if p.health.stale]
         text = f"{len(self.tickets)} open tickets from {len(self.pollers)} sources"
         return text + (f"; stale: {', '.join(stale)}" if stale else "")
+
+
+def _changed_sources(old: Config, new: Config) -> list[str]:
+    """The sources added, removed or configured otherwise, in a stable order."""
+    names = sorted(set(old.sources) | set(new.sources))
+    return [name for name in names if old.sources.get(name) != new.sources.get(name)]

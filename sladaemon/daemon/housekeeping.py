@@ -26,6 +26,7 @@ from sladaemon.store.backup import BACKUP_EVERY
 
 TICK = 1.0  # seconds between rounds
 SWEEP_EVERY = 3600.0  # seconds between sweeps
+OUTBOX_STATES = frozenset({"pending", "sending", "delivered", "failed"})
 WATCHDOG_PATIENCE = 300.0  # seconds a loop may fail before systemd is left to restart us
 
 
@@ -71,8 +72,9 @@ class Housekeeping:
                 await asyncio.to_thread(self.backup)
             for poller in self.pollers.values():
                 poller.check_fresh(now)
-            for state, n in self.outbox.store.outbox_counts().items():
-                self.metrics.outbox.labels(state).set(n)
+            counts = self.outbox.store.outbox_counts()
+            for state in OUTBOX_STATES | counts.keys():  # a state emptied reads 0, not its last
+                self.metrics.outbox.labels(state).set(counts.get(state, 0))
             dead_for = self.supervisor.dead_for()
             if dead_for > WATCHDOG_PATIENCE and not withheld:
                 self.log.error("watchdog_withheld", failing=sorted(self.supervisor.failing))

@@ -3,6 +3,7 @@ payloads become title and body, optionally through a receiver's template."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,14 @@ HEADLINE = {
     NotificationKind.REPORT: "sladaemon report",
 }
 _SUMMARY_ONLY = (NotificationKind.OPERATOR, NotificationKind.TEST, NotificationKind.QUEUE)
+MAX_TEMPLATE = 10_000  # characters of a receiver template
+MAX_SPEC_WIDTH = 1000  # width or precision in a template's format spec, e.g. {ticket_id:>30}
+MAX_TEMPLATED_BODY = 64 * 1024  # characters of a body rendered through a template
+# The standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
+_SPEC = re.compile(
+    r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?[a-zA-Z%]?",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +157,7 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
     fields["summary"] = payload.get("summary") or _summary(kind, payload)
     title = f"{HEADLINE[kind]}: {fields['summary']}"
     if template:
-        body = template.format_map(fields)
+        body = _capped(template.format_map(fields))
     elif kind in _SUMMARY_ONLY:
         body = f"{fields['summary']}\nat: {fields['at']}\nid: {fields['id']}"
     else:
@@ -156,6 +165,13 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
     if payload.get("possible_duplicate"):
         body += "\n(possible duplicate: re-sent after an interrupted delivery)"
     return Notification(id=str(payload.get("id", "")), kind=kind, title=title, body=body)
+
+
+def _capped(body: str) -> str:
+    """A templated body cut at ``MAX_TEMPLATED_BODY`` characters, saying so."""
+    if len(body) <= MAX_TEMPLATED_BODY:
+        return body
+    return body[:MAX_TEMPLATED_BODY] + "\n(cut: the message was too long)"
 
 
 def _one_line(text: str) -> str:
@@ -214,14 +230,51 @@ def _default_body(kind: NotificationKind, p: Mapping[str, Any]) -> str:
 
 
 def template_problem(template: str) -> str | None:
-    """Why a template cannot be rendered, or None."""
+    """Why a template cannot be rendered for every kind of message, or None. Fields are
+    plain names (no ``.attribute`` or ``[index]``), format specs hold no fields and no width
+    or precision above ``MAX_SPEC_WIDTH``, so a message stays small whatever the values."""
+    if len(template) > MAX_TEMPLATE:
+        return f"template longer than {MAX_TEMPLATE} characters"
     try:
-        names = [name for _, name, _, _ in Formatter().parse(template) if name is not None]
+        parts = [
+            (name, spec) for _, name, spec, _ in Formatter().parse(template) if name is not None
+        ]
     except ValueError as exc:
         return f"invalid template: {exc}"
-    unknown = sorted({n.split(".")[0].split("[")[0] for n in names} - set(FIELDS))
-    if unknown:
-        return f"unknown template field(s) {', '.join(unknown)} (use {', '.join(FIELDS)})"
+    names = [name for name, _ in parts]
     if any(not n for n in names):
         return "template fields must be named, e.g. {ticket_id}"
+    unknown = sorted({re.split(r"[.\[]", n)[0] for n in names} - set(FIELDS))
+    if unknown:
+        return f"unknown template field(s) {', '.join(unknown)} (use {', '.join(FIELDS)})"
+    if any(not n.isidentifier() for n in names):
+        shown = next(n for n in names if not n.isidentifier())
+        return f"template fields are plain names: {{{shown}}} (use e.g. {{ticket_id}})"
+    problem = next((p for _, spec in parts if (p := _spec_problem(spec or ""))), None)
+    return problem or _sample_problem(template)
+
+
+def _spec_problem(spec: str) -> str | None:
+    """Why a format spec is refused: fields inside it, a bad form, or too wide."""
+    if "{" in spec:
+        return f"a format spec cannot hold fields: {spec!r}"
+    m = _SPEC.fullmatch(spec)
+    if m is None:
+        return f"invalid format spec {spec!r}"
+    for part in ("width", "precision"):
+        value = m.group(part)
+        if value and int(value) > MAX_SPEC_WIDTH:
+            return f"format spec {spec!r}: {part} above {MAX_SPEC_WIDTH}"
+    return None
+
+
+def _sample_problem(template: str) -> str | None:
+    """Render ``template`` for an SLA message and for a message without SLA fields (an
+    operator message: those fields are empty text)."""
+    sla = dict.fromkeys(FIELDS, "x") | {"cycle": 0}
+    for fields in (sla, dict.fromkeys(FIELDS, "")):
+        try:
+            template.format_map(fields)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            return f"template cannot be rendered: {exc} (fields a message lacks are empty text)"
     return None

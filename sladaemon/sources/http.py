@@ -12,8 +12,10 @@
   before the limit is hit: below 10 % of the budget, requests are spaced over what is left of
   the window.
 
-The ``Date`` header keeps an estimate of the server's clock (``server_offset``). ``requests``
-counts every HTTP request made, for benchmarks and cost tests.
+An answer longer than ``MAX_BODY`` is not read to its end: the request fails permanently with
+the size in the message (a page the helpdesk keeps serving that large would otherwise fill the
+memory on every poll). The ``Date`` header keeps an estimate of the server's clock
+(``server_offset``). ``requests`` counts every HTTP request made, for benchmarks and cost tests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sladaemon.escalate.retry import retry_delay
 from sladaemon.sources.base import SourceError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_BODY = 32 * 1024 * 1024  # bytes of one answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +150,11 @@ class HelpdeskHttp:
             self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         self.requests += 1
         async with self._session.request(method, url, params=params, json=json_body) as response:
-            text = await response.text(errors="replace")
+            body = await _read_at_most(response, f"{method} {url.split('?')[0]}")
+            try:
+                text = body.decode(response.get_encoding(), errors="replace")
+            except LookupError:  # a charset nobody knows
+                text = body.decode("utf-8", errors="replace")
             headers = dict(response.headers)
         return response.status, headers, text
 
@@ -183,6 +190,22 @@ class HelpdeskHttp:
             window = reset if reset is not None and 0 < reset <= 3600 else 60.0
             spacing = window / max(remaining, 1.0)
             self._not_before = time.monotonic() + min(spacing, self._max_retry_after)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, what: str) -> bytes:
+    """The body, unless it is longer than ``MAX_BODY``."""
+    chunks, size = [], 0
+    if (response.content_length or 0) <= MAX_BODY:
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > MAX_BODY:
+                break
+            chunks.append(chunk)
+    if size > MAX_BODY or (response.content_length or 0) > MAX_BODY:
+        raise SourceError(
+            f"{what}: an answer over {MAX_BODY >> 20} MiB (ask for smaller pages)", retryable=False
+        )
+    return b"".join(chunks)
 
 
 def _number(headers: Mapping[str, str], *names: str) -> float | None:

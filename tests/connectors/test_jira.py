@@ -328,13 +328,13 @@ async def test_a_hanging_server_times_out_as_a_retryable_error(
     fake: FakeHelpdesk, make_source: Make
 ) -> None:
     source = make_source(timeout=timedelta(milliseconds=300))
-    fake.faults({"hang": 1, "count": 5})
+    fake.faults({"hang": 3, "count": 5})
     started = time.monotonic()
     with pytest.raises(SourceError) as failure:
         await source.poll(now())
     assert failure.value.retryable is True
     assert "TimeoutError" in str(failure.value)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5.0, "well before the five hung answers (3 s each)"
 
 
 async def test_html_pages_are_retried_and_persistent_malformed_json_fails_retryably(

@@ -33,6 +33,7 @@ from sladaemon.sources.rt.mapping import (
 from sladaemon.sources.rt.payloads import RtTicket, RtTransaction, parse_rt_time
 from sladaemon.sources.rt.source import RequestTrackerSource, decode_ranges, encode_ranges
 from sladaemon.statuses import StatusMap
+from tests.conftest import RecordedWaits
 from tests.connectors.conftest import Closing, FakeHelpdesk, daemon_config
 from tests.fakes.rt import TOKEN
 
@@ -415,7 +416,7 @@ async def test_a_hanging_server_times_out_as_a_retryable_error(
     with pytest.raises(SourceError) as error:
         await source.poll(now())
     assert error.value.retryable is True
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5.0, "well before the two hung answers (3 s each)"
 
 
 @pytest.mark.parametrize("fault", [{"html": True}, {"malformed": True}, {"status": 502}])
@@ -441,10 +442,10 @@ async def test_a_wrong_url_is_a_permanent_error(
 
 
 async def test_rate_limit_headers_of_a_proxy_in_front_of_rt(
-    fake: FakeHelpdesk, make_source: MakeSource
+    fake: FakeHelpdesk, make_source: MakeSource, http_waits: RecordedWaits
 ) -> None:
     """RT sends no rate-limit headers; a proxy in front of it may. They are read, and a
-    generous budget does not slow polling down."""
+    generous budget does not slow polling down: no request waits."""
     new_ticket(fake)
     fake.control("config", {"rate_limit": 1000})
     request = urllib.request.Request(
@@ -454,9 +455,8 @@ async def test_rate_limit_headers_of_a_proxy_in_front_of_rt(
     with opener.open(request, timeout=10) as response:
         assert response.headers["X-RateLimit-Limit"] == "1000"
         assert response.headers["X-RateLimit-Remaining"] == "999"
-    started = time.monotonic()
     assert len((await make_source().poll(now())).events) == 1
-    assert time.monotonic() - started < 1.0
+    assert http_waits.seconds == []
 
 
 # ---------------------------------------------------------------------- incremental sync

@@ -7,15 +7,17 @@ on the same port, killed, and (the webhook) told to answer 500 or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -31,6 +33,8 @@ MAIL_FROM = "sladaemon@example.com"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 POLL_INTERVAL = 0.05
+DRAIN_TIMEOUT = 60.0  # seconds until an outbox that never drains fails the test
+OWED = ("pending", "sending")
 
 
 def free_port() -> int:
@@ -311,3 +315,53 @@ def daemons() -> Iterator[list[DaemonProcess]]:
     yield started
     for d in started:
         d.stop()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; AssertionError saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        time.sleep(POLL_INTERVAL)
+
+
+def outbox_states(state: Path) -> dict[str, int]:
+    """Outbox rows by state in a daemon's state file, read without writing to it."""
+    uri = f"{state.as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+        rows = db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        return {state: int(n) for state, n in rows}
+
+
+def wait_until_outbox_drained(state: Path, timeout: float = DRAIN_TIMEOUT) -> dict[str, int]:
+    """Poll a running daemon's state file until no outbox row is pending or being sent (each
+    was delivered or given up, so nothing more goes out for it); return the rows by state.
+
+    This is the positive signal to wait for before asserting that something did not arrive.
+    Raises AssertionError with the rows by state when ``timeout`` runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            states: dict[str, int] | str = outbox_states(state)
+        except sqlite3.Error as exc:  # not created yet, or busy for a moment
+            states = f"unreadable: {exc}"
+        if isinstance(states, dict) and not any(states.get(owed) for owed in OWED):
+            return states
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{state}: the outbox did not drain within {timeout:g}s: {states}")
+        time.sleep(POLL_INTERVAL)
+
+
+def stored_tickets(state: Path, source: str = "desk") -> set[str]:
+    """The tickets of ``source`` with events in a daemon's state file. A poll stores its
+    events and routes what they set off in one step: once a ticket is here, any escalation
+    it caused at once is in the outbox too."""
+    uri = f"{state.as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            rows = db.execute("SELECT DISTINCT ticket_id FROM events WHERE source = ?", (source,))
+            return {ticket for (ticket,) in rows}
+    except sqlite3.Error:  # not created yet, or busy for a moment
+        return set()

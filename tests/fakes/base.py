@@ -6,6 +6,7 @@ Control endpoints (never faulted, never counted), under ``/_fake``:
 
       [{"status": 500, "count": 2},                  # answer 500 twice
        {"status": 429, "retry_after": 1, "count": 3},
+       {"status": 429, "retry_after_date": 30},       # Retry-After as an HTTP date, 30 s ahead
        {"html": true},                                # a 502-style HTML page with status 200
        {"malformed": true},                           # truncated JSON, status 200
        {"hang": 30},                                  # no answer for 30 s
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -86,6 +89,9 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
     headers = {}
     if "retry_after" in fault:
         headers["Retry-After"] = str(fault["retry_after"])
+    if "retry_after_date" in fault:  # RFC 7231 IMF-fixdate, e.g. Sun, 06 Nov 1994 08:49:37 GMT
+        at = time.time() + float(fault["retry_after_date"])
+        headers["Retry-After"] = formatdate(at, usegmt=True)
     return web.json_response({"error": f"injected {status}"}, status=status, headers=headers)
 
 

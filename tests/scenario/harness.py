@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import sqlite3
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from sladaemon.config import load_config
 from sladaemon.daemon.app import App
 
 HEADER = "ticket_id,timestamp,event,status,priority,channel,queue\n"
+SETTLE_LIMIT = 30.0  # seconds of real time; console delivery drains in milliseconds
 
 
 def stamp(t: datetime) -> str:
@@ -71,15 +75,37 @@ class DaemonHarness:
         await self.settle()
 
     async def settle(self) -> None:
-        """Let the delivery loop drain the outbox (console delivery needs no waiting)."""
+        """Wait until the outbox is drained: nothing owed is due now and no delivery is in
+        flight. Raises when that does not happen within ``SETTLE_LIMIT`` seconds, naming what
+        is still owed, so that a check that nothing was sent cannot pass on a stalled delivery.
+        """
         assert self.app is not None
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if (
-                not self.app.store.outbox_counts().get("pending")
-                and not self.app.deliverer.in_flight
-            ):
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while True:
+            await asyncio.sleep(0.01)  # woken timers post, the delivery loop claims and sends
+            owed = self.owed_now()
+            if not owed and not self.app.deliverer.in_flight:
                 return
+            if time.monotonic() > deadline:
+                in_flight = len(self.app.deliverer.in_flight)
+                raise AssertionError(
+                    f"the outbox did not drain within {SETTLE_LIMIT:g}s; {in_flight} deliveries"
+                    " in flight; still owed (key, receiver, state, attempts, last error):\n"
+                    + "\n".join(map(str, owed))
+                )
+
+    def owed_now(self) -> list[tuple[str, str, str, int, str | None]]:
+        """Outbox rows being sent or pending with their attempt due (retry instants are wall
+        time)."""
+        assert self.app is not None
+        with contextlib.closing(sqlite3.connect(self.app.store.path)) as db:
+            rows = db.execute(
+                "SELECT key, receiver, state, attempts, last_error FROM outbox "
+                "WHERE state = 'sending' OR (state = 'pending' AND next_attempt_at <= ?) "
+                "ORDER BY id",
+                (time.time(),),
+            )
+            return [(key, receiver, state, n, error) for key, receiver, state, n, error in rows]
 
     def lines(self, prefix: str) -> list[str]:
         return [line for line in self.console.getvalue().splitlines() if line.startswith(prefix)]

@@ -1,4 +1,5 @@
-"""The outbox, the timer queue, the retry policy, message rendering and log redaction."""
+"""The outbox, the timer queue, message rendering and log redaction (the retry policy:
+test_retry_delay.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import io
 import json
 import logging
 import os
-import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from sladaemon.escalate.retry import retry_delay
 from sladaemon.escalate.timers import TimerQueue
 from sladaemon.logs import Redactor, configure_logging, get_logger
 from sladaemon.model import EventKind, TicketEvent
@@ -85,14 +84,6 @@ def test_timer_queue_keeps_one_live_instant_per_ticket() -> None:
     assert timers.next_instant() == 10
     assert timers.pop_due(100) == [("a", 10)]
     assert timers.pop_due(100) == [] and len(timers) == 0
-
-
-def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
-    rng = random.Random(3)
-    delays = [retry_delay(n, 5.0, 60.0, rng) for n in range(1, 8)]
-    assert 2.5 <= delays[0] <= 5.0
-    assert 10.0 <= delays[2] <= 20.0
-    assert all(d <= 60.0 for d in delays) and delays[-1] >= 30.0
 
 
 def test_templates_are_checked_and_rendered() -> None:
