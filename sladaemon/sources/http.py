@@ -152,7 +152,7 @@ class HelpdeskHttp:
         async with self._session.request(method, url, params=params, json=json_body) as response:
             body = await _read_at_most(response, f"{method} {url.split('?')[0]}")
             try:
-                text = body.decode(response.get_encoding(), errors="replace")
+                text = body.decode(response.charset or "utf-8", errors="replace")
             except LookupError:  # a charset nobody knows
                 text = body.decode("utf-8", errors="replace")
             headers = dict(response.headers)

@@ -556,12 +556,12 @@ def test_check_builds_what_run_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A source the daemon could not build fails ``check`` too, at its line."""
-    from sladaemon.daemon import app
+    from sladaemon.daemon import staging
 
     def refuse(name: str, *args: object) -> object:
         raise ValueError("no such helpdesk")
 
-    monkeypatch.setattr(app, "build_source", refuse)
+    monkeypatch.setattr(staging, "build_source", refuse)
     path = base_config(tmp_path, "sources:\n  desk: {type: csv, path: e.csv}\n")
     assert main(["check", "--config", str(path)]) == 2
     err = capsys.readouterr().err
@@ -646,7 +646,7 @@ def assert_old_config_runs(app: App, old: Config) -> None:
 async def test_a_reload_that_fails_while_building_keeps_the_old_config_and_says_ready(
     running: tuple[App, NotifySocket, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from sladaemon.daemon import app as app_module
+    from sladaemon.daemon import staging
     from sladaemon.sources.registry import build_source
 
     app, notify, path = running
@@ -658,7 +658,7 @@ async def test_a_reload_that_fails_while_building_keeps_the_old_config_and_says_
             raise RuntimeError("cannot reach the helpdesk")
         return build_source(name, *args)
 
-    monkeypatch.setattr(app_module, "build_source", refuse_other)
+    monkeypatch.setattr(staging, "build_source", refuse_other)
     with capture_logs() as logs:
         assert await app.reload() is False
     assert notify.messages() == ["RELOADING=1", "READY=1"]
