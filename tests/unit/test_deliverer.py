@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,66 @@ async def test_a_refused_send_leaves_the_row_owed(bench: Bench) -> None:
     assert bench.states() == {"pending": 1}
     assert bench.delivered_at() == [None], "never stamped delivered, not even for a moment"
     assert deliverer.metrics.escalations_sent.labels("team", "breach")._value.get() == 0
+
+
+def outbox_row(path: Path) -> dict[str, object]:
+    """The one outbox row, as the state file holds it."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.row_factory = sqlite3.Row
+        (row,) = db.execute("SELECT * FROM outbox").fetchall()
+        return dict(row)
+
+
+async def test_a_refused_attempt_is_retried_after_the_backoff_and_given_up_at_max_attempts(
+    bench: Bench,
+) -> None:
+    async def refuse(receiver: str, target: int, message: Notification) -> DeliveryOutcome:
+        return DeliveryOutcome(False, error="HTTP 500", maybe_sent=False)
+
+    deliverer = bench.deliverer(refuse)
+    deliverer.settings = DeliveryConfig(
+        first_retry=timedelta(seconds=8), max_retry=timedelta(seconds=20), max_attempts=3
+    )
+    bench.post()
+    for attempts, ceiling in ((1, 8.0), (2, 16.0)):
+        before = time.time()
+        assert await deliverer.attempt(bench.claim()) is False
+        row = outbox_row(bench.path)
+        assert (row["state"], row["attempts"], row["last_error"]) == (
+            "pending",
+            attempts,
+            "HTTP 500",
+        )
+        wait = float(row["next_attempt_at"]) - before  # type: ignore[arg-type]
+        assert ceiling / 2 - 0.01 <= wait <= ceiling + 1.0, f"attempt {attempts}: {wait}"
+        assert row["possible_duplicate"] == 0 and row["delivered_at"] is None
+        with contextlib.closing(sqlite3.connect(bench.path)) as db, db:
+            db.execute("UPDATE outbox SET next_attempt_at = 0")  # due again now
+    assert await deliverer.attempt(bench.claim()) is False  # the third and last
+    row = outbox_row(bench.path)
+    assert (row["state"], row["attempts"]) == ("failed", 3)
+    assert bench.store.claim_due() == []
+
+
+async def test_a_send_that_may_have_arrived_is_retried_flagged_and_delivery_is_stamped(
+    bench: Bench,
+) -> None:
+    outcomes = [DeliveryOutcome(False, error="no answer within 5s", maybe_sent=True)]
+
+    async def late_then_ok(receiver: str, target: int, message: Notification) -> DeliveryOutcome:
+        return outcomes.pop(0) if outcomes else DeliveryOutcome(True)
+
+    deliverer = bench.deliverer(late_then_ok)
+    bench.post()
+    assert await deliverer.attempt(bench.claim()) is False
+    row = outbox_row(bench.path)
+    assert (row["state"], row["possible_duplicate"]) == ("pending", 1)
+    with contextlib.closing(sqlite3.connect(bench.path)) as db, db:
+        db.execute("UPDATE outbox SET next_attempt_at = 0")
+    sent_from = time.time()
+    retry = bench.claim()
+    assert retry.possible_duplicate
+    assert await deliverer.attempt(retry) is True
+    row = outbox_row(bench.path)
+    assert (row["state"], row["attempts"]) == ("delivered", 2)
+    assert sent_from <= float(row["delivered_at"]) <= time.time()  # type: ignore[arg-type]
