@@ -12,7 +12,8 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	@echo "sladaemon on a simulated helpdesk, 10 simulated minutes per second; Ctrl-C stops it."
+	@echo "sladaemon on a simulated helpdesk, 10 simulated minutes per second; Ctrl-C stops it"
+	@echo "and says what to try next."
 	rm -rf .demo  # each demo starts from the same simulated Monday, with nothing sent yet
 	$(BIN)/sladaemon run --config config/demo.yaml
 

@@ -1,25 +1,39 @@
 """Command line: ``sladaemon run | once | notify-test | check | explain | backtest | report |
-import | simulate``.
+state | import | simulate | init | completion``.
 
-Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments).
+Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments), each
+with one line saying what is wrong. The config is ``--config FILE`` (``-``: stdin), else
+``$SLADAEMON_CONFIG``, else ``/etc/sladaemon/config.yaml``. ``--json`` means the same wherever
+it is offered: the command's result as JSON on stdout, and nothing else on stdout. A file a
+command reads or writes may be ``-`` for stdin or stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sladaemon import __version__
 from sladaemon.config import Config, load_config
-from sladaemon.errors import ConfigError, EventLogError, StateFileError, StateLockedError
+from sladaemon.config.yamlfile import MAX_FILE_BYTES
+from sladaemon.errors import (
+    ConfigError,
+    EventLogError,
+    ListenError,
+    StateFileError,
+    StateLockedError,
+)
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
-from sladaemon.model import EARLIEST, LATEST, SlaEventKind, TicketEvent
+from sladaemon.model import EARLIEST, LATEST, SlaEvent, SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.explain import explain_json, explain_text, iso
@@ -28,6 +42,12 @@ if TYPE_CHECKING:
     from sladaemon.report.kpi import KpiReport
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_CONFIG = Path("/etc/sladaemon/config.yaml")
+CONFIG_ENV = "SLADAEMON_CONFIG"
+STDIN = "-"  # as a file to read: stdin; as a file to write: stdout
+STDIN_NAME = "<stdin>"
+MAX_SIMULATED_DAYS = 3650
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}  # shtab.FILE
 
 
 class UsageError(Exception):
@@ -38,9 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        if hasattr(args, "config"):
+            args.config = _config_source(args.config)
+        if args.command == "run" and args.config == STDIN:
+            raise UsageError("run reloads its config on SIGHUP: give --config FILE, not -")
         code: int = args.func(args)
         return code
     except ConfigError as exc:
@@ -53,88 +77,228 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StateLockedError, StateFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # stdout closed early (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:  # a file the command was given cannot be read or written
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
 
 
+def _os_error(exc: OSError) -> str:
+    """``exc`` as one line: what went wrong, and with which file."""
+    what = exc.strerror or str(exc)
+    return f"{exc.filename}: {what}" if exc.filename else what
+
+
+# ---------------------------------------------------------------------------- arguments
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sladaemon", description="SLA monitoring and escalation for helpdesks."
+        prog="sladaemon",
+        description="SLA monitoring and escalation for helpdesks.",
+        epilog=f"The config is --config FILE, else ${CONFIG_ENV}, else {DEFAULT_CONFIG}. "
+        "Exit codes: 0 success, 1 failure while running, 2 bad input.",
     )
+    parser.add_argument("--version", action="version", version=f"sladaemon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT (SIGHUP reloads)")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    _config_option(p, stdin=False)
+    _log_format_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("once", help="one poll, evaluation and delivery pass, then exit")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    _config_option(p)
+    _log_format_option(p)
     p.set_defaults(func=cmd_once)
 
     p = sub.add_parser("notify-test", help="send a test message to a receiver")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("receiver")
+    _config_option(p)
+    p.add_argument("receiver", help="name of a receiver in the config")
     p.set_defaults(func=cmd_notify_test)
 
     p = sub.add_parser("check", help="validate a config file (exit 0, or 2 listing every error)")
-    p.add_argument("--config", required=True, type=Path)
+    _config_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("explain", help="show how a ticket's SLA deadlines were computed")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--events", type=Path, help="normalized event CSV (default: the daemon's state)")
-    p.add_argument("ticket_id")
-    p.add_argument("--at", help="evaluate at this ISO 8601 instant (default: end of history)")
+    _config_option(p)
+    _events_option(p, "normalized event CSV, - for stdin (default: the daemon's state)")
+    p.add_argument("ticket_id", help="the ticket to explain")
+    p.add_argument(
+        "--at", metavar="ISO", help="evaluate at this ISO 8601 instant (default: end of history)"
+    )
     p.add_argument(
         "--source",
+        metavar="NAME",
         help="with --events: the csv source whose status mapping applies; without: the source "
         "whose tickets the daemon keeps in its state file",
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _json_option(p, "the explanation")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("backtest", help="replay a history: SLA events and compliance table")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--events", required=True, type=Path, help="normalized event CSV")
-    p.add_argument("--out", type=Path, help="write SLA events as JSON lines here")
-    p.add_argument("--until", help="stop the replay at this ISO 8601 instant")
-    p.add_argument("--source", help="csv source whose status mapping applies")
+    _config_option(p)
+    _events_option(p, "normalized event CSV, - for stdin", required=True)
+    _file_option(p, "--out", "write the SLA events as JSON lines to FILE (- for stdout)")
+    p.add_argument("--until", metavar="ISO", help="stop the replay at this ISO 8601 instant")
+    p.add_argument("--source", metavar="NAME", help="csv source whose status mapping applies")
     p.add_argument("--strict", action="store_true", help="reject the file if any row is bad")
-    p.add_argument("--json", type=Path, help="write the summary (compliance, prediction) here")
+    _json_option(p, "the summary (SLA events, compliance, prediction quality)")
     p.add_argument("--no-predict", action="store_true", help="skip breach prediction")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("report", help="support KPIs over a period: table, JSON or HTML")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--events", type=Path, help="normalized event CSV (default: the daemon's state)")
-    p.add_argument("--source", help="csv mapping (with --events) or the daemon source to read")
-    p.add_argument("--period", default="7d", help="length of the period, e.g. 7d, 4w, 12h")
-    p.add_argument("--until", help="end of the period (default: end of history, or now)")
-    p.add_argument("--timezone", help="zone for days (default: the first calendar's)")
-    p.add_argument("--format", choices=["table", "json", "html"], default="table")
-    p.add_argument("--out", type=Path, help="write the report here instead of stdout")
+    _config_option(p)
+    _events_option(p, "normalized event CSV, - for stdin (default: the daemon's state)")
+    p.add_argument(
+        "--source", metavar="NAME", help="csv mapping (with --events) or the daemon source to read"
+    )
+    p.add_argument(
+        "--period",
+        default="7d",
+        metavar="PERIOD",
+        help="length of the period, a duration with days and weeks allowed: 7d, 2w, 1d12h, "
+        "36h (default: 7d)",
+    )
+    p.add_argument(
+        "--until", metavar="ISO", help="end of the period (default: end of history, or now)"
+    )
+    p.add_argument(
+        "--timezone", metavar="ZONE", help="zone for days (default: the first calendar's)"
+    )
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "html"],
+        default="table",
+        help="table (default), json or html (a page with inline SVG charts)",
+    )
+    _json_option(p, "the report (--format json)")
+    _file_option(p, "--out", "write the report to FILE instead of stdout (- for stdout)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("state", help="check the daemon's state file, or restore its backup")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("action", choices=["check", "restore"])
+    _config_option(p)
+    p.add_argument(
+        "action",
+        choices=["check", "restore"],
+        help="check: the state file and its backup; restore: the backup in its place",
+    )
     p.set_defaults(func=cmd_state)
 
     p = sub.add_parser("simulate", help="write a synthetic history from the built-in simulator")
-    p.add_argument("output", type=Path)
-    p.add_argument("--start", default="2026-01-05T00:00:00Z", help="ISO 8601 start instant")
-    p.add_argument("--days", type=float, default=14.0)
-    p.add_argument("--seed", type=int, default=7)
+    _file_argument(p, "output", "the event CSV to write, - for stdout")
+    p.add_argument(
+        "--start", metavar="ISO", default="2026-01-05T00:00:00Z", help="ISO 8601 start instant"
+    )
+    p.add_argument(
+        "--days", metavar="N", type=float, default=14.0, help="days to simulate (default: 14)"
+    )
+    p.add_argument("--seed", metavar="N", type=int, default=7, help="random seed (default: 7)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("import", help="convert a public ticket log to the normalized CSV")
-    p.add_argument("--format", required=True, help="helpdesk-italian | bpic2013 | servicenow")
-    p.add_argument("input", type=Path)
-    p.add_argument("output", type=Path)
+    p.add_argument(
+        "--format",
+        required=True,
+        metavar="FORMAT",
+        help="the log's format: helpdesk-italian | bpic2013 | servicenow",
+    )
+    _file_argument(p, "input", "the log to read, - for stdin")
+    _file_argument(p, "output", "the event CSV to write (.gz: compressed), - for stdout")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("init", help="write a commented starter config")
+    _file_argument(p, "path", "where to write it (default: - for stdout)", nargs="?", default="-")
+    p.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("completion", help="print a shell completion script")
+    p.add_argument(
+        "shell",
+        choices=["bash", "zsh", "tcsh"],
+        help="e.g. sladaemon completion bash > /etc/bash_completion.d/sladaemon",
+    )
+    p.set_defaults(func=cmd_completion)
     return parser
+
+
+def _config_option(p: argparse.ArgumentParser, *, stdin: bool = True) -> None:
+    _file_option(
+        p,
+        "--config",
+        f"config file{', - for stdin' if stdin else ''} (default: ${CONFIG_ENV}, "
+        f"else {DEFAULT_CONFIG})",
+        short="-c",
+    )
+
+
+def _log_format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="auto (default): JSON lines unless stdout is a terminal; json; console (readable)",
+    )
+
+
+def _json_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--json", action="store_true", help=f"print {what} as JSON on stdout, and nothing else"
+    )
+
+
+def _events_option(p: argparse.ArgumentParser, help_text: str, required: bool = False) -> None:
+    _file_option(p, "--events", help_text, required=required)
+
+
+def _file_option(
+    p: argparse.ArgumentParser,
+    flag: str,
+    help_text: str,
+    short: str | None = None,
+    required: bool = False,
+) -> None:
+    flags = [short, flag] if short else [flag]
+    action = p.add_argument(*flags, metavar="FILE", required=required, help=help_text)
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]
+
+
+def _file_argument(p: argparse.ArgumentParser, name: str, help_text: str, **kw: Any) -> None:
+    action = p.add_argument(name, metavar=name.upper(), help=help_text, **kw)
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]
+
+
+def _config_source(given: str | None) -> str:
+    """The config to read: ``--config``, else ``$SLADAEMON_CONFIG``, else the default path.
+    A default that does not exist is a usage error that says how to give one."""
+    if given:
+        return given
+    chosen = os.environ.get(CONFIG_ENV) or str(DEFAULT_CONFIG)
+    if chosen != STDIN and not Path(chosen).exists():
+        origin = f"${CONFIG_ENV}" if os.environ.get(CONFIG_ENV) else "the default config"
+        raise UsageError(f"{origin} {chosen} does not exist; give --config FILE")
+    return chosen
+
+
+def _load(args: argparse.Namespace, *, secrets: bool = True) -> Config:
+    """The config of a command; ``-`` reads it from stdin. Commands that only read load it
+    with ``secrets=False`` (receiver URLs and source credentials are not needed)."""
+    if args.config == STDIN:
+        text = sys.stdin.read(MAX_FILE_BYTES + 1)
+        if len(text) > MAX_FILE_BYTES:
+            raise UsageError(f"--config -: larger than {MAX_FILE_BYTES // 1024} KiB")
+        return load_config(STDIN_NAME, text=text, secrets=secrets)
+    return load_config(args.config, secrets=secrets)
+
+
+def _input_path(given: str) -> Path:
+    """A file to read; ``-`` is stdin."""
+    return Path("/dev/stdin") if given == STDIN else Path(given)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -143,9 +307,17 @@ def _parser() -> argparse.ArgumentParser:
 def _setup_logging(cfg: Config, log_format: str = "auto") -> None:
     from sladaemon.logs import configure_logging
 
-    secrets = [u.get_secret_value() for r in cfg.receivers.values() for u in r.urls]
     json_output = {"auto": None, "json": True, "console": False}[log_format]
-    configure_logging(cfg.daemon.log_level, json_output=json_output, secrets=secrets)
+    configure_logging(cfg.daemon.log_level, json_output=json_output, secrets=cfg.secrets())
+
+
+def _check_state(cfg: Config) -> None:
+    """Refuse (exit 2, at ``daemon.state``'s line) a state file the daemon cannot write."""
+    from sladaemon.store.lock import unusable_state
+
+    problem = unusable_state(cfg.daemon.state)
+    if problem:
+        raise ConfigError([cfg.issue(("daemon", "state"), problem)])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -159,6 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     stage(cfg).close()  # what check builds, refused the same way (exit 2)
+    _check_state(cfg)
     _setup_logging(cfg, args.log_format)
     log = get_logger("sladaemon")
     _raise_open_files_limit()
@@ -166,15 +339,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main_loop() -> None:
         app = App(cfg, systemd=SystemdNotifier())
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, app.stop)
+        interrupted = asyncio.Event()  # Ctrl-C at a terminal: a summary follows the stop
+
+        def interrupt() -> None:
+            interrupted.set()
+            app.stop()
+
+        loop.add_signal_handler(signal.SIGTERM, app.stop)
+        loop.add_signal_handler(signal.SIGINT, interrupt)
         loop.add_signal_handler(signal.SIGHUP, app.request_reload, str(args.config))
         await app.run()
+        if interrupted.is_set():
+            from sladaemon.daemon.summary import format_summary, summarize
+
+            print(format_summary(summarize(app, args.config)))
 
     try:
         asyncio.run(main_loop())
     except (StateLockedError, StateFileError):
         raise
+    except ListenError as exc:  # a daemon nobody can scrape must not look healthy
+        print(f"error: {exc}", file=sys.stderr)
+        _exit_now(EXIT_FAILED)
     except Exception:
         log.exception("daemon_crashed")
         _exit_now(EXIT_FAILED)
@@ -210,15 +396,25 @@ def cmd_once(args: argparse.Namespace) -> int:
     import asyncio
 
     from sladaemon.daemon.app import App
+    from sladaemon.daemon.staging import stage
+    from sladaemon.logs import get_logger, writes_json
 
-    cfg = load_config(args.config)
+    cfg = _load(args)
+    stage(cfg).close()  # what check builds, refused the same way (exit 2)
+    _check_state(cfg)
     _setup_logging(cfg, args.log_format)
-    counts = asyncio.run(App(cfg, serve_http=False).once())
-    print(
-        f"{counts['tickets']} open tickets; {counts['sent']} notifications sent, "
-        f"{counts['failed']} failed (kept for the next run)"
-    )
-    return EXIT_OK if counts["failed"] == 0 else EXIT_FAILED
+    app = App(cfg, serve_http=False)
+    counts = asyncio.run(app.once())
+    for name, error in app.failed_sources.items():
+        print(f"error: source {name}: {error}", file=sys.stderr)
+    if writes_json():  # stdout is the JSON log: the summary is a line of it
+        get_logger("sladaemon").info("once_finished", **counts)
+    else:
+        print(
+            f"{counts['tickets']} open tickets; {counts['sent']} notifications sent, "
+            f"{counts['failed']} failed (kept for the next run)"
+        )
+    return EXIT_OK if counts["failed"] == 0 and not app.failed_sources else EXIT_FAILED
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
@@ -228,7 +424,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     from sladaemon.notify.apprise_notifier import AppriseNotifier
     from sladaemon.notify.message import operator_payload, render
 
-    cfg = load_config(args.config)
+    cfg = _load(args)
     if args.receiver not in cfg.receivers:
         known = ", ".join(sorted(cfg.receivers)) or "none defined"
         raise UsageError(f"no receiver {args.receiver!r} in {args.config} ({known})")
@@ -265,10 +461,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Load the config and build from it what ``run`` and a reload build (``stage``)."""
     from sladaemon.daemon.staging import stage
 
-    cfg = load_config(args.config)
+    cfg = _load(args)
     stage(cfg).close()
     print(
-        f"{args.config}: ok — {len(cfg.calendars)} calendars, {len(cfg.policies)} policies, "
+        f"{cfg.path}: ok — {len(cfg.calendars)} calendars, {len(cfg.policies)} policies, "
         f"{len(cfg.receivers)} receivers, {len(cfg.sources)} sources, {len(cfg.reports)} reports"
     )
     return EXIT_OK
@@ -277,7 +473,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _read_log(cfg: Config, args: argparse.Namespace, strict: bool = False) -> EventLog:
     if args.source and args.source not in cfg.sources:
         raise UsageError(f"no source {args.source!r} in {cfg.path}")
-    log = read_events(args.events, cfg.status_map(args.source), strict=strict)
+    log = read_events(_input_path(args.events), cfg.status_map(args.source), strict=strict)
     for issue in log.issues[:20]:
         print(f"{args.events}:{issue.line}: skipped: {issue.message}", file=sys.stderr)
     if len(log.issues) > 20:
@@ -297,7 +493,7 @@ def _instant(text: str | None, option: str) -> datetime | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = _load(args, secrets=False)
     if args.events is not None:
         log = _read_log(cfg, args)
         events = log.tickets.get(args.ticket_id)
@@ -346,14 +542,15 @@ def _events_from_state(
     try:
         events = store.load_events(source, ticket_id).get(ticket_id)
         quarantined = store.quarantined(source, ticket_id)
+        now = store.simulated_time() or datetime.now(UTC)
     finally:
         store.close()
     if not events and quarantined:
-        return [], datetime.now(UTC), quarantined
+        return [], now, quarantined
     if not events:
         raise UsageError(f"ticket {ticket_id!r} of source {source!r} is not in the daemon state")
     events.sort(key=lambda e: e.at)
-    return events, datetime.now(UTC), quarantined
+    return events, now, quarantined
 
 
 def cmd_state(args: argparse.Namespace) -> int:
@@ -362,7 +559,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     from sladaemon.store.backup import backup_path, check, restore
     from sladaemon.store.lock import StateLock
 
-    state = load_config(args.config).daemon.state
+    state = _load(args, secrets=False).daemon.state
     if args.action == "check":
         verdicts = {state: check(state), backup_path(state): check(backup_path(state))}
         for path, verdict in verdicts.items():
@@ -381,64 +578,55 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    """SLA events as JSON lines to ``--out``; the summary as text, or as JSON with ``--json``
+    (the text then goes to stderr, as it does when ``--out -`` takes stdout)."""
+    if args.json and args.out == STDIN:
+        raise UsageError("--out - and --json both write to stdout: give --out FILE")
+    cfg = _load(args, secrets=False)
     if not cfg.policies:
-        raise UsageError(f"{args.config} defines no policies: nothing to evaluate")
+        raise UsageError(f"{cfg.path} defines no policies: nothing to evaluate")
     started = time.perf_counter()
     log = _read_log(cfg, args, strict=args.strict)
     until = _instant(args.until, "--until")
-    predicted = None
-    if cfg.predict.enabled and not args.no_predict:
-        from sladaemon.predict.backtest import predictive_backtest
+    with _output(args.out, "--out") as out:
+        predicted = None
+        if cfg.predict.enabled and not args.no_predict:
+            from sladaemon.predict.backtest import predictive_backtest
 
-        predicted = predictive_backtest(log.tickets, cfg.policies, cfg.predict, until)
-        result = predicted.result
-        events = sorted(
-            [*result.events, *predicted.predictions],
-            key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle),
-        )
-    else:
-        result = backtest(log.tickets, cfg.policies, until, _progress_bar(sys.stderr))
-        events = result.events
-    if args.out:
-        from sladaemon.predict.backtest import prediction_record
-
-        with args.out.open("w", encoding="utf-8") as out:
-            for e in events:
-                record: dict[str, object] = {
-                    "ticket_id": e.ticket_id,
-                    "policy": e.policy,
-                    "metric": e.metric.value,
-                    "event": e.kind.value,
-                    "level": e.level,
-                    "at": iso(e.at),
-                    "deadline": iso(e.deadline),
-                }
-                if e.kind is SlaEventKind.PREDICTED_BREACH:
-                    record.update(prediction_record(e))
-                out.write(json.dumps(record) + "\n")
+            predicted = predictive_backtest(log.tickets, cfg.policies, cfg.predict, until)
+            result = predicted.result
+            events = sorted(
+                [*result.events, *predicted.predictions],
+                key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle),
+            )
+        else:
+            result = backtest(log.tickets, cfg.policies, until, _progress_bar(sys.stderr))
+            events = result.events
+        if out is not None:
+            _write_sla_events(events, out)
     elapsed = time.perf_counter() - started
     counts: dict[str, int] = {}
     for e in events:
         counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+    text = sys.stderr if args.json or args.out == STDIN else sys.stdout
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no SLA events"
     print(
         f"replayed {result.ticket_events} events of {result.tickets} tickets "
-        f"up to {iso(result.until)} in {elapsed:.1f}s: {summary}"
+        f"up to {iso(result.until)} in {elapsed:.1f}s: {summary}",
+        file=text,
     )
     if result.unmatched_tickets:
-        print(f"{result.unmatched_tickets} tickets matched no policy")
-    print()
-    print(format_compliance(result.compliance))
+        print(f"{result.unmatched_tickets} tickets matched no policy", file=text)
+    print(f"\n{format_compliance(result.compliance)}", file=text)
     if predicted is not None:
         from sladaemon.predict.quality import format_quality
 
-        print()
         print(
-            "prediction quality (a metric = ticket × metric × cycle; lead = deadline − warning, "
-            "wall clock; the 75 % baseline is that level's instant on the same replay):"
+            "\nprediction quality (a metric = ticket × metric × cycle; lead = deadline − "
+            "warning, wall clock; the 75 % baseline is that level's instant on the same "
+            f"replay):\n{format_quality(predicted.quality)}",
+            file=text,
         )
-        print(format_quality(predicted.quality))
     if args.json:
         summary_json = {
             "tickets": result.tickets,
@@ -462,8 +650,48 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             ],
             "prediction": predicted.quality.as_json() if predicted is not None else None,
         }
-        args.json.write_text(json.dumps(summary_json, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(summary_json, indent=2))
     return EXIT_OK
+
+
+def _write_sla_events(events: Sequence[SlaEvent], out: TextIO) -> None:
+    from sladaemon.predict.backtest import prediction_record
+
+    for e in events:
+        record: dict[str, object] = {
+            "ticket_id": e.ticket_id,
+            "policy": e.policy,
+            "metric": e.metric.value,
+            "event": e.kind.value,
+            "level": e.level,
+            "at": iso(e.at),
+            "deadline": iso(e.deadline),
+        }
+        if e.kind is SlaEventKind.PREDICTED_BREACH:
+            record.update(prediction_record(e))
+        out.write(json.dumps(record) + "\n")
+
+
+@contextlib.contextmanager
+def _output(
+    given: str | None, option: str = "", newline: str | None = None
+) -> Iterator[TextIO | None]:
+    """The stream a command writes to: the file ``given`` (opened now, so a path that cannot
+    be written fails before the work), stdout for ``-``, None when not given."""
+    if given is None:
+        yield None
+        return
+    if given == STDIN:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = stack.enter_context(Path(given).open("w", encoding="utf-8", newline=newline))
+        except OSError as exc:
+            named = f"{option} {given}" if option else given
+            raise UsageError(f"{named}: cannot write: {exc.strerror or exc}") from None
+        yield stream
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -473,11 +701,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sladaemon.report.ledger import compute_kpis
     from sladaemon.report.render import as_html, as_json, as_table
 
-    cfg = load_config(args.config)
+    if args.json and args.format not in ("table", "json"):
+        raise UsageError(f"--json and --format {args.format} ask for two formats: give one")
+    cfg = _load(args, secrets=False)
     try:
         period = parse_period(args.period)
     except ValueError as exc:
         raise UsageError(f"--period: {exc}") from None
+    except OverflowError:
+        raise UsageError(f"--period: invalid period {args.period!r} (far too long)") from None
     zone = args.timezone or cfg.report_timezone(None)
     try:
         ZoneInfo(zone)
@@ -489,37 +721,65 @@ def cmd_report(args: argparse.Namespace) -> int:
         end = max((evs[-1].at for evs in tickets.values()), default=datetime.now(UTC))
         end = until or end + timedelta(microseconds=1)
         report = compute_kpis(tickets, cfg.policies, end - period, end, zone)
+        before = end - period
+        if args.format == "html" and (earlier := _period_start(before, period)) is not None:
+            report.previous = compute_kpis(tickets, cfg.policies, earlier, before, zone)
     else:
-        report = _state_report(cfg, args.source, until or datetime.now(UTC), period, zone)
-    if args.format == "json":
+        report = _state_report(cfg, args.source, until, period, zone, args.format == "html")
+    if args.json or args.format == "json":
         text = json_module.dumps(as_json(report), indent=2)
     elif args.format == "html":
         text = as_html(report)
     else:
         text = as_table(report)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
-    else:
-        print(text)
+    with _output(args.out or STDIN, "--out") as out:
+        assert out is not None
+        out.write(text + "\n")
+    if args.out not in (None, STDIN):
+        print(f"wrote {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
+def _period_start(end: datetime, period: timedelta) -> datetime | None:
+    """``end - period``, or None before the first representable instant (no period before)."""
+    try:
+        return end - period
+    except OverflowError:
+        return None
+
+
 def _state_report(
-    cfg: Config, source: str | None, end: datetime, period: timedelta, zone: str
+    cfg: Config,
+    source: str | None,
+    end: datetime | None,
+    period: timedelta,
+    zone: str,
+    compare: bool = False,
 ) -> KpiReport:
     """The KPIs from the daemon's ledger (closed tickets included: their facts outlive their
-    events)."""
+    events), up to ``end`` (default: now, or where a simulated clock stopped); with
+    ``compare``, those of the period before too."""
     from sladaemon.report.ledger import KpiLedger
+    from sladaemon.store.sqlite import StateStore
 
     if source is not None and source not in cfg.sources:
         known = ", ".join(sorted(cfg.sources)) or "none"
         raise UsageError(f"no source {source!r} in {cfg.path} ({known})")
     if not cfg.daemon.state.exists():
         raise UsageError(f"no daemon state at {cfg.daemon.state}; give --events")
+    if end is None:
+        store = StateStore(cfg.daemon.state)
+        try:
+            end = store.simulated_time() or datetime.now(UTC)
+        finally:
+            store.close()
     ledger = KpiLedger(cfg.daemon.state)
     try:
-        return ledger.report(end - period, end, zone, source)
+        report = ledger.report(end - period, end, zone, source)
+        before = end - period
+        if compare and (earlier := _period_start(before, period)) is not None:
+            report.previous = ledger.report(earlier, before, zone, source)
+        return report
     finally:
         ledger.close()
 
@@ -530,13 +790,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     start = _instant(args.start, "--start")
     assert start is not None
-    if args.days <= 0:
-        raise UsageError("--days must be positive")
+    if not 0 < args.days <= MAX_SIMULATED_DAYS:  # NaN is not either
+        raise UsageError(f"--days must be above 0 and at most {MAX_SIMULATED_DAYS}")
     simulation = HelpdeskSimulation(SimulationSettings(seed=args.seed), start)
-    with args.output.open("w", encoding="utf-8", newline="") as stream:
-        writer = EventWriter(stream)
-        rows = writer.write_all(simulation.run(start + timedelta(days=args.days)))
-    print(f"wrote {rows} events to {args.output}")
+    with _output(args.output, newline="") as stream:
+        assert stream is not None
+        rows = EventWriter(stream).write_all(simulation.run(start + timedelta(days=args.days)))
+    print(f"wrote {rows} events to {_shown(args.output)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -546,15 +806,48 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.format not in IMPORTERS:
         raise UsageError(f"unknown format {args.format!r} (one of {', '.join(IMPORTERS)})")
     started = time.perf_counter()
-    report = convert(args.format, args.input, args.output)
+    output = sys.stdout if args.output == STDIN else Path(args.output)
+    report = convert(args.format, _input_path(args.input), output)
     for issue in report.skipped[:20]:
         print(f"{args.input}:{issue.line}: skipped: {issue.message}", file=sys.stderr)
     if len(report.skipped) > 20:
         print(f"{args.input}: ... {len(report.skipped) - 20} more rows skipped", file=sys.stderr)
     print(
-        f"wrote {report.events} events of {report.tickets} tickets to {args.output} "
-        f"in {time.perf_counter() - started:.1f}s ({len(report.skipped)} rows skipped)"
+        f"wrote {report.events} events of {report.tickets} tickets to {_shown(args.output)} "
+        f"in {time.perf_counter() - started:.1f}s ({len(report.skipped)} rows skipped)",
+        file=sys.stderr,
     )
+    return EXIT_OK
+
+
+def _shown(path: str) -> str:
+    return "stdout" if path == STDIN else path
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the starter config (``sladaemon/data/starter.yaml``): never over an existing
+    file unless ``--force``."""
+    from importlib import resources
+
+    text = resources.files("sladaemon").joinpath("data", "starter.yaml").read_text("utf-8")
+    if args.path == STDIN:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists; give --force to replace it")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    print(f"wrote {path}; check it with: sladaemon check --config {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell))
     return EXIT_OK
 
 

@@ -1,10 +1,12 @@
 """Durations as people write and read them: ``90s``, ``15m``, ``8h``, ``2h30m``.
 
-``parse_duration`` reads the config's form (no days: the length of a business day depends on
-the calendar); ``format_duration`` writes the same form, so its output parses back. Exact, it
-keeps every second (config values, ``explain``'s accounting); rounded, it keeps the second
-below an hour and the minute above (messages and prediction reasons). ``parse_period`` reads
-wall-clock periods, where days and weeks are fine (``14d``, ``2w``).
+One grammar for both: numbers with units, largest unit first, each unit at most once
+(``90s``, ``2h30m``, ``1d12h``, ``2w``). ``parse_duration`` reads the config's durations, in
+hours, minutes and seconds (no days: the length of a business day depends on the calendar);
+``format_duration`` writes the same form, so its output parses back. Exact, it keeps every
+second (config values, ``explain``'s accounting); rounded, it keeps the second below an hour
+and the minute above (messages and prediction reasons). ``parse_period`` reads wall-clock
+periods, where weeks and days are fine too (``14d``, ``2w``, ``1d12h``).
 """
 
 from __future__ import annotations
@@ -12,26 +14,35 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_PART = re.compile(r"(\d+)\s*([hms])")
-_WHOLE = re.compile(r"^\s*(?:\d+\s*[hms]\s*)+$")
-_UNIT = {"h": 3600, "m": 60, "s": 1}
-_PERIOD = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
+_PART = re.compile(r"(\d+)\s*([wdhms])")
+_WHOLE = re.compile(r"^\s*(?:\d+\s*[wdhms]\s*)+$")
+_UNIT = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 HINT = "use e.g. 90s, 15m, 8h"
+PERIOD_HINT = "use e.g. 14d, 2w, 12h"
+
+
+def _seconds(value: str) -> int | None:
+    """The seconds ``value`` spells (units in order, each once), or None."""
+    if not _WHOLE.match(value):
+        return None
+    parts = _PART.findall(value)
+    units = [u for _, u in parts]
+    if len(units) != len(set(units)) or units != sorted(units, key="wdhms".index):
+        return None
+    return sum(int(n) * _UNIT[u] for n, u in parts)
 
 
 def parse_duration(value: object) -> timedelta:
     """Parse a duration; raises ValueError with a message fit for a config error."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, str) and _WHOLE.match(value):
-        units = [u for _, u in _PART.findall(value)]
-        if len(units) == len(set(units)) and units == sorted(units, key="hms".index):
-            return timedelta(seconds=sum(int(n) * _UNIT[u] for n, u in _PART.findall(value)))
-    if isinstance(value, str) and re.match(r"^\s*\d+\s*[dw]\s*$", value):
-        raise ValueError(
-            f"invalid duration {value!r} (use hours, e.g. 24h: the length of a business day "
-            "depends on the calendar)"
-        )
+    if isinstance(value, str) and (seconds := _seconds(value)) is not None:
+        if re.search(r"[wd]", value):
+            raise ValueError(
+                f"invalid duration {value!r} (use hours, e.g. 24h: the length of a business "
+                "day depends on the calendar)"
+            )
+        return timedelta(seconds=seconds)
     shown = repr(value) if isinstance(value, str) else str(value)
     raise ValueError(f"invalid duration {shown} ({HINT})")
 
@@ -50,11 +61,12 @@ def format_duration(value: timedelta | float, *, exact: bool = True) -> str:
 
 
 def parse_period(value: object) -> timedelta:
-    """Calendar periods: '14d', '2w', '12h', '90m' (days are fine here: wall-clock time)."""
+    """Wall-clock periods: the duration grammar with weeks and days too ('14d', '2w', '1d12h',
+    '90m'); longer than 0s."""
     if isinstance(value, timedelta):
         return value
-    m = _PERIOD.match(value) if isinstance(value, str) else None
-    if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"invalid period {value!r} (use e.g. 14d, 2w, 12h)")
-    unit = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
-    return timedelta(**{unit: int(m.group(1))})
+    seconds = _seconds(value) if isinstance(value, str) else None
+    if not seconds:
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise ValueError(f"invalid period {shown} ({PERIOD_HINT})")
+    return timedelta(seconds=seconds)

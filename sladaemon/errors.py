@@ -67,3 +67,8 @@ class StateLockedError(SladaemonError):
 
 class StateFileError(SladaemonError):
     """The state file cannot be used (damaged, not a database); the message says what to do."""
+
+
+class ListenError(SladaemonError):
+    """The HTTP endpoints (``daemon.http.listen``) cannot listen: the port is taken, or the
+    address is not this host's."""

@@ -1,11 +1,18 @@
 """Logging: structlog events, JSON lines for journald, readable lines on a terminal.
 
 Log events are snake_case facts with key/value fields. Standard-library loggers (aiohttp,
-apprise) go through the same formatter. Every line passes through a redactor that removes the
-configured secrets — whole values and the credential parts of URLs — and the password part of
-any ``user:password@`` it meets, so no secret reaches the journal. A flood of one kind of line
-(one logger, one event) is cut at ``FLOOD_BURST`` lines per ``FLOOD_WINDOW`` seconds; the next
-line of that kind after the window is preceded by ``log_lines_suppressed`` with the count.
+apprise) go through the same formatter. ``level``, ``logger`` and ``timestamp`` belong to the
+line itself: a field of the same name given by the caller is kept as ``field_<name>`` rather
+than overwritten (SLA events log their ladder level as ``ladder_level``).
+
+Every line passes through a redactor that removes the configured secrets — whole values and the
+credential parts of URLs (the password, a user name or path segment shaped like a token,
+query values named like credentials or shaped like tokens) — and the password part of any
+``user:password@`` it meets, so no secret reaches the journal. Host names and plain path words
+(``/var/lib/sladaemon``) stay readable. A flood of one kind of line (one logger, one event) is
+cut at ``FLOOD_BURST`` lines per ``FLOOD_WINDOW`` seconds; the next line of that kind after the
+window is preceded by ``log_lines_suppressed`` with the count. Lines of ``CONSOLE_LOGGER`` are
+messages a ``console://`` receiver delivers: never cut, and written at any log level.
 """
 
 from __future__ import annotations
@@ -25,24 +32,48 @@ REDACTED = "***"
 FLOOD_BURST = 200  # lines of one kind ...
 FLOOD_WINDOW = 10.0  # ... per this many seconds
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s/]+@")
-_MIN_FRAGMENT = 6  # shorter URL parts are not worth hiding (and too common to hide safely)
+MIN_FRAGMENT = 6  # shorter URL parts are not worth hiding (and too common to hide safely)
+_TOKEN_LENGTH = 8  # a URL part at least this long mixing letters and digits is a token
+_CREDENTIAL_PARAM = re.compile(
+    r"(^|[_-])(token|key|apikey|secret|password|passwd|pass|pwd|auth|sig|signature)([_-]|$)",
+    re.IGNORECASE,
+)
+RESERVED_KEYS = ("level", "logger", "timestamp")  # set on every line by the logger itself
+CONSOLE_LOGGER = "sladaemon.console"  # messages of console:// receivers
+
+
+def looks_like_token(text: str) -> bool:
+    """Whether a URL part reads as a generated credential: letters and digits mixed, or a long
+    run of upper- and lower-case letters (``AbCdEfGhIjKlMnOp``), never a word or a name."""
+    if len(text) < _TOKEN_LENGTH:
+        return False
+    if any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
+        return True
+    return (
+        len(text) >= 2 * _TOKEN_LENGTH and text.isalpha() and not (text.islower() or text.isupper())
+    )
 
 
 def secret_fragments(secret: str) -> set[str]:
-    """The secret itself plus the parts of a URL that are credentials: user, password, path
-    segments and query values long enough to be tokens."""
+    """The secret itself plus the parts of a URL that are credentials: the password, a user
+    name without password, path segments and query values that look like tokens, and query
+    values named like credentials (``token=``, ``key=``, ``api_key=``)."""
     found = {secret}
     try:
         parts = urlsplit(secret)
     except ValueError:
         return found
-    if parts.scheme and parts.netloc:
-        candidates = [parts.password or "", parts.username or ""]
-        candidates += [unquote(seg) for seg in parts.path.split("/")]
-        candidates += [v for _, v in parse_qsl(parts.query)]
-        if parts.password is None and parts.username:
-            candidates.append(parts.netloc.split("@")[0])
-        found.update(c for c in candidates if len(c) >= _MIN_FRAGMENT)
+    if not (parts.scheme and parts.netloc):
+        return found
+    candidates = [unquote(parts.password or "")]
+    if parts.password is None and parts.username:
+        user = unquote(parts.netloc.rsplit("@", 1)[0])
+        candidates += [user] if looks_like_token(user) else []
+    candidates += [s for s in map(unquote, parts.path.split("/")) if looks_like_token(s)]
+    for name, value in parse_qsl(parts.query):
+        if _CREDENTIAL_PARAM.search(name) or looks_like_token(value):
+            candidates.append(value)
+    found.update(c for c in candidates if len(c) >= MIN_FRAGMENT)
     return found
 
 
@@ -53,12 +84,17 @@ class Redactor:
         self.update(secrets)
 
     def update(self, secrets: Iterable[str]) -> None:
-        fragments: set[str] = set()
+        """Redact ``secrets`` (and their credential parts), and nothing configured before."""
+        self._fragments: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact ``secrets`` too (a reload's new receivers; the old ones may still log)."""
         for secret in secrets:
             if secret:
-                fragments |= secret_fragments(secret)
+                self._fragments |= secret_fragments(secret)
         # Longest first, so a whole URL is replaced before its parts.
-        ordered = sorted((f for f in fragments if f), key=len, reverse=True)
+        ordered = sorted((f for f in self._fragments if f), key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(f) for f in ordered)) if ordered else None
 
     def scrub(self, text: str) -> str:
@@ -86,6 +122,17 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+
+
+def keep_callers_fields(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor, run before the line's own keys are added: a caller's ``level``,
+    ``logger`` or ``timestamp`` is kept as ``field_<name>`` instead of being overwritten."""
+    for key in RESERVED_KEYS:
+        if key in event:
+            event[f"field_{key}"] = event.pop(key)
+    return event
 
 
 class FloodGate:
@@ -123,6 +170,9 @@ class GatedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.gate = gate
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == CONSOLE_LOGGER:  # a delivered message, not chatter: never cut
+            super().emit(record)
+            return
         event = record.msg.get("event", "") if isinstance(record.msg, dict) else record.msg
         dropped = self.gate.admit((record.name, str(event)))
         if dropped is None:
@@ -149,6 +199,18 @@ def _suppressed(record: logging.LogRecord, event: str, count: int) -> logging.Lo
     return summary
 
 
+class _Output:
+    """How lines are written since ``configure_logging``: JSON, or readable text."""
+
+    json = False
+
+
+def writes_json() -> bool:
+    """Whether the log is JSON lines (stdout is not a terminal, or JSON was asked for): then
+    everything written to stdout must be a log line."""
+    return _Output.json
+
+
 def configure_logging(
     level: str = "info",
     stream: TextIO | None = None,
@@ -159,6 +221,7 @@ def configure_logging(
     stream = stream or sys.stdout
     if json_output is None:
         json_output = not stream.isatty()
+    _Output.json = json_output
     REDACTOR.update(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -176,6 +239,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
+            keep_callers_fields,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
@@ -197,6 +261,8 @@ def configure_logging(
     # Third-party chatter stays at warning unless debugging.
     for noisy in ("apprise", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel("DEBUG" if level == "debug" else "WARNING")
+    # A console receiver's messages are deliveries: written whatever the log level.
+    logging.getLogger(CONSOLE_LOGGER).setLevel("INFO")
 
 
 def get_logger(name: str = "sladaemon") -> Any:

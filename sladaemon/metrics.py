@@ -39,6 +39,13 @@ class DaemonMetrics:
             ["source"],
             registry=r,
         )
+        self.overdue_at_start = Counter(
+            "sladaemon_overdue_at_start_tickets_total",
+            "Tickets already past a ladder level when monitoring of their source began "
+            "(told in one summary per receiver)",
+            ["source"],
+            registry=r,
+        )
         self.escalations_sent = Counter(
             "sladaemon_escalations_sent_total",
             "Notifications a receiver accepted",
@@ -106,7 +113,7 @@ class DaemonMetrics:
             "sladaemon_config_reloads_total", "Config reloads", ["result"], registry=r
         )
         self.deadline_mismatches = Counter(
-            "sladaemon_deadline_mismatch_total",
+            "sladaemon_deadline_mismatches_total",
             "The helpdesk's own deadline differs from sladaemon's by more than the tolerance",
             ["source", "metric"],
             registry=r,

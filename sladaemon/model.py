@@ -95,6 +95,7 @@ class NotificationKind(enum.StrEnum):
     OPERATOR = "operator"  # about the daemon itself: a stale source, a delivery given up
     TEST = "test"  # notify-test
     REPORT = "report"  # a scheduled KPI report
+    OVERDUE_AT_START = "overdue_at_start"  # tickets past a level when monitoring began
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,8 @@ class TicketEvent:
     ``None`` when the event does not change the status. ``fields`` holds the ticket fields this
     event sets (priority, channel, queue and any extra column); empty values are left out.
     Connectors put the helpdesk's own deadlines in fields named ``due:<metric>`` (ISO UTC),
-    which are compared with sladaemon's (see ``native_deadline_fields``).
+    which are compared with sladaemon's (see ``native_due_field``); an empty ``due:`` value
+    clears a deadline the helpdesk no longer shows.
     """
 
     ticket_id: str
@@ -138,8 +140,22 @@ class SlaEvent:
 
 
 NATIVE_DUE_PREFIX = "due:"
+EARLIEST_OF = "|"
 
 
-def native_due_field(metric: Metric) -> str:
-    """The ticket field holding the helpdesk's own deadline for ``metric``."""
-    return f"{NATIVE_DUE_PREFIX}{metric.value}"
+def native_due_field(*metrics: Metric) -> str:
+    """The ticket field holding the helpdesk's own deadline for ``metric``: ``due:<metric>``.
+    With several metrics, ``due:<a>|<b>``: one deadline that is the earliest of theirs, as
+    Request Tracker's single ``Due`` is (which one it is, ``sla.native`` decides)."""
+    return NATIVE_DUE_PREFIX + EARLIEST_OF.join(m.value for m in metrics)
+
+
+def native_due_metrics(field_name: str) -> tuple[Metric, ...]:
+    """The metrics a ``due:`` field stands for, in its order; () for any other field."""
+    if not field_name.startswith(NATIVE_DUE_PREFIX):
+        return ()
+    names = field_name.removeprefix(NATIVE_DUE_PREFIX).split(EARLIEST_OF)
+    try:
+        return tuple(Metric(name) for name in names)
+    except ValueError:
+        return ()

@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -41,6 +41,10 @@ NAT = np.iinfo(np.int64).min  # numpy's NaT as int64 µs
 
 Pause = tuple[datetime, datetime]
 IntArray = npt.NDArray[np.int64]
+
+# What a holiday closes: its whole local day (the default, as helpdesks count it), or the
+# shifts that start on it, overnight parts included.
+HolidaysCancel = Literal["day", "shift"]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,6 +84,7 @@ class CalendarSpec:
     holiday_country: str | None = None
     holiday_subdivision: str | None = None
     holiday_dates: frozenset[date] = frozenset()
+    holidays_cancel: HolidaysCancel = "day"
     breaks: Mapping[date, tuple[TimeRange, ...]] = field(default_factory=dict)
 
 
@@ -103,6 +108,11 @@ class BusinessCalendar:
             self.zone = ZoneInfo(spec.timezone)
         except Exception:
             raise CalendarError(f"unknown time zone {spec.timezone!r}") from None
+        if spec.holidays_cancel not in get_args(HolidaysCancel):
+            raise CalendarError(
+                f"calendar {spec.name!r}: holidays cancel {spec.holidays_cancel!r} "
+                "(use 'day' or 'shift')"
+            )
         self.spec = spec
         self.name = spec.name
         self._holiday_cache: dict[int, dict[date, str]] = {}
@@ -243,7 +253,8 @@ class BusinessCalendar:
         local_a = datetime.fromtimestamp(a / US, self.zone).date()
         local_b = datetime.fromtimestamp(b / US, self.zone).date()
         closed: list[tuple[date, str]] = []
-        day = local_a
+        eve = local_a - timedelta(days=1)
+        day = eve if self._closes_after_midnight(eve) else local_a
         while day <= local_b and len(closed) < 1000:
             reason = self._closed_reason(day)
             if reason:
@@ -272,6 +283,13 @@ class BusinessCalendar:
                     found[d] = "holiday"
             self._holiday_cache[year] = found
         return self._holiday_cache[year]
+
+    def _closes_after_midnight(self, day: date) -> bool:
+        """Whether a closure of ``day`` reaches into the next day: a holiday cancelling an
+        overnight shift under the shift rule, or an overnight break."""
+        if self.spec.holidays_cancel == "shift" and day in self.holidays_in(day.year):
+            return any(r.overnight for r in self.spec.weekly.days[day.weekday()])
+        return any(r.overnight for r in self.spec.breaks.get(day, ()))
 
     def _closed_reason(self, day: date) -> str:
         holiday = self.holidays_in(day.year).get(day)
@@ -390,24 +408,22 @@ class BusinessCalendar:
         closed: set[date] = set()
         for year in range(year_lo - 1, year_hi):
             closed.update(self.holidays_in(year))
+        # The day rule keeps a holiday's shifts here and cuts its whole local day out below;
+        # the shift rule drops the holiday's shifts, overnight parts included.
+        day_rule = self.spec.holidays_cancel == "day"
+        dropped: set[date] = set() if day_rule else closed
         weekly = self.spec.weekly.days
         pieces: list[tuple[float, float]] = []
         day = first_day
         one_day = timedelta(days=1)
         while day <= last_day:
-            if day not in closed:
+            if day not in dropped:
                 base = local_midnight(day)
                 for r in weekly[day.weekday()]:
                     s, e = r.minute_span()
                     pieces.extend(periods.to_utc(base + s * 60, base + e * 60))
             day += one_day
-        holes: list[tuple[float, float]] = []
-        for bday, ranges in self.spec.breaks.items():
-            if first_day <= bday <= last_day:
-                base = local_midnight(bday)
-                for r in ranges:
-                    s, e = r.minute_span()
-                    holes.extend(periods.to_utc(base + s * 60, base + e * 60))
+        holes = self._holes(periods, first_day, last_day, closed if day_rule else set())
         intervals = subtract(merge(pieces), merge(holes))
 
         starts = [int(a) * US for a, _ in intervals] + [_FAR]
@@ -435,6 +451,24 @@ class BusinessCalendar:
         self._ends_s = [v / US for v in ends]
         self._cum_s = [v / US for v in self._cum]
         self._lo_s, self._hi_s = self._lo / US, self._hi / US
+
+    def _holes(
+        self, periods: OffsetPeriods, first_day: date, last_day: date, whole_days: set[date]
+    ) -> list[tuple[float, float]]:
+        """UTC pieces of the dated breaks and of the days closed whole, in [first_day,
+        last_day]."""
+        holes: list[tuple[float, float]] = []
+        for bday, ranges in self.spec.breaks.items():
+            if first_day <= bday <= last_day:
+                base = local_midnight(bday)
+                for r in ranges:
+                    s, e = r.minute_span()
+                    holes.extend(periods.to_utc(base + s * 60, base + e * 60))
+        for day in whole_days:
+            if first_day <= day <= last_day:
+                base = local_midnight(day)
+                holes.extend(periods.to_utc(base, base + 86_400))
+        return holes
 
 
 def _year_of(us: int) -> int:

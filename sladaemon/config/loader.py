@@ -3,7 +3,9 @@
 Precedence: ``SLADAEMON_*`` environment variables (``__`` between nested keys, e.g.
 ``SLADAEMON_DAEMON__STATE=/tmp/state.sqlite``) override the YAML file. ``load_config`` either
 returns a ready ``Config`` or raises ``ConfigError`` listing every problem with file, line and
-YAML path.
+YAML path. Commands that only read (``explain``, ``report``) load with ``secrets=False``: the
+receivers' URLs and the sources' tokens and passwords are left out (as ``console://`` and
+nothing), so a missing ``${VAR}`` or credential file there is no error.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,9 @@ _document: ContextVar[YamlDocument] = ContextVar("sladaemon_config_document")
 
 class _LocatedYamlSource(YamlConfigSettingsSource):
     """pydantic-settings' YAML source, fed with the document parsed with line numbers."""
+
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        return _document.get().data  # the file may be stdin: never read again
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
         return _document.get().data
@@ -137,6 +142,24 @@ class Config:
     def reports(self) -> list[ReportConfig]:
         return self.settings.reports
 
+    def secrets(self) -> set[str]:
+        """What the log must never show: each receiver URL with its credential parts, and
+        the sources' tokens and passwords."""
+        from sladaemon.notify.apprise_notifier import url_secrets  # apprise is slow to import
+
+        found = {
+            part
+            for receiver in self.receivers.values()
+            for url in receiver.urls
+            for part in url_secrets(url.get_secret_value())
+        }
+        for source in self.sources.values():
+            for key in ("token", "password"):
+                value = getattr(source, key, None)
+                if value is not None and value.get_secret_value():
+                    found.add(value.get_secret_value())
+        return found
+
     def report_timezone(self, calendar: str | None) -> str:
         """A report's time zone: its calendar's, else the first calendar's, else UTC."""
         if calendar is not None:
@@ -153,16 +176,26 @@ class Config:
         return StatusMap(statuses)
 
 
-def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
-    """Load, validate and compile a config file. Raises ConfigError listing every problem."""
+def load_config(
+    path: Path | str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    text: str | None = None,
+    secrets: bool = True,
+) -> Config:
+    """Load, validate and compile a config file (or ``text``, named ``path``). Raises
+    ConfigError listing every problem. ``secrets=False``: see the module's docstring."""
     path = Path(path)
     env = dict(os.environ if environ is None else environ)
     file = str(path)
-    try:
-        text = read_text_file(path)
-    except UnreadableFileError as exc:
-        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc}")]) from None
+    if text is None:
+        try:
+            text = read_text_file(path)
+        except UnreadableFileError as exc:
+            raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc}")]) from None
     doc = load_yaml(text, file, env)
+    if not secrets:
+        doc = _without_secrets(doc)
     issues = list(doc.issues)
     settings: Settings | None = None
     token = _document.set(doc)
@@ -179,6 +212,36 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     if issues or settings is None:
         raise ConfigError(_dedupe(issues))
     return _compile(path, settings, doc.lines)
+
+
+_SECRET_KEYS = {
+    "receivers": ("urls", "urls_file"),
+    "sources": ("token", "token_file", "password", "password_file"),
+}
+
+
+def _without_secrets(doc: YamlDocument) -> YamlDocument:
+    """``doc`` without receiver URLs and source credentials, nor the issues found in them."""
+    data = dict(doc.data)
+    secret_paths: list[str] = []
+    for section, keys in _SECRET_KEYS.items():
+        entries = data.get(section)
+        if not isinstance(entries, dict):
+            continue
+        data[section] = kept = {}
+        for name, entry in entries.items():
+            if isinstance(entry, dict):
+                secret_paths += [format_path((section, name, key)) for key in keys]
+                entry = {k: v for k, v in entry.items() if k not in keys}
+                if section == "receivers":
+                    entry["urls"] = ["console://"]
+            kept[name] = entry
+    issues = [
+        issue
+        for issue in doc.issues
+        if not any(issue.path == p or issue.path.startswith(p + "[") for p in secret_paths)
+    ]
+    return replace(doc, data=data, issues=issues)
 
 
 def _swap_environ(new: Mapping[str, str]) -> dict[str, str]:
@@ -252,8 +315,10 @@ def _issue_from_error(err: Any, doc: YamlDocument, env: Mapping[str, str]) -> Co
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
-        close = difflib.get_close_matches(key, sorted(_KNOWN_KEYS), n=1, cutoff=0.75)
-        msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        known = sorted(_KNOWN_KEYS - {key})  # a key valid elsewhere is not a typo of itself
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else " (not a setting of this block)"
+        msg = f"unknown key {key!r}" + hint
     elif kind == "missing":
         msg = f"missing required key {path[-1]!r}" if path else "missing value"
     elif kind == "union_tag_invalid":
@@ -266,6 +331,9 @@ def _issue_from_error(err: Any, doc: YamlDocument, env: Mapping[str, str]) -> Co
             msg = msg.removeprefix(prefix)
         if kind in ("literal_error", "enum") and "input" in err:
             msg = f"{msg}, got {err['input']!r}"
+    reading = doc.readings.get(path)
+    if reading:
+        msg += f" ({reading})"
     line = doc.lines.line_of(path)
     env_name = ENV_PREFIX + "__".join(str(p).upper() for p in path if isinstance(p, str))
     if path not in doc.lines.lines and any(k.startswith(env_name) for k in env):
@@ -409,6 +477,7 @@ def build_calendar(name: str, cfg: CalendarConfig) -> BusinessCalendar:
             holiday_country=holidays.country.upper() if holidays and holidays.country else None,
             holiday_subdivision=holidays.subdivision if holidays else None,
             holiday_dates=frozenset(holidays.dates) if holidays else frozenset(),
+            holidays_cancel=holidays.cancel if holidays else "day",
             breaks={day: tuple(sorted(ranges)) for day, ranges in cfg.breaks.items()},
         )
     )

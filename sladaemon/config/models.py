@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from sladaemon.calendar.business import HolidaysCancel
 from sladaemon.calendar.hours import (
     TimeRange,
     WeeklyHours,
@@ -112,6 +113,11 @@ class HolidaysConfig(StrictModel):
     country: str | None = Field(None, description="ISO country code for the holidays package")
     subdivision: str | None = None
     dates: list[Date] = []
+    cancel: HolidaysCancel = Field(
+        "day",
+        description="day: a holiday closes its whole local day; shift: it cancels the shifts "
+        "that start on it, overnight parts included",
+    )
 
     @model_validator(mode="after")
     def _known_country(self) -> HolidaysConfig:
@@ -354,16 +360,16 @@ class ReceiverConfig(StrictModel):
     @field_validator("urls")
     @classmethod
     def _usable_urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
-        import apprise  # slow to import: only when receivers are configured
-
-        from sladaemon.notify.apprise_notifier import CONSOLE, describe_url
+        # apprise is slow to import: only when receivers are configured
+        from sladaemon.notify.apprise_notifier import url_problem
 
         for secret in urls:
             url = secret.get_secret_value().strip()
             if not url:
                 raise _custom("url", "empty URL")
-            if not url.lower().startswith(CONSOLE) and not apprise.Apprise().add(url):
-                raise _custom("url", f"apprise cannot use URL {describe_url(url)}")
+            problem = url_problem(url)
+            if problem:
+                raise _custom("url", problem)
         return urls
 
 

@@ -10,6 +10,10 @@ than ``MAX_VALUES`` values, an alias inside the value it names, or nesting deepe
 ``MAX_DEPTH`` is refused at its line, so a small file cannot take the daemon's memory or time.
 ``read_text_file`` reads the files a config names (the config itself, ``urls_file``,
 ``token_file``): regular files of at most ``MAX_FILE_BYTES`` only, never a device or a pipe.
+
+YAML 1.1 reads some plain words as other types: ``NO``, ``off`` and ``y`` are booleans and
+``12:30`` is the base-60 number 750. Each such reading is noted (``YamlDocument.readings``), so
+an error about that value can say how it was read and how to quote it.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class YamlDocument:
     data: dict[str, Any]
     lines: LineMap
     issues: list[ConfigIssue]
+    readings: dict[Path_, str] = field(default_factory=dict)  # YAML 1.1 surprises, by path
 
 
 def format_path(path: Path_) -> str:
@@ -125,6 +130,7 @@ def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     lines = LineMap()
     issues: list[ConfigIssue] = []
+    readings: dict[Path_, str] = {}
 
     def refused(line: int | None, message: str, path: Path_ = ()) -> YamlDocument:
         issues.append(ConfigIssue(file, line, format_path(path), message))
@@ -142,7 +148,7 @@ def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None) ->
         if node is None:
             return YamlDocument(file, {}, lines, issues)
         _Extent().check(node)
-        data = _Walker(loader, lines, issues, file, env).walk(node, ())
+        data = _Walker(loader, lines, issues, file, env, readings).walk(node, ())
     except _RefusedError as exc:
         return refused(exc.line, exc.message, exc.path)
     except RecursionError:
@@ -157,7 +163,7 @@ def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None) ->
         loader.dispose()
     if not isinstance(data, dict):
         return refused(1, "the config must be a mapping of sections (calendars: ...)")
-    return YamlDocument(file, data, lines, issues)
+    return YamlDocument(file, data, lines, issues, readings)
 
 
 def _line_at(text: str, position: int) -> int:
@@ -227,6 +233,19 @@ class _Extent:
 # ---------------------------------------------------------------------------- reading
 
 
+def yaml11_reading(node: yaml.Node, value: Any) -> str | None:
+    """How YAML 1.1 read a plain word that people mean as text, or None: ``NO`` (Norway) as
+    a boolean, ``12:30`` as a base-60 number."""
+    if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+        return None  # quoted: read as written
+    text = str(node.value)
+    if isinstance(value, bool) and text.lower() not in ("true", "false"):
+        return f"{text} was read as a boolean by YAML 1.1; quote it: '{text}'"
+    if isinstance(value, int | float) and not isinstance(value, bool) and ":" in text:
+        return f"{text} was read as the number {value} by YAML 1.1; quote it: '{text}'"
+    return None
+
+
 @dataclass
 class _Walker:
     """Builds the plain data of a measured document, noting each path's line."""
@@ -236,6 +255,7 @@ class _Walker:
     issues: list[ConfigIssue]
     file: str
     env: Mapping[str, str]
+    readings: dict[Path_, str] = field(default_factory=dict)
 
     def issue(self, line: int, path: Path_, message: str) -> None:
         self.issues.append(ConfigIssue(self.file, line, format_path(path), message))
@@ -247,6 +267,9 @@ class _Walker:
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, (*path, i)) for i, item in enumerate(node.value)]
         value = self.scalar(node, path)
+        reading = yaml11_reading(node, value)
+        if reading:
+            self.readings[path] = reading
         if isinstance(value, str) and "$" in value:
             value = self.expand_env(value, path, node.start_mark.line + 1)
         return value

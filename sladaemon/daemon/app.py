@@ -13,29 +13,35 @@ was built.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from sladaemon.clock import Clock
+from sladaemon.clock import Clock, SystemClock
 from sladaemon.config import Config, load_config
 from sladaemon.config.models import SourceConfig
 from sladaemon.daemon.housekeeping import Housekeeping
 from sladaemon.daemon.http import HttpEndpoints, TicketGauges
 from sladaemon.daemon.kpis import KpiFacts
-from sladaemon.daemon.pollers import SourcePoller
+from sladaemon.daemon.pollers import POLL_TIMEOUT, SourcePoller
 from sladaemon.daemon.prediction import PredictionLoop
 from sladaemon.daemon.reports import ReportScheduler
 from sladaemon.daemon.staging import Staged, stage
 from sladaemon.daemon.supervise import LoopFactory, Supervisor
+from sladaemon.daemon.sync import PROGRESS_EVERY, SyncProgress, requests_of
 from sladaemon.daemon.systemd import SystemdNotifier
 from sladaemon.daemon.tickets import Changes, TicketTracker
-from sladaemon.errors import ConfigError
+from sladaemon.errors import ConfigError, ListenError
 from sladaemon.escalate.book import Fired
 from sladaemon.escalate.deliver import Deliverer
 from sladaemon.escalate.outbox import Outbox
+from sladaemon.escalate.overdue import OverdueAtStart
 from sladaemon.escalate.route import Router
-from sladaemon.logs import get_logger
+from sladaemon.logs import REDACTOR, get_logger
 from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, TicketCollector
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.predict.results import QueueAlert
@@ -48,6 +54,9 @@ from sladaemon.store.sqlite import StateStore
 
 STOP_GRACE = 5.0  # seconds in-flight deliveries get to finish on shutdown
 LEARNT_HALF_LIVES = 10  # learnt cycles are kept this many half-lives (then weigh < 0.1 %)
+# While a sync runs, systemd's start timeout is pushed this far ahead each time it progresses:
+# a poll ends (or fails) within POLL_TIMEOUT, so a sync this quiet is stuck.
+SYNC_EXTEND = POLL_TIMEOUT + 2 * PROGRESS_EVERY
 
 
 class App:
@@ -73,7 +82,8 @@ class App:
         self.tickets = TicketTracker(config.policies, self.store, self.clock, self.metrics)
         self.outbox = Outbox(self.store, self.notifier, self.metrics)
         self.supervisor = Supervisor(self.metrics, self.alert)
-        self.router = Router(config, self.outbox, self.notifier, self.metrics)
+        self.overdue = OverdueAtStart()
+        self.router = Router(config, self.outbox, self.notifier, self.metrics, self.overdue)
         self.deliverer = Deliverer(
             self.store,
             self.notifier,
@@ -107,11 +117,23 @@ class App:
         self.metrics.add_collector(QueueCollector(self.prediction.queue_figures))
         self._stopping = asyncio.Event()
         self._reloads: asyncio.Queue[str | None] = asyncio.Queue()
+        self._state_lost = False  # the state file was deleted and created afresh
+        self.failed_sources: dict[str, str] = {}  # of ``once``: name -> error
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Open state, resume where the last run stopped, run a first poll and evaluation."""
+        """Open state, resume where the last run stopped, listen (a port that cannot be bound
+        stops the start), sync every source and run a first evaluation; then run the loops and
+        tell systemd READY=1. A long sync extends systemd's start timeout while it progresses
+        (see ``_sync``)."""
+        self._open()
+        if self.http is not None:
+            try:  # before the sync, so that /healthz shows its progress
+                await self.http.start()
+            except ListenError:
+                await self._close()
+                raise
         await self._first_pass()
         loops: dict[str, LoopFactory] = {
             "timer": lambda: self.tickets.run_timers(lambda f: self.apply(Changes(fired=f))),
@@ -126,8 +148,6 @@ class App:
             self.supervisor.start(name, loop)
         for poller in self.pollers.values():
             self.supervisor.start(poller.loop_name, poller.run)
-        if self.http is not None:
-            await self.http.start()
         sources, tickets, speed = list(self.pollers), len(self.tickets), self.clock.speed
         self.log.info("daemon_started", sources=sources, tickets=tickets, clock_speed=speed)
         self.systemd.ready(self.status())
@@ -152,38 +172,112 @@ class App:
         self.log.info("daemon_stopped")
 
     async def once(self) -> dict[str, int]:
-        """One poll of every source, one evaluation, one delivery pass; then close."""
-        await self._first_pass()
+        """One sync of every source, one evaluation, one delivery pass; then close. The
+        sources whose sync failed are left in ``failed_sources`` (name: error)."""
+        self._open()
+        self.failed_sources = await self._first_pass()
         self.reports.run_due()
         self.kpis.write()
         sent, failed = await self.deliverer.drain()
-        counts = {"tickets": len(self.tickets), "sent": sent, "failed": failed}
+        counts = {
+            "tickets": len(self.tickets),
+            "sent": sent,
+            "failed": failed,
+            "sources_failed": len(self.failed_sources),
+        }
         await self._close()
         return counts
 
-    async def _first_pass(self) -> None:
-        """Interrupted sends resumed; every source added and polled, what is due fired, every
-        metric judged."""
+    def _open(self) -> None:
+        """The state locked, interrupted sends resumed, every source added."""
         self.lock.acquire()  # one daemon per state file: refused before anything is sent
         if (lost := lost_state(self.store.path, self.store.created)) is not None:
+            self._state_lost = True
             self.log.error("state_recreated", state=str(self.store.path))
             self.alert("state_recreated", str(self.store.path), lost, time.time())
+        self.store.set_simulated_time(None)  # set again on stop, if the clock is simulated
         self.deliverer.resume()
         for name, cfg in self.config.sources.items():
             self._add_source(name, cfg)
-        for poller in self.pollers.values():
-            await poller.poll_all()
+
+    async def _first_pass(self) -> dict[str, str]:
+        """Every source synced, what is due fired, every metric judged. Returns the sources
+        whose sync failed, with their error."""
+        failed = await self._sync(list(self.pollers.values()))
         self.apply(Changes(fired=self.tickets.fire_due()))
         self.prediction.tick(self.clock.now())
+        return failed
+
+    async def _sync(self, pollers: list[SourcePoller], starting: bool = True) -> dict[str, str]:
+        """Poll the sources, side by side, until each has nothing more waiting. The first sync
+        of a big helpdesk takes minutes: its progress is logged every ``PROGRESS_EVERY``
+        seconds (``sync_progress``), shown in systemd's STATUS= and in /healthz (``syncing``),
+        and, while ``starting``, systemd's start timeout is extended (EXTEND_TIMEOUT_USEC) as
+        long as polls keep completing. Returns the sources whose sync failed, with their
+        error."""
+        for poller in pollers:
+            poller.sync = SyncProgress(poller.name, partial(_requests_of, poller))
+            self.log.info("sync_started", source=poller.name)
+        if starting:
+            self.systemd.extend_timeout(SYNC_EXTEND, self.status())
+        reporter = asyncio.create_task(self._report_sync(pollers, starting))
+        try:
+            outcomes = await asyncio.gather(*(self._sync_one(p) for p in pollers))
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            for poller in pollers:
+                poller.sync = None
+        return {
+            p.name: p.health.last_error
+            for p, outcome in zip(pollers, outcomes, strict=True)
+            if outcome is not True
+        }
+
+    async def _sync_one(self, poller: SourcePoller) -> bool | None:
+        outcome = await poller.poll_all()
+        sync = poller.sync
+        poller.sync = None
+        if sync is not None:
+            sync.finish()
+            if outcome is True:
+                self.log.info("sync_finished", source=poller.name, **sync.figures())
+            else:
+                error = poller.health.last_error
+                self.log.warning("sync_failed", source=poller.name, error=error, **sync.figures())
+        return outcome
+
+    async def _report_sync(self, pollers: list[SourcePoller], starting: bool) -> None:
+        """Every ``PROGRESS_EVERY`` seconds: log each sync's progress and tell systemd, while
+        ``starting`` with more time when something moved since the last time."""
+        last: object = None
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            running = [p.sync for p in pollers if p.sync is not None]
+            for sync in running:
+                self.log.info("sync_progress", source=sync.source, **sync.figures())
+            moved = [(sync.source, sync.marker()) for sync in running]
+            if starting and moved != last:
+                self.systemd.extend_timeout(SYNC_EXTEND, self.status())
+            else:
+                self.systemd.status(self.status())
+            last = moved
 
     async def _close(self) -> None:
         for poller in self.pollers.values():
             await poller.close()
         self.notifier.close(wait=False)
+        self.store.set_simulated_time(self._simulated_now())
         self.store.close()
         self.kpis.write()
         self.ledger.close()
         self.lock.release()
+
+    def _simulated_now(self) -> datetime | None:
+        """The clock's instant unless it is real time: ``report`` and ``explain`` read the
+        state at that instant once the daemon has stopped."""
+        return None if isinstance(self.clock, SystemClock) else self.clock.now()
 
     def request_reload(self, config_path: str | None = None) -> None:
         """Queue a reload (SIGHUP): reloads run one at a time, in the order asked."""
@@ -257,15 +351,16 @@ class App:
         they differ (built again from the store's cursor unless staged), its policies,
         prediction, KPI and report settings."""
         old, new = self.config, staged.config
+        REDACTOR.add(new.secrets())  # the new receivers' URLs are kept out of the log too
         self.config, self.notifier = new, staged.notifier
         self.outbox.use(self.notifier)
         self.deliverer.use(self.notifier, new.daemon.delivery)
-        self.router = Router(new, self.outbox, self.notifier, self.metrics)
+        self.router = Router(new, self.outbox, self.notifier, self.metrics, self.overdue)
         for name in _changed_sources(old, new):
             await self._remove_source(name)
             if name in new.sources:
                 poller = self._add_source(name, new.sources[name], staged.sources.get(name))
-                await poller.poll_all()
+                await self._sync([poller], starting=False)
                 self.supervisor.start(poller.loop_name, poller.run)
         changes = self.tickets.replace_policies(new.policies)
         if not self.prediction.reconfigure(new):  # history weighed anew: start over
@@ -286,10 +381,12 @@ class App:
             self.store.forget_source(name)
             self.ledger.forget_source(name)
         else:
+            self._watch_overdue(name)
             changes, tickets = self.tickets.load(name)
             self.prediction.remember(name, self.tickets.learnt(name, skip=tickets))
             self.apply(changes)
         poller = SourcePoller(name, source, cfg, self.clock, self.metrics, self._ingest, self.alert)
+        poller.on_caught_up = self._caught_up
         if source.persistent:  # after a failed ingest, read again from the stored cursor
             poller.reopen = lambda: build_source(
                 name, cfg, self.store.cursor(name), self.clock.now()
@@ -304,6 +401,33 @@ class App:
             await poller.close()
         self.tickets.forget_source(name)
         self.prediction.forget_source(name)
+        self.overdue.forget(name)
+
+    def _watch_overdue(self, name: str) -> None:
+        """Monitoring of a persistent source begins at its first start without a stored cursor
+        (not when the state file was lost): what its tickets had reached by then is summed up
+        once its first sync is done (``_caught_up``, see escalate/overdue.py)."""
+        known = self.store.monitoring(name)
+        if known is None:
+            first = self.store.cursor(name) is None and not self._state_lost
+            known = (self.clock.now().replace(microsecond=0) if first else None, not first)
+            self.store.set_monitoring(name, *known)
+        self.overdue.watch(name, *known)
+
+    def _caught_up(self, name: str) -> None:
+        """A source has nothing more waiting: after its first sync, the summary of what was
+        overdue when its monitoring began goes out (once)."""
+        if not self.overdue.pending(name):
+            return
+        # Levels reached after a ticket's last event fire from the timers: fire them first.
+        self.apply(Changes(fired=self.tickets.fire_due()))
+        began = self.overdue.began(name)
+        self.router.overdue_at_start(name, self.clock.now())
+        try:
+            self.store.set_monitoring(name, began, True)
+        except (sqlite3.Error, OSError) as exc:  # the summary's key keeps it from going twice
+            self.metrics.state_write_errors.labels("monitoring").inc()
+            self.log.error("monitoring_write_failed", source=name, error=str(exc))
 
     # ------------------------------------------------------------------ the data path
 
@@ -339,9 +463,16 @@ class App:
         self.kpis.prune()
 
     def status(self) -> str:
+        syncing = [p.sync.describe() for p in self.pollers.values() if p.sync is not None]
+        if syncing:
+            return f"syncing {'; '.join(syncing)}"
         stale = [name for name, p in self.pollers.items() if p.health.stale]
         text = f"{len(self.tickets)} open tickets from {len(self.pollers)} sources"
         return text + (f"; stale: {', '.join(stale)}" if stale else "")
+
+
+def _requests_of(poller: SourcePoller) -> int | None:
+    return requests_of(poller.source)  # the poller's source of the moment (it may reopen)
 
 
 def _changed_sources(old: Config, new: Config) -> list[str]:

@@ -2,8 +2,9 @@
 
 ``/healthz`` answers 200 while every source is fresh and every loop runs; 503 ``"failing"`` at
 once when a loop crashed or a poll's events could not be taken in (with the error), 503
-``"stale"`` when a source has had no successful poll for ``stale_after`` (with its last
-error). ``/metrics`` is Prometheus'
+``"syncing"`` while the daemon is starting and still loading what a source holds (with each
+source's progress under ``sync``), 503 ``"stale"`` when a source has had no successful poll for
+``stale_after`` (with its last error). ``/metrics`` is Prometheus'
 text format; the SLA-state gauges count every open clock, so they are recomputed at most
 every ``SCRAPE_CACHE`` seconds.
 
@@ -30,6 +31,7 @@ from sladaemon.calendar import to_us
 from sladaemon.clock import Clock
 from sladaemon.daemon.pollers import SourceHealth, SourcePoller
 from sladaemon.daemon.supervise import Supervisor
+from sladaemon.errors import ListenError
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import TicketKey
@@ -94,7 +96,8 @@ class HttpEndpoints:
         self.log = get_logger("sladaemon.http")
 
     async def start(self) -> None:
-        """Listen; a port that cannot be bound is logged and the daemon goes on without."""
+        """Listen; raises ``ListenError`` when the address cannot be bound (a daemon that
+        cannot be watched must not run as if it were healthy)."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
@@ -107,8 +110,12 @@ class HttpEndpoints:
                 self._accept, host.strip("[]") or None, int(port), reuse_address=True
             )
         except OSError as exc:
-            self.log.error("http_listen_failed", listen=self.listen, error=str(exc))
             await self.stop()
+            reason = exc.strerror or str(exc)
+            raise ListenError(
+                f"cannot listen on {self.listen} (daemon.http.listen) for /healthz and "
+                f"/metrics: {reason}"
+            ) from None
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -136,12 +143,17 @@ class HttpEndpoints:
     async def _healthz(self, request: web.Request) -> web.Response:
         now = time.monotonic()
         report = {name: _health(p.health, now) for name, p in self.pollers.items()}
+        syncing = {name: p.sync for name, p in self.pollers.items() if p.sync is not None}
+        for name, sync in syncing.items():
+            report[name]["sync"] = sync.figures()
         loops = {
             name: {"error": f.error, "crashes": f.crashes, "failing_for_s": round(now - f.since)}
             for name, f in self.supervisor.failing.items()
         }
         if loops or any(r["ingest_error"] for r in report.values()):
             status = "failing"
+        elif syncing:
+            status = "syncing"
         else:
             status = "ok" if all(r["fresh"] for r in report.values()) else "stale"
         body = {"status": status, "sources": report, "loops": loops, "tickets": len(self.tickets)}

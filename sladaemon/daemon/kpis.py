@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 
 from sladaemon.clock import Clock
@@ -137,8 +137,10 @@ class KpiFacts:
                 self.log.info("kpi_facts_written", tickets=written, seconds=seconds)
 
     def prune(self) -> None:
-        """Forget facts older than anything a KPI window or report reaches."""
-        reach = max([self.config.daemon.kpi_window, *(r.period for r in self.config.reports)])
+        """Forget facts older than anything a KPI window or report (which compares with the
+        period before its own) reaches."""
+        periods = (2 * r.period + timedelta(hours=1) for r in self.config.reports)  # DST: +1h
+        reach = max([self.config.daemon.kpi_window, *periods])
         forgotten = self.ledger.prune(self.clock.now(), reach)
         if forgotten:
             self.log.info("kpi_facts_pruned", tickets=forgotten)

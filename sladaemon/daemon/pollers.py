@@ -8,6 +8,8 @@
 * Health is edge-triggered: ``poll_failed`` when it starts failing, ``poll_recovered`` when a
   poll succeeds again; ``check_fresh`` reports ``source_stale`` (log and operator) once no poll
   has succeeded for ``stale_after``, and ``source_recovered`` when one does.
+* ``sync``, while set (the App's start-up sync), counts what each poll brings (see
+  ``daemon/sync.py``); ``on_caught_up`` is told each time the source has nothing more waiting.
 * What a successful poll brings goes to ``on_result``; rows the source skipped and statuses it
   did not know are logged here (each unknown status once). When ``on_result`` fails (the state
   file refused the events), the error is logged with its traceback, told to the operator and
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 
 from sladaemon.clock import Clock
 from sladaemon.config.models import SourceConfig
+from sladaemon.daemon.sync import SyncProgress
 from sladaemon.escalate.deliver import OperatorAlert
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
@@ -86,6 +89,8 @@ class SourcePoller:
     on_result: PollHandler
     operator_alert: OperatorAlert
     reopen: Callable[[], Source] | None = None  # a fresh source from the stored cursor
+    on_caught_up: Callable[[str], None] | None = None  # nothing more waiting after a poll
+    sync: SyncProgress | None = None  # set while the App waits for this source's sync
     health: SourceHealth = field(init=False)
     _unknown_statuses: set[str] = field(default_factory=set, init=False)
     _reopen_needed: bool = field(default=False, init=False)
@@ -122,6 +127,8 @@ class SourcePoller:
         False after a failure that may pass, None after a permanent one."""
         while True:
             outcome, more = await self.poll()
+            if outcome is True and not more and self.on_caught_up is not None:
+                self.on_caught_up(self.name)
             if outcome is not True or not more:
                 return outcome
             await asyncio.sleep(0)
@@ -147,6 +154,8 @@ class SourcePoller:
             self._reopen_needed = self.reopen is not None
             return self._ingest_failed(exc), False
         self.metrics.last_poll.labels(self.name).set(time.time())
+        if self.sync is not None:
+            self.sync.note(result)
         health = self.health
         if health.failing_since is not None:
             self.log.info("poll_recovered", source=self.name)

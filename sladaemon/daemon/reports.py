@@ -4,7 +4,8 @@ Each scheduled instant is handled once (the ledger remembers the last one per re
 if it is at most ``daemon.catch_up`` old, otherwise counted and logged as skipped — after
 downtime only the latest missed instant can still be sent. A report's period ends at its
 instant and starts at the same local wall-clock time ``period`` earlier ("mon 09:00" covers
-Monday 09:00 to Monday 09:00, across a DST change too).
+Monday 09:00 to Monday 09:00, across a DST change too); the period before it, as long, is
+counted too, for the report's trends.
 """
 
 from __future__ import annotations
@@ -93,9 +94,17 @@ class ReportScheduler:
             self.kpis.ledger.set_last_due(cfg.key, to_us(due[-1]))
 
     def _send(self, cfg: ReportConfig, due: datetime, zone: ZoneInfo) -> None:
-        wall = due.astimezone(zone).replace(tzinfo=None) - cfg.period
-        start = wall.replace(tzinfo=zone).astimezone(UTC)
+        start = wall_clock_before(due, cfg.period, zone)
         report = self.kpis.ledger.report(start, due, zone.key)
+        previous_start = wall_clock_before(start, cfg.period, zone)
+        report.previous = self.kpis.ledger.report(previous_start, start, zone.key)  # for trends
         self.on_report(cfg, due, report)
         self.metrics.reports_generated.labels(cfg.key).inc()
         self.log.info("report_queued", report=cfg.key, due=iso(due), receivers=cfg.receiver)
+
+
+def wall_clock_before(at: datetime, period: timedelta, zone: ZoneInfo) -> datetime:
+    """The instant ``period`` before ``at`` on the wall clock of ``zone`` (across a DST change,
+    seven days are 167 or 169 hours)."""
+    wall = at.astimezone(zone).replace(tzinfo=None) - period
+    return wall.replace(tzinfo=zone).astimezone(UTC)

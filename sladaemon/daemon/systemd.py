@@ -47,6 +47,14 @@ class SystemdNotifier:
         """Free-form status shown by ``systemctl status``."""
         self._send([f"STATUS={_one_line(text)}"])
 
+    def extend_timeout(self, seconds: float, status: str | None = None) -> None:
+        """Work in progress (a long start-up sync): systemd waits at least ``seconds`` more
+        beyond ``TimeoutStartSec=`` (``EXTEND_TIMEOUT_USEC``), optionally with a status line."""
+        fields = [f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}"]
+        if status is not None:
+            fields.append(f"STATUS={_one_line(status)}")
+        self._send(fields)
+
     def watchdog(self) -> None:
         """Keep-alive ping; call every :attr:`watchdog_interval` seconds (no-op without one)."""
         if self.watchdog_interval is not None:

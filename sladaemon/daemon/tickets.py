@@ -5,9 +5,14 @@
   closed. Closed tickets leave the state file, keeping what the predictor learnt from them.
 * ``run_timers`` sleeps until the earliest ladder instant of any ticket and hands what fires
   to ``on_fired``; ``wake`` is set whenever instants may have moved.
-* The helpdesk's own deadlines (``due:<metric>`` fields) are compared with ours after each
-  ingest; a difference beyond the source's tolerance is logged and counted once per value.
-  The comparison only reads the replays: it never fires or schedules anything.
+* The helpdesk's own deadlines (``due:`` fields) are compared with ours after each ingest:
+  only its newest values (those the ingest delivered that are still the ticket's), each with
+  the clock it stands for (``sla.native``), and never with a clock that had stopped before
+  the ingest's events (a met first response re-evaluated after a queue move is ours alone). A
+  value kept from an earlier phase, say a resolution deadline from before the customer wrote
+  again, is not compared again. A difference beyond the source's tolerance is logged and
+  counted once per value. The comparison only reads the replays: it never fires or
+  schedules anything.
 * Input the book quarantines (an event dated outside 1970–2199, a ticket whose replay raises)
   is logged (``input_quarantined``), counted and noted in the state file, where
   ``explain --source`` shows why; the rest goes on.
@@ -28,9 +33,10 @@ from sladaemon.escalate.book import Fired, IngestResult, TicketBook
 from sladaemon.escalate.route import ALERTING
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
-from sladaemon.model import NATIVE_DUE_PREFIX, TicketKey, native_due_field
+from sladaemon.model import TicketKey, native_due_metrics
 from sladaemon.predict.learnt import LearntCycle, learnt_cycles
 from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.native import native_deadlines
 from sladaemon.sla.policy import SlaPolicy
 from sladaemon.sources.base import PollResult
 from sladaemon.store.sqlite import StateStore
@@ -79,10 +85,13 @@ class TicketTracker:
     def ingest(
         self, source: str, result: PollResult, cfg: SourceConfig, persistent: bool
     ) -> Changes:
-        """A poll's events (and cursor, for a persistent source) stored and replayed."""
+        """A poll's events (and cursor, for a persistent source) stored and replayed. A source
+        that is not persistent stores its events too, for ``explain``: they are dropped when
+        the daemon starts again, never replayed."""
         events = result.events
-        if persistent and (events or result.cursor is not None):
-            self.store.save_poll(source, events, result.cursor)
+        cursor = result.cursor if persistent else None
+        if events or cursor is not None:
+            self.store.save_poll(source, events, cursor)
         ingested = self.book.ingest(source, events)
         if ingested.orphans:
             self.log.warning(
@@ -91,12 +100,19 @@ class TicketTracker:
                 count=len(ingested.orphans),
                 tickets=sorted({e.ticket_id for e in ingested.orphans})[:ORPHANS_LOGGED],
             )
-        if ingested.closed and persistent:
+        if ingested.closed:
             self.retire(source, {key: ingested.touched[key] for key in ingested.closed})
         changes = self._changes(source, ingested)
-        native = {e.ticket_id for e in events if any(map(_is_native_due, e.fields))}
+        newest: dict[str, dict[str, str]] = {}  # ticket -> due field -> its last value
+        earliest: dict[str, datetime] = {}  # ticket -> its first event in this poll
+        for event in events:
+            first = earliest.setdefault(event.ticket_id, event.at)
+            earliest[event.ticket_id] = min(first, event.at)
+            for name, value in event.fields.items():
+                if native_due_metrics(name):
+                    newest.setdefault(event.ticket_id, {})[name] = value
         tolerance: timedelta = getattr(cfg, "tolerance", None) or DEFAULT_TOLERANCE
-        self._cross_check(source, native, tolerance)
+        self._cross_check(source, newest, earliest, tolerance)
         return changes
 
     def fire_due(self) -> list[Fired]:
@@ -193,15 +209,25 @@ class TicketTracker:
             for ticket, reason in entries[:ORPHANS_LOGGED]:
                 self.log.error("input_quarantined", source=source, ticket=ticket, reason=reason)
 
-    def _cross_check(self, source: str, ticket_ids: Iterable[str], tolerance: timedelta) -> None:
+    def _cross_check(
+        self,
+        source: str,
+        newest: Mapping[str, Mapping[str, str]],
+        earliest: Mapping[str, datetime],
+        tolerance: timedelta,
+    ) -> None:
+        """Compare the due fields each ticket was just given, where still its own, with the
+        clocks that were running when its events began."""
         limit = tolerance.total_seconds()
-        for ticket_id in ticket_ids:
+        for ticket_id, delivered in newest.items():
             replay = self.book.replays.get((source, ticket_id))
             if replay is None:
                 continue
-            for metric, ours in replay.deadlines().items():
-                native_text = replay.fields.get(native_due_field(metric))
-                if not native_text:
+            current = {k: v for k, v in delivered.items() if v and replay.fields.get(k) == v}
+            deadlines = replay.deadlines(ended_since=earliest[ticket_id])
+            for metric, native_text in native_deadlines(current, deadlines).items():
+                ours = deadlines.get(metric)
+                if ours is None:
                     continue
                 try:
                     native = datetime.fromisoformat(native_text.replace("Z", "+00:00"))
@@ -221,7 +247,3 @@ class TicketTracker:
                         helpdesk=native.isoformat(),
                         difference_s=difference,
                     )
-
-
-def _is_native_due(field_name: str) -> bool:
-    return field_name.startswith(NATIVE_DUE_PREFIX)

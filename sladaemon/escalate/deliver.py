@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import sqlite3
 import time
 from collections import Counter
@@ -64,7 +63,6 @@ class Deliverer:
     in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _busy: Counter[str] = field(default_factory=Counter, init=False)  # in flight per receiver
     _failing: set[str] = field(default_factory=set, init=False)  # last attempt failed
-    _rng: random.Random = field(default_factory=random.Random, init=False)
     _unrecorded: list[Callable[[], None]] = field(default_factory=list, init=False)
     _record_failing: bool = field(default=False, init=False)
 
@@ -214,7 +212,7 @@ class Deliverer:
         return False
 
     def _delivered(self, row: OutboxRow) -> None:
-        self._record(partial(self.store.delivered, row.id, time.time()))
+        self._record(partial(self.store.delivered, row.id))
         self.metrics.escalations_sent.labels(row.receiver, row.kind).inc()
         if row.kind not in _NOT_TIMED:
             due = datetime.fromisoformat(row.due_at)
@@ -230,7 +228,6 @@ class Deliverer:
             attempts,
             self.settings.first_retry.total_seconds(),
             self.settings.max_retry.total_seconds(),
-            self._rng,
         )
         self._record(
             partial(

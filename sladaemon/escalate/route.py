@@ -7,7 +7,9 @@ posted with its key (``outbox.sla_key`` for SLA events). The rules, in order:
 * every SLA event is counted; those that notify are logged as ``sla_<kind>``;
 * an SLA event older than ``daemon.catch_up`` is not sent (after an outage, a step of the
   system clock, or on a first start against an old backlog): it is counted, logged and told to
-  the operator;
+  the operator — unless it was reached before monitoring of its source began: those go into one
+  summary per receiver once the source's first sync is done (``overdue_at_start``, see
+  escalate/overdue.py);
 * ladder levels and predictions go to the receivers of their level (``notify`` of the event);
 * a metric met after its breach goes to the receivers with ``send_resolved`` that were told of
   that cycle's breach or escalation;
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +33,7 @@ from sladaemon.config import Config
 from sladaemon.config.models import ReportConfig
 from sladaemon.escalate.book import Fired
 from sladaemon.escalate.outbox import Outbox, sla_key
+from sladaemon.escalate.overdue import OverdueAtStart
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import NotificationKind, SlaEventKind
@@ -59,6 +62,7 @@ class Router:
     outbox: Outbox
     notifier: AppriseNotifier
     metrics: DaemonMetrics
+    overdue: OverdueAtStart = field(default_factory=OverdueAtStart)  # outlives reloads
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.route")
@@ -71,10 +75,12 @@ class Router:
         with self.outbox.batch():
             for f in fired:
                 self._count(f)
+                at_start = self.overdue.take(f, horizon)
                 if f.event.kind in ALERTING or f.event.kind is SlaEventKind.MET_LATE:
                     if f.event.at < horizon:
                         self.metrics.sla_events_skipped.labels(f.source).inc()
-                        skipped.append(f)
+                        if not at_start:
+                            skipped.append(f)
                         continue
                     self._log(f)
                 receivers = self._receivers(f)
@@ -109,6 +115,31 @@ class Router:
             f"{first.event.ticket_id} {first.event.metric.value} at {iso(first.event.at)}): "
             "downtime, a step of the system clock or a first start on an old backlog",
             now.timestamp(),
+        )
+
+    def overdue_at_start(self, source: str, now: datetime) -> None:
+        """Once the first sync of ``source`` is done: one summary per receiver of the tickets
+        that were already past a ladder level when its monitoring began; logged and counted."""
+        summary = self.overdue.summarize(source)
+        if summary is None or not summary.reached:
+            return
+        receivers = sorted(summary.receivers)
+        self.metrics.overdue_at_start.labels(source).inc(len(summary.reached))
+        self.log.warning(
+            "overdue_at_start",
+            source=source,
+            tickets=len(summary.reached),
+            per_metric=summary.per_metric(),
+            most_overdue=summary.examples(),
+            receivers=receivers,
+            since=iso(summary.since),
+        )
+
+        def payload_for(receiver: str, target: int) -> Mapping[str, Any]:
+            return summary.payload(receiver, now, lambda ticket: self._link(source, ticket))
+
+        self.outbox.post(
+            summary.key, NotificationKind.OVERDUE_AT_START, payload_for, now, receivers
         )
 
     def queue_alerts(self, alerts: Iterable[QueueAlert]) -> None:
@@ -185,7 +216,7 @@ class Router:
             ticket=e.ticket_id,
             policy=e.policy,
             metric=e.metric.value,
-            level=e.level,
+            ladder_level=e.level,  # `level` is the log line's own (info, warning, ...)
             cycle=e.cycle,
             at=e.at.isoformat(),
             deadline=e.deadline.isoformat() if e.deadline else None,

@@ -5,12 +5,18 @@ apprise is synchronous: each send runs in a worker thread, bounded by the receiv
 late is known as one that may have taken the message (``maybe_sent``: the retry says it may
 be a duplicate), not as one that refused it. Every URL of a receiver is its own delivery
 target, so a retry never repeats a message to a URL that already accepted it. A URL apprise
-cannot parse makes that target fail permanently (with a clear reason); the others keep working.
+cannot parse makes that target fail permanently (with apprise's own reason); the others keep
+working.
+
+``console://`` prints a message as a block of text; when the log is JSON lines (stdout is not a
+terminal: journald) it is a log line instead, ``console_message`` with ``kind``, ``title``,
+``body`` and ``id``, so every line of the daemon's output stays JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,10 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TextIO
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import apprise
 from pydantic import SecretStr
 
+from sladaemon.logs import (
+    CONSOLE_LOGGER,
+    MIN_FRAGMENT,
+    get_logger,
+    looks_like_token,
+    secret_fragments,
+    writes_json,
+)
 from sladaemon.model import NotificationKind
 from sladaemon.notify.message import Notification
 
@@ -35,6 +50,7 @@ _NOTIFY_TYPE = {
     NotificationKind.OPERATOR: apprise.NotifyType.WARNING,
     NotificationKind.TEST: apprise.NotifyType.INFO,
     NotificationKind.REPORT: apprise.NotifyType.INFO,
+    NotificationKind.OVERDUE_AT_START: apprise.NotifyType.WARNING,
 }
 _BODY_FORMAT = {"text": apprise.NotifyFormat.TEXT, "html": apprise.NotifyFormat.HTML}
 
@@ -83,7 +99,8 @@ class _Target:
 def describe_url(url: str) -> str:
     """A loggable form of an apprise URL: apprise's own privacy rendering (keys and passwords
     masked, wherever the service puts them — host, user or path), without the query. A URL
-    apprise cannot use shows its scheme and host only, never credentials."""
+    apprise cannot use shows its scheme and host only (a host shaped like a token masked),
+    never credentials."""
     plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
     if plugin:
         private: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
@@ -91,11 +108,64 @@ def describe_url(url: str) -> str:
     m = re.match(r"^([a-zA-Z0-9+.-]+)://(?:[^@/]*@)?([^/?#:]*)", url)
     if not m:
         return "(unparsable URL)"
-    return f"{m.group(1)}://{m.group(2)}" if m.group(2) else f"{m.group(1)}://"
+    host = "***" if looks_like_token(m.group(2)) else m.group(2)
+    return f"{m.group(1)}://{host}" if host else f"{m.group(1)}://"
+
+
+def _url_parts(url: str) -> list[str]:
+    """The user, password, host, path segments and query values of a URL, as written."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    found = [user, password, *host.split(":")]  # tgram://BOT:TOKEN/..., or host:port
+    found += parts.path.split("/") + [v for _, v in parse_qsl(parts.query)]
+    return [unquote(p) for p in found if p]
+
+
+def url_secrets(url: str) -> set[str]:
+    """What to redact from the log for a receiver URL: the URL, its credential parts
+    (``sladaemon.logs.secret_fragments``) and every part apprise's privacy rendering masks
+    or leaves out, wherever the service puts its keys (host, user or path)."""
+    found = secret_fragments(url)
+    plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
+    if plugin:
+        private = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
+        shown = unquote(private)
+        found.update(
+            part
+            for part in _url_parts(url)
+            if len(part) >= MIN_FRAGMENT and part not in shown and quote(part) not in private
+        )
+    return found
+
+
+def url_problem(url: str) -> str | None:
+    """Why apprise cannot use ``url``, in apprise's own words (the URL's parts masked), or
+    None when it can."""
+    if url.strip().lower().startswith(CONSOLE):
+        return None
+    capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
+    with capture as captured:
+        usable = apprise.Apprise().add(url)
+    if usable:
+        return None
+    said = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
+    parts = sorted({p for p in _url_parts(url) if len(p) >= 3}, key=len, reverse=True)
+    if parts:
+        hidden = re.compile(
+            r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, parts)) + r")(?![A-Za-z0-9])"
+        )
+        said = [hidden.sub("***", line) for line in said]
+    reason = "; ".join(dict.fromkeys(said))[:300] or "unknown service or malformed URL"
+    return f"apprise cannot use URL {describe_url(url)}: {reason}"
 
 
 class AppriseNotifier:
-    """Sends notifications to the configured receivers."""
+    """Sends notifications to the configured receivers. ``console``: where ``console://``
+    writes; by default stdout, as text or, when the log is JSON, as a log line."""
 
     def __init__(
         self,
@@ -104,7 +174,7 @@ class AppriseNotifier:
         max_workers: int = 32,
     ) -> None:
         self._receivers = receivers
-        self._console = console or sys.stdout
+        self._console = console
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="notify")
         self._targets: dict[str, list[_Target]] = {}
         for name, cfg in receivers.items():
@@ -115,19 +185,18 @@ class AppriseNotifier:
                 if url.strip().lower().startswith(CONSOLE):
                     targets.append(_Target(label, console=True))
                     continue
+                problem = url_problem(url)
+                if problem:
+                    targets.append(_Target(label, invalid=problem))
+                    continue
                 client = apprise.Apprise()
-                if client.add(url):
-                    read_timeout = cfg.timeout.total_seconds() + LATE_ANSWER_MARGIN
-                    targets.append(
-                        _Target(
-                            label,
-                            url,
-                            prefers_html=_prefers_html(client),
-                            read_timeout=read_timeout,
-                        )
+                client.add(url)
+                read_timeout = cfg.timeout.total_seconds() + LATE_ANSWER_MARGIN
+                targets.append(
+                    _Target(
+                        label, url, prefers_html=_prefers_html(client), read_timeout=read_timeout
                     )
-                else:
-                    targets.append(_Target(label, invalid=f"apprise cannot use URL {label}"))
+                )
             self._targets[name] = targets
 
     def targets(self, receiver: str) -> int:
@@ -160,10 +229,7 @@ class AppriseNotifier:
         if t.invalid:
             return DeliveryOutcome(False, retryable=False, error=t.invalid)
         if t.console:
-            self._console.write(f"[{message.kind.upper()}] {message.title}\n")
-            for line in message.body.splitlines():
-                self._console.write(f"    {line}\n")
-            self._console.flush()
+            self._print(message)
             return DeliveryOutcome(True)
         timeout = self._receivers[receiver].timeout.total_seconds()
         loop = asyncio.get_running_loop()
@@ -187,6 +253,23 @@ class AppriseNotifier:
         if accepted:
             return DeliveryOutcome(True)
         return DeliveryOutcome(False, error=f"{t.label} refused or unreachable")
+
+    def _print(self, message: Notification) -> None:
+        """A ``console://`` delivery: a block of text, or one JSON log line."""
+        if self._console is None and writes_json():
+            get_logger(CONSOLE_LOGGER).info(
+                "console_message",
+                kind=message.kind.value,
+                title=message.title,
+                body=message.body,
+                id=message.id,
+            )
+            return
+        console = self._console or sys.stdout
+        console.write(f"[{message.kind.upper()}] {message.title}\n")
+        for line in message.body.splitlines():
+            console.write(f"    {line}\n")
+        console.flush()
 
     def close(self, wait: bool = True) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=True)

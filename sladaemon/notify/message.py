@@ -46,8 +46,11 @@ HEADLINE = {
     NotificationKind.OPERATOR: "sladaemon",
     NotificationKind.TEST: "sladaemon test",
     NotificationKind.REPORT: "sladaemon report",
+    NotificationKind.OVERDUE_AT_START: "SLA overdue at start",
 }
 _SUMMARY_ONLY = (NotificationKind.OPERATOR, NotificationKind.TEST, NotificationKind.QUEUE)
+# A KPI report, a summary of the tickets overdue when monitoring began: sent as written.
+_WRITTEN = (NotificationKind.REPORT, NotificationKind.OVERDUE_AT_START)
 MAX_TEMPLATE = 10_000  # characters of a receiver template
 MAX_SPEC_WIDTH = 1000  # width or precision in a template's format spec, e.g. {ticket_id:>30}
 MAX_TEMPLATED_BODY = 64 * 1024  # characters of a body rendered through a template
@@ -144,7 +147,7 @@ def operator_payload(key: str, summary: str, at: datetime, **extra: Any) -> dict
 def render(payload: Mapping[str, Any], template: str | None = None) -> Notification:
     """Title and body of a notification; a receiver template replaces the default body."""
     kind = payload_kind(payload)
-    if kind is NotificationKind.REPORT:  # a rendered KPI report: templates are for SLA messages
+    if kind in _WRITTEN:  # title and body written already: templates are for SLA messages
         return Notification(
             id=str(payload.get("id", "")),
             kind=kind,

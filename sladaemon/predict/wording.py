@@ -105,7 +105,7 @@ def queue_summary(queue: str, forecasts: Sequence[QueueForecast], horizon: timed
         f"{first.metric.value.replace('_', ' ')} {within}"
     )
     if first.needed_rise_per_hour > 0:
-        text += f" unless throughput rises by {per_hour(first.needed_rise_per_hour)}"
+        text += f" unless throughput rises by {per_hour(rounded_up(first.needed_rise_per_hour))}"
     for other in at_risk[1:]:
         text += f"; {other.will_miss} will miss {other.metric.value.replace('_', ' ')}"
     return text
@@ -115,6 +115,13 @@ def per_hour(value: float) -> str:
     if value >= 10:
         return f"{value:.0f}/h"
     return f"{value:.1f}/h"
+
+
+def rounded_up(value: float) -> float:
+    """A positive ``value`` rounded up to the precision ``per_hour`` shows, so a rise that is
+    needed never reads as 0.0/h (a float just above a step, 0.30000000000000004, stays 0.3)."""
+    step = 1.0 if value >= 10 else 0.1
+    return max(1, math.ceil(value / step - 1e-9)) * step
 
 
 def percent(value: float) -> str:

@@ -123,10 +123,18 @@ class KpiReport:
     reopen: Rate = Rate(0, 0, REOPEN_TARGET)
     escalation: Rate = Rate(0, 0, ESCALATION_TARGET)
     first_contact_resolution: Rate = Rate(0, 0)
+    previous: KpiReport | None = None  # the period before, as long (trends in the HTML page)
 
     @property
     def backlog_limit(self) -> float:
         return BACKLOG_SHARE * self.daily_volume
+
+    @property
+    def compliance_percent(self) -> float | None:
+        """SLA compliance over every policy, metric and channel: met / decided cycles."""
+        met = sum(c.met for c in self.compliance)
+        decided = met + sum(c.breached for c in self.compliance)
+        return 100.0 * met / decided if decided else None
 
 
 # ---------------------------------------------------------------------------- facts

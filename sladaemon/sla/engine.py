@@ -18,9 +18,14 @@ in ``pause_on``):
 A stopped cycle is ``met`` when its business time is <= the target, else ``breached``; a running
 one is ``breached`` once business time exceeds the target (just after its deadline). A
 ``customer_reply`` without a status of its own moves a pending ticket back to open, as helpdesks
-do. A change of policy or target (e.g. a priority change) re-evaluates the whole history under
-the new policy; levels already sent are never sent again (keys omit the policy), levels the new
-policy has already passed are caught up at the instant of the change.
+do. A ``customer_reply`` to a solved ticket reopens it, even when it carries the solved
+status it arrived to: every helpdesk sladaemon reads reopens a solved ticket on a customer's
+reply, in the same second or a little later, and may record the reply first. The reply then
+waits for an answer (``next_response``) and the resolution clock resumes. A closed ticket stays
+closed (it has left the book). A change of policy or target (e.g. a priority change)
+re-evaluates the whole history under the new policy; levels already sent are never sent again
+(keys omit the policy), levels the new policy has already passed are caught up at the instant
+of the change.
 """
 
 from __future__ import annotations
@@ -226,13 +231,17 @@ class TicketReplay:
         for clock in self.clocks:
             clock.schedule = None
 
-    def deadlines(self) -> dict[Metric, datetime]:
+    def deadlines(self, ended_since: datetime | None = None) -> dict[Metric, datetime]:
         """The deadline of each metric's latest cycle, as far as the events fed so far tell
-        (a met cycle keeps the deadline it had). Records nothing: a read-only view."""
+        (a met cycle keeps the deadline it had; with ``ended_since``, one that ended before
+        that instant is left out). Records nothing: a read-only view."""
+        since = to_us(ended_since) if ended_since is not None else None
         out: dict[Metric, datetime] = {}
         for clock in self.clocks:
             c = clock.current
-            deadline = self._deadline_of(clock, c) if c is not None else None
+            if c is None or (since is not None and c.ended is not None and c.ended < since):
+                continue
+            deadline = self._deadline_of(clock, c)
             if deadline is not None:
                 out[clock.metric] = from_us(deadline)
         return out
@@ -530,16 +539,16 @@ class TicketReplay:
 
 def next_category(current: StatusCategory | None, event: TicketEvent) -> StatusCategory | None:
     """The status category after ``event``: its own, the one its kind implies, or unchanged —
-    except that a customer reply moves a pending ticket back to open."""
+    except that a customer reply moves a pending ticket back to open and reopens a solved one
+    (even when it carries the solved status the ticket showed before the helpdesk reopened
+    it)."""
     category = event.category or IMPLIED_CATEGORY.get(event.kind)
-    if category is not None:
-        return category
-    if event.kind is EventKind.CUSTOMER_REPLY and current in (
-        StatusCategory.PENDING,
-        StatusCategory.ON_HOLD,
-    ):
-        return StatusCategory.OPEN
-    return current
+    if event.kind is EventKind.CUSTOMER_REPLY:
+        if current is StatusCategory.SOLVED and category in (None, StatusCategory.SOLVED):
+            return StatusCategory.OPEN
+        if category is None and current in (StatusCategory.PENDING, StatusCategory.ON_HOLD):
+            return StatusCategory.OPEN
+    return category if category is not None else current
 
 
 def _not_started(metric: Metric) -> str:

@@ -9,8 +9,9 @@ from typing import Any
 
 from sladaemon.calendar import BusinessCalendar
 from sladaemon.durations import format_duration
-from sladaemon.model import native_due_field
+from sladaemon.model import Metric
 from sladaemon.sla.engine import MetricStatus, TicketEvaluation
+from sladaemon.sla.native import native_deadlines
 
 
 def iso(t: datetime | None) -> str | None:
@@ -19,8 +20,15 @@ def iso(t: datetime | None) -> str | None:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def helpdesk_deadlines(ev: TicketEvaluation) -> dict[Metric, str]:
+    """The helpdesk's own deadlines the ticket shows, by the metric each stands for."""
+    ours = {m: st.deadline for m, st in ev.metrics.items() if st.deadline is not None}
+    return native_deadlines(ev.fields, ours)
+
+
 def explain_json(ev: TicketEvaluation) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
+    helpdesk = helpdesk_deadlines(ev)
     for metric, st in ev.metrics.items():
         entry: dict[str, Any] = {
             "state": st.state.value,
@@ -29,7 +37,7 @@ def explain_json(ev: TicketEvaluation) -> dict[str, Any]:
             "business_elapsed_s": st.business_elapsed.total_seconds(),
             "remaining_s": st.remaining.total_seconds() if st.remaining is not None else None,
         }
-        native = ev.fields.get(native_due_field(metric))
+        native = helpdesk.get(metric)
         if native:  # the helpdesk's own deadline, where the source reports one
             entry["helpdesk_deadline"] = native
         metrics[metric.value] = entry
@@ -54,9 +62,10 @@ def explain_text(ev: TicketEvaluation, calendars: Mapping[str, BusinessCalendar]
     if ev.policy.match:
         reason += " (" + "; ".join(m.describe() for m in ev.policy.match) + ")"
     out.append(f"  policy {ev.policy.name}: {reason}")
+    helpdesk = helpdesk_deadlines(ev)
     for status in ev.metrics.values():
         lines = _metric_lines(status, ev.at, calendars.get(status.calendar))
-        native = ev.fields.get(native_due_field(status.metric))
+        native = helpdesk.get(status.metric)
         if native:
             lines.insert(min(len(lines), 5), _native_line(native, status.deadline))
         out.extend(lines)

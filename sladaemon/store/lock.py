@@ -42,3 +42,23 @@ class StateLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the lock
             self._fd = None
+
+
+def unusable_state(state: Path) -> str | None:
+    """Why a daemon could not keep its state at ``state`` (the directory cannot be created,
+    the file or its lock cannot be opened for writing), or None. Creates the directory and
+    the lock file, as the daemon would."""
+    existing = state.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():  # mkdir would only say "File exists"
+        return f"cannot write the state file here: {existing}: Not a directory"
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        for path in (state.with_name(state.name + ".lock"), state):
+            if path.exists() or path.name.endswith(".lock"):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot write the state file here:{where}: {exc.strerror or exc}"
+    return None

@@ -1,5 +1,6 @@
-"""The daemon's state in one SQLite file: ticket events, source cursors, the outbox, and the
-cycles the predictor learnt from tickets whose events are gone.
+"""The daemon's state in one SQLite file: ticket events, source cursors, the outbox, the
+cycles the predictor learnt from tickets whose events are gone, when monitoring of each source
+began, and where a simulated clock stopped.
 
 The outbox is the durable record of every notification: a row is written (``pending``) before
 any attempt, marked ``sending`` while a receiver is being called, and ``delivered`` only once
@@ -84,6 +85,15 @@ CREATE TABLE IF NOT EXISTS learnt_cycles (
     ended_us INTEGER,
     elapsed_us INTEGER NOT NULL,
     PRIMARY KEY (source, ticket_id, metric, cycle)
+);
+CREATE TABLE IF NOT EXISTS monitoring (
+    source TEXT PRIMARY KEY,
+    since_us INTEGER,
+    summarized INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS simulated_time (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    at_us INTEGER NOT NULL
 );
 """
 
@@ -261,6 +271,39 @@ class StateStore:
 
     def set_cursor(self, source: str, value: Any) -> None:
         self._write(_UPSERT_CURSOR, [(source, json.dumps(value))])
+
+    # ------------------------------------------------------------------ monitoring start
+
+    def monitoring(self, source: str) -> tuple[datetime | None, bool] | None:
+        """When monitoring of ``source`` began (None: before anything could tell, or the state
+        was lost) and whether what was overdue then was summed up; None for a source new to
+        this file."""
+        row = self._db.execute(
+            "SELECT since_us, summarized FROM monitoring WHERE source = ?", (source,)
+        ).fetchone()
+        if row is None:
+            return None
+        return (from_us(row[0]) if row[0] is not None else None), bool(row[1])
+
+    def set_monitoring(self, source: str, since: datetime | None, summarized: bool) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO monitoring (source, since_us, summarized) VALUES (?, ?, ?)",
+            [(source, to_us(since) if since is not None else None, int(summarized))],
+        )
+
+    # ------------------------------------------------------------------ simulated time
+
+    def simulated_time(self) -> datetime | None:
+        """Where the daemon's clock stood when it last stopped, if that clock was simulated
+        (the simulator, a replay); None when it ran on real time."""
+        row = self._db.execute("SELECT at_us FROM simulated_time").fetchone()
+        return from_us(row[0]) if row else None
+
+    def set_simulated_time(self, at: datetime | None) -> None:
+        if at is None:
+            self._write("DELETE FROM simulated_time", [()])
+        else:
+            self._write("INSERT OR REPLACE INTO simulated_time VALUES (0, ?)", [(to_us(at),)])
 
     # ------------------------------------------------------------------ outbox
 

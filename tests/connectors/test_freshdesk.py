@@ -116,7 +116,8 @@ async def sync_all(source: FreshdeskSource, now: datetime = NOW) -> list[TicketE
 
 
 async def test_lifecycle_create_reply_pend_resolve_reopen(desk: Desk, connect: Any) -> None:
-    """Each step arrives once, in order; a private note is no first response."""
+    """Each step arrives once, in order; a private note is no first response; a customer's
+    reply to a resolved ticket comes after the reopen it caused."""
     source, daemon = connect(), Received()
 
     async def step() -> list[TicketEvent]:
@@ -150,9 +151,10 @@ async def test_lifecycle_create_reply_pend_resolve_reopen(desk: Desk, connect: A
     assert history(resolved) == [("resolved", "Resolved")]
     assert resolved[0].category is StatusCategory.SOLVED
 
-    desk.act(tid, "customer_reply", 50)
+    desk.act(tid, "customer_reply", 50)  # reopens the resolved ticket at the reply's time
     reopened = await step()
-    assert history(reopened) == [("customer_reply", ""), ("reopened", "Open")]
+    # The reopen first: the reply reaches an open ticket, and waits for an answer.
+    assert history(reopened) == [("reopened", "Open"), ("customer_reply", "")]
     assert all(e.at == moment(50) for e in reopened)
     assert (await source.poll(NOW)).events == []  # nothing changed: nothing sent at all
 

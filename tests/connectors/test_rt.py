@@ -21,11 +21,15 @@ from sladaemon.clock import FakeClock
 from sladaemon.config import load_config
 from sladaemon.config.models import RequestTrackerSourceConfig
 from sladaemon.daemon.app import App
-from sladaemon.model import EventKind, StatusCategory, TicketEvent
+from sladaemon.model import EventKind, Metric, MetricState, StatusCategory, TicketEvent
+from sladaemon.sla.engine import evaluate
+from sladaemon.sla.explain import explain_json
+from sladaemon.sla.native import native_deadlines
 from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.rt.mapping import (
     DEFAULT_CHANNELS,
+    DUE_FIELDS,
     MappingContext,
     TicketTrail,
     map_ticket,
@@ -82,6 +86,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_ticket(fake: FakeHelpdesk, **body: Any) -> int:
     body.setdefault("requestor", "customer@example.com")
     return int(fake.control("tickets", body)["id"])
@@ -116,7 +124,12 @@ def story(events: list[TicketEvent]) -> list[tuple[str, str]]:
 
 
 def dues(events: list[TicketEvent]) -> list[dict[str, str]]:
-    return [dict(e.fields) for e in events if any(k.startswith("due:") for k in e.fields)]
+    """The due fields each event sets; the ones it clears are left out ({}: Due unset)."""
+    return [
+        {k: v for k, v in e.fields.items() if v}
+        for e in events
+        if any(k.startswith("due:") for k in e.fields)
+    ]
 
 
 # ---------------------------------------------------------------------- scenarios
@@ -155,8 +168,8 @@ async def test_a_ticket_life_becomes_events_in_order(
         ("customer_reply", "waiting for customer"),
         ("status_changed", "stalled"),
         ("resolved", "resolved"),
-        ("customer_reply", "resolved"),
-        ("reopened", "open"),
+        ("reopened", "open"),  # RT's scrip reopens it after the reply, in the same second
+        ("customer_reply", "open"),  # which reaches an open ticket, and waits for an answer
     ]
     categories = [e.category for e in second.events]
     assert StatusCategory.PENDING in categories and StatusCategory.ON_HOLD in categories
@@ -185,11 +198,12 @@ async def test_first_response_comes_from_a_correspondence_by_a_non_requestor(
     ]
 
 
-async def test_rt_due_becomes_the_native_deadline_of_the_goal_it_tracks(
+async def test_rt_due_is_filed_as_the_earliest_of_the_goals_rt_computed_it_from(
     fake: FakeHelpdesk, make_source: MakeSource
 ) -> None:
-    """Due tracks Response until an agent answers (first, then next response), Resolve
-    after an agent's answer, and a value equal to the Resolve deadline is the Resolve one."""
+    """RT's Due is min(Response, Resolve) while a requestor waits (first, then next
+    response), min(KeepInLoop, Resolve) after an agent's answer; each Due clears the fields
+    of the others and an unset Due clears them all (RT shows one Due)."""
     source = make_source()
     ticket = new_ticket(fake, sla="standard", due="2030-01-07T10:00:00Z")
     act(fake, ticket, "correspond", by="agent")
@@ -204,16 +218,19 @@ async def test_rt_due_becomes_the_native_deadline_of_the_goal_it_tracks(
     act(fake, ticket, "due", due="2030-01-09T10:00:05Z")  # min(Response, Resolve) = Resolve
     plain = new_ticket(fake, due="2030-01-07T10:00:00Z")  # no SLA level: a hand-set Due
     events = (await source.poll(now())).events
-    assert dues([e for e in events if e.ticket_id == str(ticket)]) == [
-        {"due:first_response": "2030-01-07T10:00:00Z"},
-        {"due:resolution": "2030-01-09T10:00:00Z"},
-        {"due:resolution": "2030-01-09T10:00:05Z"},
-        {"due:next_response": "2030-01-08T11:00:00Z"},
-        {"due:resolution": "2030-01-09T10:00:05Z"},
+    mine = [e for e in events if e.ticket_id == str(ticket)]
+    assert dues(mine) == [
+        {"due:first_response|resolution": "2030-01-07T10:00:00Z"},
+        {"due:periodic_update|resolution": "2030-01-09T10:00:00Z"},
+        {},
+        {"due:periodic_update|resolution": "2030-01-09T10:00:05Z"},
+        {"due:next_response|resolution": "2030-01-08T11:00:00Z"},
+        {"due:next_response|resolution": "2030-01-09T10:00:05Z"},
     ]
-    due_events = [e for e in events if e.ticket_id == str(ticket) and dues([e])]
+    due_events = [e for e in mine if any(k.startswith("due:") for k in e.fields)]
+    assert all(set(e.fields) == set(DUE_FIELDS) for e in due_events)
     assert all(e.category is None and e.kind is EventKind.STATUS_CHANGED for e in due_events)
-    assert len({e.event_id for e in due_events}) == 4, "the id carries the deadline"
+    assert len({e.event_id for e in due_events}) == 6, "one event per Set Due transaction"
     assert not dues([e for e in events if e.ticket_id == str(plain)])
 
 
@@ -653,8 +670,61 @@ async def test_the_daemon_follows_rt_tickets(fake: FakeHelpdesk, tmp_path: Path)
         assert set(app.tickets.replays) == {("desk", str(waiting)), ("desk", str(answered))}
         replay = app.tickets.replays[("desk", str(waiting))]
         assert replay.fields["priority"] == "90"
-        assert replay.fields["due:first_response"] == "2030-01-07T10:00:00Z"
+        filed = native_deadlines(replay.fields, replay.deadlines())
+        assert filed == {Metric.FIRST_RESPONSE: "2030-01-07T10:00:00Z"}
         assert app.store.cursor("desk") is not None
+    finally:
+        await app.shutdown()
+
+
+async def test_a_customer_reply_to_a_resolved_rt_ticket_waits_for_an_answer(
+    fake: FakeHelpdesk, tmp_path: Path
+) -> None:
+    """RT reopens a resolved ticket on a requestor's correspondence, in the same second: the
+    reply starts the next-response clock."""
+    ticket = new_ticket(fake)
+    act(fake, ticket, "correspond", by="agent")
+    act(fake, ticket, "status", status="resolved")
+    act(fake, ticket, "correspond", by="customer")
+    targets = {"first_response": "1h", "next_response": "1h", "resolution": "8h"}
+    source = {"desk": {"type": "rt", "url": fake.url, "token": TOKEN}}
+    config = daemon_config(tmp_path, source, targets=targets)
+    app = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
+    await app.start()
+    try:
+        replay = app.tickets.replays[("desk", str(ticket))]
+        reply = next(e for e in replay.events if e.kind is EventKind.CUSTOMER_REPLY)
+        status = evaluate(replay.events, app.config.policies, now()).metrics[Metric.NEXT_RESPONSE]
+        assert (status.state, status.started_at) == (MetricState.RUNNING, reply.at)
+        assert status.deadline == reply.at + timedelta(hours=1)
+    finally:
+        await app.shutdown()
+
+
+async def test_rts_due_for_a_level_whose_resolve_goal_comes_first_is_the_resolution_deadline(
+    fake: FakeHelpdesk, tmp_path: Path
+) -> None:
+    """A level that resolves within 30 minutes and answers within an hour: RT's Due at
+    creation is min(Response, Resolve), the resolve deadline. It is compared with ours, and
+    agrees; ``explain`` shows it beside resolution."""
+    created = now().replace(microsecond=0) - timedelta(minutes=5)
+    due = created + timedelta(minutes=30)
+    ticket = new_ticket(fake, sla="express", at=iso(created), due=iso(due))
+    targets = {"first_response": "1h", "resolution": "30m"}
+    source = {"desk": {"type": "rt", "url": fake.url, "token": TOKEN, "tolerance": "2s"}}
+    config = daemon_config(tmp_path, source, targets=targets)
+    app = App(load_config(config), clock=FakeClock(now()), console=io.StringIO())
+    with capture_logs() as logs:
+        await app.start()
+    try:
+        replay = app.tickets.replays[("desk", str(ticket))]
+        evaluation = evaluate(replay.events, app.config.policies, now())
+        assert evaluation.metrics[Metric.RESOLUTION].deadline == due
+        assert explain_json(evaluation)["metrics"]["resolution"]["helpdesk_deadline"] == iso(due)
+        assert "helpdesk_deadline" not in explain_json(evaluation)["metrics"]["first_response"]
+        assert not [entry for entry in logs if entry["event"] == "deadline_mismatch"]
+        mismatches = app.metrics.deadline_mismatches
+        assert mismatches.labels("desk", "first_response")._value.get() == 0
     finally:
         await app.shutdown()
 
@@ -728,8 +798,8 @@ def test_a_history_read_in_two_parts_maps_like_one() -> None:
     tail = map_ticket(ticket, history, head.trail, context)
     assert [e.event_id for e in head.events + tail.events] == [e.event_id for e in whole.events]
     assert dues(whole.events) == [
-        {"due:first_response": "2024-05-01T10:00:00Z"},
-        {"due:next_response": "2024-05-01T11:30:00Z"},
+        {"due:first_response|resolution": "2024-05-01T10:00:00Z"},
+        {"due:next_response|resolution": "2024-05-01T11:30:00Z"},
     ]
     assert isinstance(whole.trail, TicketTrail) and whole.trail.last_txn_id == 6
 
@@ -753,8 +823,7 @@ def test_a_due_without_history_is_taken_from_the_ticket() -> None:
     )
     context = MappingContext(StatusMap(), ChannelMap(DEFAULT_CHANNELS))
     mapped = map_ticket(ticket, [create], None, context)
-    assert [(e.at, dict(e.fields)) for e in mapped.events[1:]] == [
-        (datetime(2024, 5, 1, 9, 5, tzinfo=UTC), {"due:first_response": "2024-05-01T10:00:00Z"})
-    ]
+    assert [e.at for e in mapped.events[1:]] == [datetime(2024, 5, 1, 9, 5, tzinfo=UTC)]
+    assert dues(mapped.events) == [{"due:first_response|resolution": "2024-05-01T10:00:00Z"}]
     again = map_ticket(ticket, [create], mapped.trail, context)
     assert again.events == []

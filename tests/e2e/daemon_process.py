@@ -51,7 +51,13 @@ class DaemonProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30) -> None:
+        """Start the process and wait ``timeout`` seconds for ``daemon_started``."""
+        self.launch()
+        self.wait_for_log("daemon_started", timeout=timeout)
+
+    def launch(self) -> None:
+        """Start the process, without waiting for anything."""
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sladaemon", "run", "--config", str(self.config)],
@@ -61,7 +67,6 @@ class DaemonProcess:
             cwd=self.directory,
             preexec_fn=self._limit if self.open_files else None,
         )
-        self.wait_for_log("daemon_started", timeout=30)
 
     def _limit(self) -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -95,7 +95,8 @@ def test_webhook_hang_mode_outlasts_the_apprise_read_timeout(webhook_receiver: W
     assert not notify(f"{webhook_receiver.url}?cto=1&rto=1", body="unanswered")
     elapsed = time.monotonic() - started
 
-    assert 0.9 <= elapsed < 4.0
+    assert elapsed >= 0.9, "gave up before the read timeout"
+    assert elapsed < 30.0, "the read timeout did not end the call"  # the receiver never answers
     [unanswered] = webhook_receiver.wait_for(1)
     assert unanswered["status"] is None
     assert unanswered["body"]["message"] == "unanswered"
@@ -118,8 +119,8 @@ def test_webhook_hang_ends_with_a_dropped_connection_when_the_mode_changes(
     try:
         started = time.monotonic()
         with pytest.raises((ConnectionError, urllib.error.URLError)):
-            opener.open(request, timeout=5)
-        assert time.monotonic() - started < 4.0
+            opener.open(request, timeout=60)
+        assert time.monotonic() - started < 30.0, "ended by the client's timeout, not the drop"
     finally:
         release.join()
     assert webhook.messages()[0]["status"] is None

@@ -50,7 +50,8 @@ daemon:
     title = mail["subject"]
     assert title.startswith("Support KPIs daily-kpis: ")
     page = mail["html"]
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    assert page.startswith("<!DOCTYPE html>") and "<svg" not in page and "<style" not in page
+    assert "Previous period" in page and "Compared with" in page, "trends against the week before"
     assert "SLA compliance" in page
     assert "Support KPIs" in mail["body"], "a text part for mail readers without HTML"
     message = posted["body"]

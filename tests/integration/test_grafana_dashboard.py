@@ -1,11 +1,12 @@
 """The Grafana dashboard (config/grafana/sladaemon.json) is built on what the daemon exports:
 every PromQL expression parses, and every metric it names is on a running daemon's /metrics
-(scraped over HTTP on 127.0.0.1)."""
+(scraped over HTTP on 127.0.0.1). So is every metric the README names."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import textwrap
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from sladaemon.daemon.app import App
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "sladaemon.json"
+README = ROOT / "README.md"
 # Grafana's own variables, as Grafana substitutes them before querying.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "7d"}
 # Series names a metric family of each type exposes.
@@ -149,6 +151,52 @@ async def test_every_metric_the_dashboard_uses_is_exported(tmp_path: Path) -> No
     kpi_families = {name for name in exported if name.startswith("sladaemon_kpi_")}
     assert kpi_families, "the daemon exports KPI metrics"
     assert kpi_families <= set(used), f"KPIs missing from the dashboard: {kpi_families - set(used)}"
+
+
+async def test_every_metric_the_readme_names_is_exported(tmp_path: Path) -> None:
+    named = set(re.findall(r"\bsladaemon_[a-z0-9_]+", README.read_text()))
+    assert "sladaemon_deadline_mismatches_total" in named
+    missing = sorted(named - await scraped_series(tmp_path))
+    assert not missing, f"metrics the README names but the daemon does not export: {missing}"
+
+
+def scopes(expr: str) -> list[tuple[str, set[tuple[str, str]]]]:
+    """Each metric an expression selects, with its regex label matchers (label, pattern)."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    found: list[tuple[str, set[tuple[str, str]]]] = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            matchers = node.matchers.matchers
+            regexes = {(m.name, m.value) for m in matchers if m.op == promql_parser.MatchOp.Re}
+            found.append((node.name, regexes))
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+async def test_every_query_follows_the_job_and_instance_variables(tmp_path: Path) -> None:
+    """With several daemons scraped, the dashboard shows the ones picked: every query, the
+    queue forecasts and predicted breaches too, selects ``job=~"$job", instance=~"$instance"``,
+    and the instance list follows the job picked."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    scope = {("job", "$job"), ("instance", "$instance")}
+    for title, expr in expressions(dashboard):
+        for name, regexes in scopes(expr):
+            assert scope <= regexes, f"{title}: {name} in {expr} is not scoped to $job/$instance"
+    job = variables["job"]["query"].removeprefix("label_values(").removesuffix(", job)")
+    instance = variables["instance"]["query"].removeprefix("label_values(")
+    instance = instance.removesuffix(", instance)")
+    assert scopes(job)[0][0] == scopes(instance)[0][0] and ("job", "$job") in scopes(instance)[0][1]
+    exported = await scraped_series(tmp_path)
+    assert scopes(job)[0][0] in exported, "the variables list what the daemon exports"
+    used = {name for _, expr in expressions(dashboard) for name in selectors(expr)}
+    queues = {n for n in exported if n.startswith("sladaemon_queue_") and "_created" not in n}
+    assert {"sladaemon_queue_backlog_forecast", "sladaemon_queue_forecast_misses"} <= queues
+    wanted = queues | {"sladaemon_predicted_breaches_total"}
+    assert wanted <= used, f"missing from the dashboard: {wanted - used}"
 
 
 def test_selectors_come_from_a_promql_parser() -> None:

@@ -13,10 +13,16 @@ lib/RT/Action/SLA_SetDue.pm, Business::Hours 0.13):
 
 * ``Due = min(Response, Resolve)``. Response runs from the oldest unanswered message of an
   "outside actor" (a requestor who is not the owner) and is dropped once anyone else
-  corresponds; Resolve runs from creation. So Due is our ``first_response`` deadline until
-  the first agent reply, our ``resolution`` deadline after it, and our ``next_response``
-  deadline after a later requestor reply: targets first_response = next_response = the
-  level's Response (60 business minutes), resolution = its Resolve (480).
+  corresponds (KeepInLoop, which would take its place, is not set); Resolve runs from
+  creation. With the "standard" level Due is our ``first_response`` deadline until the first
+  agent reply, our ``resolution`` deadline after it, and our ``next_response`` deadline after
+  a later requestor reply: targets first_response = next_response = the level's Response (60
+  business minutes), resolution = its Resolve (480). The connector files each Due as the
+  earliest of the goals RT computed it from, and the daemon compares it with the earliest of
+  ours. The "express" level resolves within 30 real minutes, before its response goal: its
+  Due is the resolution deadline from the start.
+* A requestor's correspondence on a resolved ticket reopens it in the same second ("On
+  Correspond Open Inactive Tickets"); the reply waits for an answer: next_response.
 * ``IgnoreOnStatuses => ['stalled']`` unsets Due while stalled and, with
   ``ExcludeTimeOnIgnoredStatuses``, adds the business time spent stalled when the ticket
   leaves it: our policy pauses on ``on_hold`` (stalled's category). RT counts that time with
@@ -59,7 +65,9 @@ from sladaemon.config import load_config
 from sladaemon.config.models import RequestTrackerSourceConfig
 from sladaemon.daemon.app import App
 from sladaemon.model import EventKind, Metric, MetricState, TicketEvent
-from sladaemon.sla.engine import MetricStatus, evaluate
+from sladaemon.sla.engine import MetricStatus, TicketReplay, evaluate
+from sladaemon.sla.explain import explain_json
+from sladaemon.sla.native import native_deadlines
 from sladaemon.sources.base import SourceError
 from sladaemon.sources.rt.source import RequestTrackerSource
 
@@ -68,6 +76,7 @@ SETUP_DATABASE = Path("/usr/sbin/rt-setup-database-5")
 HERE = Path(__file__).resolve().parent / "rt"
 RESPONSE_MINUTES = 60
 RESOLVE_MINUTES = 480
+EXPRESS_RESOLVE_MINUTES = 30  # real minutes: the "express" level's resolve goal comes first
 CUSTOMER = "customer@example.com"
 CUSTOMER_PASSWORD = "customer-secret"
 # Candidate zones for the business hours: the first where it is now a weekday, well within
@@ -120,13 +129,14 @@ class RealRt:
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"{method} {path}: {exc.code} {exc.read()!r}") from None
 
-    def create(self, subject: str) -> int:
+    def create(self, subject: str, sla: str | None = None) -> int:
         body = {
             "Queue": "General",
             "Subject": subject,
             "Requestor": CUSTOMER,
             "Content": "Please help.",
             "ContentType": "text/plain",
+            **({"SLA": sla} if sla else {}),
         }
         return int(self.call("POST", "ticket", body, customer=True)["id"])
 
@@ -227,6 +237,7 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealRt]:
         "TIMEZONE": zone,
         "RESPONSE_MINUTES": str(RESPONSE_MINUTES),
         "RESOLVE_MINUTES": str(RESOLVE_MINUTES),
+        "EXPRESS_RESOLVE_MINUTES": str(EXPRESS_RESOLVE_MINUTES),
     }.items():
         text = text.replace(f"@@{key}@@", value)
     site.write_text(text)
@@ -270,6 +281,11 @@ def inclusive_extra(calendar: BusinessCalendar, pause_ended_at: datetime) -> tim
     return timedelta(seconds=1) if counted else timedelta(0)
 
 
+def rt_dues(replay: TicketReplay, field: str) -> list[datetime]:
+    """The values RT's Due took while filed under ``field``, in order (clearings left out)."""
+    return [rt_time(e.fields[field]) for e in replay.events if e.fields.get(field)]
+
+
 def reopened_at(events: list[TicketEvent]) -> datetime:
     """When the ticket left "stalled"."""
     after_stall = False
@@ -290,7 +306,19 @@ def write_config(tmp_path: Path, rt: RealRt) -> Path:
               rt-hours:
                 timezone: {rt.timezone}
                 hours: {{mon-fri: "09:00-17:00"}}
+              rt-always:
+                timezone: {rt.timezone}
+                hours: {{mon-sun: "00:00-24:00"}}
             policies:
+              - name: rt-express
+                match: {{sla: express}}
+                calendar: rt-hours
+                targets:
+                  first_response: {RESPONSE_MINUTES}m
+                  next_response: {RESPONSE_MINUTES}m
+                  resolution: {EXPRESS_RESOLVE_MINUTES}m
+                overrides:
+                  resolution: {{calendar: rt-always}}
               - name: rt-standard
                 calendar: rt-hours
                 pause_on: [on_hold]
@@ -347,9 +375,6 @@ async def test_first_responses_and_deadlines_match_rts_own_due(rt: RealRt, tmp_p
         def metric(ticket: int, which: Metric) -> MetricStatus:
             return evaluate(replays[ticket].events, app.config.policies, now).metrics[which]
 
-        def native(ticket: int, which: Metric) -> datetime:
-            return rt_time(replays[ticket].fields[f"due:{which.value}"])
-
         # (a) First responses come from RT's correspondence. RT stamps Told with a fresh "now"
         # after it has recorded the Correspond transaction, so Told may be the next second.
         story = [
@@ -374,25 +399,98 @@ async def test_first_responses_and_deadlines_match_rts_own_due(rt: RealRt, tmp_p
             assert timedelta(0) <= told - first.ended_at <= timedelta(seconds=1)
         assert metric(waiting, Metric.FIRST_RESPONSE).state is MetricState.RUNNING
 
-        # (b) Same calendar and targets: our deadlines are RT's Due.
+        # (b) Same calendar and targets: our deadlines are RT's Due, phase by phase.
         first = metric(answered, Metric.FIRST_RESPONSE)
-        assert native(answered, Metric.FIRST_RESPONSE) == first.deadline
+        assert rt_dues(replays[answered], "due:first_response|resolution") == [first.deadline]
         resolution = metric(answered, Metric.RESOLUTION)
         extra = inclusive_extra(calendar, reopened_at(replays[answered].events))
         assert resolution.deadline is not None
-        assert native(answered, Metric.RESOLUTION) == resolution.deadline + extra
+        resolves = rt_dues(replays[answered], "due:periodic_update|resolution")
+        assert resolves[-1] == resolution.deadline + extra  # after the stall
         next_response = metric(answered, Metric.NEXT_RESPONSE)
-        assert native(answered, Metric.NEXT_RESPONSE) == next_response.deadline
+        assert rt_dues(replays[answered], "due:next_response|resolution") == [
+            next_response.deadline
+        ]
         assert rt_time(rt.ticket(answered)["Due"]) == next_response.deadline
+        # RT shows one Due: the ticket keeps only the newest, under the metric it stands for.
+        ours = replays[answered].deadlines()
+        assert native_deadlines(replays[answered].fields, ours) == {
+            Metric.NEXT_RESPONSE: rt.ticket(answered)["Due"]
+        }
 
         waiting_first = metric(waiting, Metric.FIRST_RESPONSE)
         extra = inclusive_extra(calendar, reopened_at(replays[waiting].events))
         assert waiting_first.deadline is not None
-        assert native(waiting, Metric.FIRST_RESPONSE) == waiting_first.deadline + extra
+        waiting_dues = rt_dues(replays[waiting], "due:first_response|resolution")
+        assert waiting_dues[-1] == waiting_first.deadline + extra
         assert rt_time(rt.ticket(waiting)["Due"]) == waiting_first.deadline + extra
 
         # The daemon compared them too, within a 2 s tolerance.
         assert not [entry for entry in logs if entry["event"] == "deadline_mismatch"]
+    finally:
+        await app.shutdown()
+
+
+async def test_a_reply_to_a_resolved_ticket_and_a_resolve_goal_that_comes_first(
+    rt: RealRt, tmp_path: Path
+) -> None:
+    """(c) The customer writes to a resolved ticket: RT reopens it and sets Due to the
+    response deadline of that reply; our next-response clock runs to the same instant.
+    (d) On the "express" level the resolve goal (30 real minutes) comes before the response
+    goal (60 business minutes): RT's Due is the resolution deadline, compared as such."""
+    reopened = rt.create("Invoice wrong")
+    express = rt.create("Payment failed", sla="express")
+    rt.correspond(reopened, Status="resolved")
+    await asyncio.sleep(1.1)
+    rt.correspond(reopened, customer=True)
+    assert rt.ticket(reopened)["Status"] == "open"
+    assert rt.ticket(express)["SLA"] == "express"
+
+    app = App(
+        load_config(write_config(tmp_path, rt)),
+        clock=FakeClock(datetime.now(UTC)),
+        console=io.StringIO(),
+    )
+    with capture_logs() as logs:
+        await app.start()
+    try:
+        replays = {int(key[1]): replay for key, replay in app.tickets.replays.items()}
+        now = datetime.now(UTC)
+
+        # (c) The reopen comes first; the reply waits for an answer, until RT's Due.
+        events = replays[reopened].events
+        story = [
+            (e.kind, e.status) for e in events if not any(k.startswith("due:") for k in e.fields)
+        ]
+        assert story[-3:] == [
+            (EventKind.RESOLVED, "resolved"),
+            (EventKind.REOPENED, "open"),
+            (EventKind.CUSTOMER_REPLY, "open"),
+        ]
+        reply = next(e for e in events if e.kind is EventKind.CUSTOMER_REPLY)
+        evaluation = evaluate(events, app.config.policies, now)
+        next_response = evaluation.metrics[Metric.NEXT_RESPONSE]
+        assert (next_response.state, next_response.started_at) == (MetricState.RUNNING, reply.at)
+        due = rt.ticket(reopened)["Due"]
+        assert next_response.deadline == rt_time(due)
+        assert explain_json(evaluation)["metrics"]["next_response"]["helpdesk_deadline"] == due
+
+        # (d) RT's Due is the resolve deadline, filed under resolution, and agrees with ours.
+        evaluation = evaluate(replays[express].events, app.config.policies, now)
+        assert evaluation.policy is not None and evaluation.policy.name == "rt-express"
+        due = rt.ticket(express)["Due"]
+        created = replays[express].events[0].at
+        assert rt_time(due) == created + timedelta(minutes=EXPRESS_RESOLVE_MINUTES)
+        assert evaluation.metrics[Metric.RESOLUTION].deadline == rt_time(due)
+        explained = explain_json(evaluation)["metrics"]
+        assert explained["resolution"]["helpdesk_deadline"] == due
+        assert "helpdesk_deadline" not in explained["first_response"]
+
+        mine = {str(reopened), str(express)}
+        assert not [e for e in logs if e["event"] == "deadline_mismatch" and e["ticket"] in mine]
+        counted = app.metrics.deadline_mismatches
+        assert counted.labels("rt", "first_response")._value.get() == 0
+        assert counted.labels("rt", "next_response")._value.get() == 0
     finally:
         await app.shutdown()
 
@@ -408,7 +506,8 @@ async def test_incremental_polls_of_real_rt_are_cheap_and_complete(rt: RealRt) -
         assert [e.kind for e in first.events if e.ticket_id == str(ticket)][:1] == [
             EventKind.CREATED
         ]
-        assert dict(first.events[-1].fields) == {"due:first_response": rt.ticket(ticket)["Due"]}
+        filed = {k: v for k, v in first.events[-1].fields.items() if v}
+        assert filed == {"due:first_response|resolution": rt.ticket(ticket)["Due"]}
         rt.correspond(ticket, Status="resolved")
         await asyncio.sleep(1.1)
         answered = await source.poll(datetime.now(UTC))

@@ -149,6 +149,28 @@ async def test_garbage_lines_are_skipped_and_the_rest_processed(harness: Harness
     assert len(harness.titles()) == 1
 
 
+async def test_a_customer_reply_to_a_solved_ticket_waits_for_an_answer(tmp_path: Path) -> None:
+    """CSV rows as a helpdesk records them: the customer's reply, still showing the solved
+    status it arrived to, then the reopen it caused, in the same second. The reply starts a
+    next-response clock, whose levels are alerted."""
+    targets = "{first_response: 1h, next_response: 1h, resolution: 8h}"
+    h = DaemonHarness(tmp_path, config_text(tmp_path, targets), START)
+    h.add("T1", START, "created", "new")
+    h.add("T1", START + timedelta(minutes=10), "agent_reply", "open")
+    h.add("T1", START + timedelta(minutes=20), "resolved", "solved")
+    h.add("T1", START + timedelta(minutes=30), "customer_reply", "solved")
+    h.add("T1", START + timedelta(minutes=30), "reopened", "open")
+    try:
+        await h.start()
+        await h.advance(90)  # to 10:30, one business hour after the reply
+        assert [line for line in h.lines("[") if "next_response" in line] == [
+            "[WARNING] SLA warning: ticket T1 next_response at 50% of target, 30m left",
+            "[BREACH] SLA breached: ticket T1 next_response breached",
+        ]
+    finally:
+        await h.stop()
+
+
 async def test_native_deadlines_are_cross_checked_and_explained(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

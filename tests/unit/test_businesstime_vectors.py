@@ -1,4 +1,5 @@
-"""Every shared business-time vector, through the public API: load_config(path).calendars."""
+"""Every shared business-time vector (both files), through the public API:
+load_config(path).calendars."""
 
 from __future__ import annotations
 
@@ -15,23 +16,39 @@ from sladaemon.calendar import BusinessCalendar
 from sladaemon.config import load_config
 from tests.conftest import SHARED
 
-VECTORS_FILE = SHARED / "docs" / "businesstime-vectors.json"
+VECTOR_FILES = tuple(
+    SHARED / "docs" / name
+    for name in ("businesstime-vectors.json", "businesstime-vectors-holidays.json")
+)
 
 
-def _vectors() -> dict[str, Any]:
-    if not VECTORS_FILE.exists():
+def _load(path: Path) -> dict[str, Any]:
+    if not path.exists():
         return {"calendars": {}, "vectors": []}
-    data: dict[str, Any] = json.loads(VECTORS_FILE.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
-VECTORS = _vectors()
+SUITES = {path: _load(path) for path in VECTOR_FILES}
+CALENDARS: dict[str, Any] = {}
+for _suite in SUITES.values():
+    assert not CALENDARS.keys() & _suite["calendars"].keys(), "a calendar name is reused"
+    CALENDARS.update(_suite["calendars"])
+VECTORS = [
+    pytest.param(vector, id=vector["id"])
+    for suite in SUITES.values()
+    for vector in suite["vectors"]
+] + [
+    pytest.param(None, id=path.name, marks=pytest.mark.skip(reason=f"{path} is not present"))
+    for path, suite in SUITES.items()
+    if not suite["vectors"]
+]
 
 
 @pytest.fixture(scope="module")
 def calendars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BusinessCalendar]:
     path = Path(tmp_path_factory.mktemp("vectors")) / "calendars.yaml"
-    path.write_text(yaml.safe_dump({"calendars": VECTORS["calendars"]}))
+    path.write_text(yaml.safe_dump({"calendars": CALENDARS}))
     return dict(load_config(path).calendars)
 
 
@@ -40,11 +57,10 @@ def _instant(text: str, zone: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(zone))
 
 
-@pytest.mark.skipif(not VECTORS["vectors"], reason=f"{VECTORS_FILE} is not present")
-@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["id"])
+@pytest.mark.parametrize("vector", VECTORS)
 def test_shared_vector(vector: dict[str, Any], calendars: dict[str, BusinessCalendar]) -> None:
     calendar = calendars[vector["cal"]]
-    zone = VECTORS["calendars"][vector["cal"]]["timezone"]
+    zone = CALENDARS[vector["cal"]]["timezone"]
     pauses = [(_instant(a, zone), _instant(b, zone)) for a, b in vector.get("pauses", [])]
     op, expected = vector["op"], vector["expected"]
     if op == "add":

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from sladaemon.calendar import BusinessCalendar, CalendarSpec, parse_breaks, parse_weekly_hours
+from sladaemon.calendar.business import HolidaysCancel
 from sladaemon.errors import CalendarError, NoBusinessTimeError
 
 H = timedelta(hours=1)
@@ -62,6 +63,7 @@ def cal(
     breaks: dict[object, object] | None = None,
     country: str | None = None,
     subdivision: str | None = None,
+    cancel: HolidaysCancel = "day",
 ) -> BusinessCalendar:
     return BusinessCalendar(
         CalendarSpec(
@@ -71,6 +73,7 @@ def cal(
             holiday_country=country,
             holiday_subdivision=subdivision,
             holiday_dates=holidays,
+            holidays_cancel=cancel,
             breaks=parse_breaks(breaks or {}),
         )
     )
@@ -446,19 +449,94 @@ def test_holiday_on_the_fall_back_day_removes_25_hours() -> None:
     assert c.elapsed(at("2024-10-25T22:00Z"), at("2024-10-28T23:00Z")) == 48 * H
 
 
-def test_holiday_cancels_only_the_shift_that_belongs_to_it() -> None:
-    """Berlin nightly 22:00-06:00 around the fall-back night (9 h shift, 10-26T20:00Z to
-    10-27T05:00Z, see the night-shift test).
+def test_holiday_closes_its_whole_local_day_on_a_night_desk() -> None:
+    """Berlin nightly 22:00-06:00 around the fall-back night (Saturday's shift is 9 h,
+    10-26T20:00Z to 10-27T05:00Z; Sunday's starts at 22:00 CET = 21:00Z), measured from
+    10-26T12:00Z to 10-28T00:00Z (Mon 01:00 CET).
+    * Holiday Sun 10-27, a 25-h local day (10-26T22:00Z to 10-27T23:00Z): Saturday's shift
+      keeps 22:00-24:00 CEST (2 h), Sunday's shift keeps Mon 00:00-01:00 CET (1 h): 3 h.
+    * Holiday Sat 10-26 (10-25T22:00Z to 10-26T22:00Z): Saturday's shift keeps its Sunday
+      part, 00:00 CEST to 06:00 CET with the repeated hour (7 h), and Sunday's shift its
+      3 h up to the end of the span: 10 h."""
+    sunday = cal(BERLIN, NIGHTS, holidays=frozenset({date(2024, 10, 27)}))
+    saturday = cal(BERLIN, NIGHTS, holidays=frozenset({date(2024, 10, 26)}))
+    a, b = at("2024-10-26T12:00Z"), at("2024-10-28T00:00Z")
+    assert sunday.elapsed(a, b) == 3 * H
+    assert saturday.elapsed(a, b) == 10 * H
+    assert not sunday.is_open(at("2024-10-27T02:30+01:00"))
+    assert saturday.is_open(at("2024-10-27T02:30+02:00"))
+    # Saturday 23:00 CEST + 1 h on the Sunday holiday: Saturday's shift stops at midnight, so
+    # the hour ends there and the deadline is the next opening, Mon 00:00 CET.
+    assert sunday.add(at("2024-10-26T21:00Z"), H) == at("2024-10-27T23:00Z")
+
+
+def test_shift_rule_cancels_the_shifts_that_start_on_the_holiday() -> None:
+    """The same night desk with ``cancel: shift``.
     * Holiday Sun 10-27: the Saturday shift belongs to Saturday and stays (9 h); Sunday's own
       shift (from 22:00 CET = 21:00Z) is cancelled.
     * Holiday Sat 10-26: the whole Saturday shift goes, including its Sunday-morning part;
       what remains is Sunday's own shift from 22:00 CET (21:00Z) up to the end of the
       measured span (10-28T00:00Z): 3 h."""
-    sunday = cal(BERLIN, NIGHTS, holidays=frozenset({date(2024, 10, 27)}))
-    saturday = cal(BERLIN, NIGHTS, holidays=frozenset({date(2024, 10, 26)}))
+    sunday = cal(BERLIN, NIGHTS, holidays=frozenset({date(2024, 10, 27)}), cancel="shift")
+    saturday = cal(BERLIN, NIGHTS, holidays=frozenset({date(2024, 10, 26)}), cancel="shift")
     a, b = at("2024-10-26T12:00Z"), at("2024-10-28T00:00Z")
     assert sunday.elapsed(a, b) == 9 * H
     assert saturday.elapsed(a, b) == 3 * H
+    assert sunday.is_open(at("2024-10-27T02:30+01:00"))
+    assert not saturday.is_open(at("2024-10-27T02:30+02:00"))
+    assert sunday.add(at("2024-10-26T21:00Z"), H) == at("2024-10-26T22:00Z")
+
+
+def test_holidays_on_consecutive_days_close_the_nights_between_them() -> None:
+    """New York nightly 22:00-06:00, holidays Wed 2024-12-25 and Thu 12-26, measured from
+    Tue 12-24 20:00 EST (12-25T01:00Z) to Sat 12-28 12:00 EST (17:00Z).
+    * Day rule: Tue 22-24 (2 h), nothing on Wed or Thu, Thursday's shift after midnight
+      Fri 00-06 (6 h), Fri 22-24 and Sat 00-06 (8 h): 16 h. Tue 23:00 + 3 h is Fri 02:00.
+    * Shift rule: Tuesday's whole shift (8 h), Fri 22:00-Sat 06:00 (8 h): 16 h as well, but
+      laid out differently: Tue 23:00 + 3 h is Wed 02:00, and Fri 03:00 is closed."""
+    closed = frozenset({date(2024, 12, 25), date(2024, 12, 26)})
+    day = cal(NEW_YORK, NIGHTS, holidays=closed)
+    shift = cal(NEW_YORK, NIGHTS, holidays=closed, cancel="shift")
+    a, b = at("2024-12-24T20:00-05:00"), at("2024-12-28T12:00-05:00")
+    assert day.elapsed(a, b) == 16 * H
+    assert shift.elapsed(a, b) == 16 * H
+    assert day.add(at("2024-12-24T23:00-05:00"), 3 * H) == at("2024-12-27T02:00-05:00")
+    assert shift.add(at("2024-12-24T23:00-05:00"), 3 * H) == at("2024-12-25T02:00-05:00")
+    assert day.is_open(at("2024-12-27T03:00-05:00"))
+    assert not shift.is_open(at("2024-12-27T03:00-05:00"))
+
+
+def test_holiday_on_the_spring_forward_night_desk() -> None:
+    """New York nightly 22:00-06:00 with a holiday on Sun 2024-03-10, the 23-h spring-forward
+    day (03-10T05:00Z to 03-11T04:00Z). Saturday's shift keeps 22:00-24:00 EST (03:00Z-05:00Z,
+    2 h); Sunday's shift keeps Mon 00:00-06:00 EDT (04:00Z-10:00Z, 6 h). The shift rule keeps
+    Saturday's whole shift instead, 22:00 EST to 06:00 EDT (03:00Z-10:00Z, 7 h)."""
+    holiday = frozenset({date(2024, 3, 10)})
+    a, b = at("2024-03-09T12:00Z"), at("2024-03-11T12:00Z")
+    assert cal(NEW_YORK, NIGHTS, holidays=holiday).elapsed(a, b) == 8 * H
+    assert cal(NEW_YORK, NIGHTS, holidays=holiday, cancel="shift").elapsed(a, b) == 7 * H
+
+
+def test_account_names_the_holiday_behind_a_closed_night() -> None:
+    """New York nightly 22:00-06:00, holiday Wed 2024-12-25, accounted from Thu 12-26 00:00
+    to 05:00 EST. Day rule: Wednesday's shift runs after midnight, 5 h are counted and no
+    closed day lies in the span. Shift rule: Wednesday's shift is cancelled, nothing is
+    counted, and the holiday of the day before is named as the reason (but not on an office
+    calendar, whose holiday ends at midnight)."""
+    holiday = frozenset({date(2024, 12, 25)})
+    a, b = at("2024-12-26T00:00-05:00"), at("2024-12-26T05:00-05:00")
+    day = cal(NEW_YORK, NIGHTS, holidays=holiday).account(a, b)
+    assert (day.business, day.closed_days) == (5 * H, ())
+    shift = cal(NEW_YORK, NIGHTS, holidays=holiday, cancel="shift").account(a, b)
+    assert shift.business == timedelta(0)
+    assert shift.closed_days == ((date(2024, 12, 25), "holiday: holiday"),)
+    office = cal(NEW_YORK, NINE_TO_FIVE, holidays=holiday, cancel="shift")
+    assert office.account(a, b).closed_days == (), "no overnight shift, nothing to name"
+
+
+def test_unknown_holiday_rule_is_refused() -> None:
+    with pytest.raises(CalendarError, match=r"'days' \(use 'day' or 'shift'\)"):
+        cal(BERLIN, NIGHTS, cancel="days")  # type: ignore[arg-type]
 
 
 def test_library_holiday_on_the_spring_day() -> None:

@@ -4,9 +4,10 @@ The central property compares ``elapsed`` with a brute-force oracle that shares 
 the implementation: it steps minute by minute through UTC instants, reads each one's local
 wall clock with zoneinfo, and decides from first principles (DESIGN.md section 4) whether the
 reading lies in an interval of its local date, or in the overnight part of an interval of the
-previous date, minus holidays and dated breaks. Calendars are minute-granular and the zones used
-have whole-minute offsets in the years drawn, so whole UTC minutes are either all business time
-or none of it.
+previous date, minus holidays and dated breaks. A holiday closes its whole local date, or, on a
+calendar with ``cancel: shift``, the intervals that belong to it. Calendars are minute-granular
+and the zones used have whole-minute offsets in the years drawn, so whole UTC minutes are either
+all business time or none of it.
 
 The other properties are algebraic: ``add`` is exact and the latest such instant, ``reach`` is
 exact and the earliest, ``elapsed`` is additive and antisymmetric, ``add`` is monotone, pauses
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -27,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sladaemon.calendar import BusinessCalendar, CalendarSpec, parse_breaks, parse_weekly_hours
+from sladaemon.calendar.business import HolidaysCancel
 
 DAY_MIN = 24 * 60
 WEEK_MIN = 7 * DAY_MIN
@@ -70,6 +73,7 @@ class Case:
     holidays: frozenset[date]
     breaks: tuple[tuple[date, int, int], ...]  # (date, start, end) like Span, dated
     anchor: datetime  # a transition (or another notable instant) the instants cluster around
+    cancel: HolidaysCancel = "day"
 
     @property
     def weekly_seconds(self) -> int:
@@ -77,7 +81,7 @@ class Case:
 
     @property
     def calendar(self) -> BusinessCalendar:
-        return build(self.zone, self.spans, self.holidays, self.breaks)
+        return build(self.zone, self.spans, self.holidays, self.breaks, self.cancel)
 
 
 def _hhmm(minute: int) -> str:
@@ -99,6 +103,7 @@ def build(
     spans: tuple[Span, ...],
     holidays: frozenset[date],
     breaks: tuple[tuple[date, int, int], ...],
+    cancel: HolidaysCancel = "day",
 ) -> BusinessCalendar:
     hours: dict[str, list[str]] = {}
     for k, s in enumerate(spans):
@@ -112,6 +117,7 @@ def build(
         timezone=zone,
         weekly=parse_weekly_hours(hours),
         holiday_dates=holidays,
+        holidays_cancel=cancel,
         breaks=parse_breaks(break_spec),
     )
     return BusinessCalendar(spec)
@@ -130,10 +136,12 @@ def oracle_is_business(case: Case, t: datetime) -> bool:
     today = local.date()
     yesterday = today - timedelta(days=1)
     minute = local.hour * 60 + local.minute
+    if case.cancel == "day" and today in case.holidays:
+        return False
     in_hours = any(
         _covers(s.start, s.end, own, minute)
         for day, own in ((today, True), (yesterday, False))
-        if day not in case.holidays
+        if case.cancel == "day" or day not in case.holidays
         for s in case.spans
         if s.day == day.weekday()
     )
@@ -240,7 +248,8 @@ def cases(draw: st.DrawFn) -> Case:
         start = draw(st.one_of(st.sampled_from(NOTABLE_MINUTES), st.integers(0, DAY_MIN - 1)))
         length = draw(st.integers(1, DAY_MIN))
         breaks.append((draw(near), start, start + length))
-    return Case(zone, spans, holidays, tuple(breaks), anchor)
+    cancel = draw(st.sampled_from(get_args(HolidaysCancel)))
+    return Case(zone, spans, holidays, tuple(breaks), anchor, cancel)
 
 
 def instants(

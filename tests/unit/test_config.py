@@ -96,6 +96,54 @@ def test_calendar_library_api_from_issue_shape(tmp_path: Path) -> None:
         cal.add(datetime(2026, 12, 30, 10, 0), timedelta(hours=1))
 
 
+def test_holidays_close_the_whole_day_unless_a_calendar_asks_for_shifts(tmp_path: Path) -> None:
+    """A night desk 22:00-06:00 with a holiday on Wed 2024-12-25. By default Tue 23:00 EST
+    + 1 h ends at the holiday's midnight, a closing boundary, so the deadline is the next
+    opening, Thu 00:00 EST (12-26T05:00Z). With ``cancel: shift`` Tuesday's shift runs on to
+    06:00 and the deadline is Wed 00:00 EST (12-25T05:00Z). An unknown rule is refused at
+    its line."""
+    path = write(
+        tmp_path,
+        """
+        calendars:
+          night:
+            timezone: America/New_York
+            hours: {mon-fri: ["22:00-06:00"]}
+            holidays: {dates: ["2024-12-25"]}
+          night-shifts:
+            timezone: America/New_York
+            hours: {mon-fri: ["22:00-06:00"]}
+            holidays:
+              dates: ["2024-12-25"]
+              cancel: shift
+        """,
+    )
+    calendars = load_config(path, environ={}).calendars
+    tuesday_late = datetime(2024, 12, 25, 4, 0, tzinfo=UTC)
+    assert calendars["night"].add(tuesday_late, timedelta(hours=1)) == datetime(
+        2024, 12, 26, 5, 0, tzinfo=UTC
+    )
+    assert calendars["night-shifts"].add(tuesday_late, timedelta(hours=1)) == datetime(
+        2024, 12, 25, 5, 0, tzinfo=UTC
+    )
+    bad = write(
+        tmp_path,
+        """
+        calendars:
+          night:
+            timezone: America/New_York
+            hours: {mon-fri: ["22:00-06:00"]}
+            holidays:
+              dates: ["2024-12-25"]
+              cancel: shifts
+        """,
+        name="bad.yaml",
+    )
+    (error,) = errors_of(bad)
+    assert error.startswith(f"{bad}:7 calendars.night.holidays.cancel: ")
+    assert "'day' or 'shift'" in error
+
+
 def test_every_error_is_listed_with_file_line_and_path(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -178,6 +226,7 @@ def test_unknown_keys_missing_references_and_bad_values(tmp_path: Path) -> None:
           operator: ops
           http: {listen: "nope"}
           colour: blue
+          poll_interval: 1m
         """,
     )
     text = "\n".join(errors_of(path))
@@ -193,6 +242,7 @@ def test_unknown_keys_missing_references_and_bad_values(tmp_path: Path) -> None:
         ":18 daemon.operator: unknown receiver 'ops'",
         ":19 daemon.http.listen: invalid listen address 'nope' (use host:port)",
         ":20 daemon.colour: unknown key 'colour'",
+        ":21 daemon.poll_interval: unknown key 'poll_interval' (not a setting of this block)",
     ]:
         assert expected in text, f"missing {expected!r} in\n{text}"
 
@@ -258,12 +308,34 @@ def test_unusable_receiver_url_and_template(tmp_path: Path) -> None:
         """,
     )
     errors = errors_of(path)
-    assert f"{path}:2 receivers.a.urls: apprise cannot use URL nosuchscheme://host" in errors
+    refused = f"{path}:2 receivers.a.urls: apprise cannot use URL nosuchscheme://host: "
+    assert any(e.startswith(refused + "Unparseable URL") for e in errors), errors
     assert any(
         e.startswith(f"{path}:3 receivers.b.template: unknown template field(s) colour")
         for e in errors
     )
     assert not any("hunter2" in e for e in errors), "credentials never appear in errors"
+
+
+def test_a_word_yaml_11_reads_as_another_type_gets_a_quoting_hint(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        calendars:
+          oslo:
+            timezone: Europe/Oslo
+            hours: {mon-fri: [12:30-17:00], sat: [10:30]}
+            holidays: {country: NO}
+        """,
+    )
+    assert errors_of(path) == [
+        f"{path}:4 calendars.oslo.hours.sat[0]: invalid time range 630 (use e.g. '09:00-17:00') "
+        "(10:30 was read as the number 630 by YAML 1.1; quote it: '10:30')",
+        f"{path}:5 calendars.oslo.holidays.country: Input should be a valid string "
+        "(NO was read as a boolean by YAML 1.1; quote it: 'NO')",
+    ]
+    quoted = write(tmp_path, path.read_text().replace("NO}", "'NO'}").replace("[10:30]", "[]"))
+    assert load_config(quoted, environ={}).calendars["oslo"].spec.holiday_country == "NO"
 
 
 def test_missing_env_var_and_unreadable_secret_file(tmp_path: Path) -> None:

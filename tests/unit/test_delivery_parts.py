@@ -149,12 +149,23 @@ def test_once_polls_evaluates_and_delivers(
     from sladaemon.cli import main
 
     assert main(["once", "--config", str(console_config)]) == 0
-    out = capsys.readouterr().out
-    assert "[BREACH] SLA breached: ticket T1 first_response breached" in out
-    assert "ticket OLD" not in out, "a breach older than daemon.catch_up is not sent"
-    assert "2 open tickets; 1 notifications sent" in out
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # not a tty
+    messages = {line["id"]: line for line in lines if line["event"] == "console_message"}
+    message = messages.pop("desk/T1/first_response/0/breach")
+    assert message["title"] == "SLA breached: ticket T1 first_response breached"
+    assert "ticket: T1" in message["body"].splitlines()
+    # A breach older than daemon.catch_up is not sent on its own; on a first start it is
+    # summed up with the other tickets already overdue when monitoring began.
+    ((key, summary),) = messages.items()
+    assert key.startswith("overdue_at_start/desk/")
+    assert "  ticket OLD: first_response breach" in summary["body"].splitlines()
+    (finished,) = [line for line in lines if line["event"] == "once_finished"]
+    assert (finished["tickets"], finished["sent"], finished["failed"]) == (2, 2, 0)
     assert main(["once", "--config", str(console_config)]) == 0
-    assert "0 notifications sent" in capsys.readouterr().out, "never twice"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["sent"] for line in lines if line["event"] == "once_finished"] == [0], (
+        "never twice"
+    )
 
 
 def test_notify_test_reports_each_url(

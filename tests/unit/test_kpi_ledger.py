@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from sladaemon.calendar import to_us
+from sladaemon.clock import FakeClock
 from sladaemon.config import Config, load_config
+from sladaemon.daemon.kpis import KpiFacts
 from sladaemon.model import EventKind as K
 from sladaemon.model import Metric, MetricState, TicketEvent
 from sladaemon.report.kpi import history_facts, ticket_facts
@@ -173,3 +175,30 @@ def test_the_state_file_ledger_survives_a_reopen(cfg: Config, tmp_path: Path) ->
     assert report.created_per_channel == {"phone": 1}
     assert report.first_contact_resolution.numerator == 1
     assert report.backlog == 0
+
+
+def test_facts_stay_while_a_report_compares_with_the_period_before_its_own(
+    cfg: Config, tmp_path: Path
+) -> None:
+    """A daily report of the last 7 days, due on day 10, covers days 3–10 and compares with
+    days -4–3: a cycle decided on day 0 must outlive the hourly prune until then."""
+    path = tmp_path / "weekly.yaml"
+    path.write_text(
+        CONFIG
+        + "reports: [{every: 'daily 00:00', period: 7d, receiver: team}]\n"
+        + "daemon: {kpi_window: 1d}\n"
+    )
+    weekly = load_config(path, environ={})
+    ledger = KpiLedger(":memory:")
+    answered = [
+        ev("A", at(0, 9), K.CREATED, channel="web"),
+        ev("A", at(0, 9.5), K.AGENT_REPLY),
+        ev("A", at(0, 10), K.RESOLVED),
+    ]
+    ledger.record("desk", [history_facts("A", answered, cfg.policies, at(1))])
+    KpiFacts(ledger, {}, weekly, FakeClock(at(10))).prune()
+    before = ledger.report(at(-4), at(3))
+    assert [(c.metric, c.met) for c in before.compliance] == [
+        ("first_response", 1),
+        ("resolution", 1),
+    ]

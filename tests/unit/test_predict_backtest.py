@@ -113,22 +113,22 @@ def test_the_baseline_level_is_measured_even_where_the_config_has_none(tmp_path:
 def test_backtest_command_writes_predicted_breach_lines_and_a_json_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out, summary = tmp_path / "events.jsonl", tmp_path / "summary.json"
+    out = tmp_path / "events.jsonl"
     args = ["backtest", "--config", str(DEMO_CONFIG), "--events", str(DEMO_EVENTS)]
-    assert main([*args, "--out", str(out), "--json", str(summary)]) == 0
-    printed = capsys.readouterr().out
-    assert "prediction quality" in printed and "75% of target" in printed
+    assert main([*args, "--out", str(out), "--json"]) == 0
+    printed = capsys.readouterr()
+    assert "prediction quality" in printed.err and "75% of target" in printed.err
+    figures = json.loads(printed.out)  # stdout holds the JSON summary only
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     predicted = [r for r in lines if r["event"] == "predicted_breach"]
     assert predicted and all(0.0 < r["probability"] < 1.0 for r in predicted)
     assert {"probability", "expected_met", "queue", "position", "backlog", "reason"} <= set(
         predicted[0]
     )
-    figures = json.loads(summary.read_text())
     assert figures["prediction"]["predicted"]["alerts"] == len(predicted)
     assert figures["sla_events"]["predicted_breach"] == len(predicted)
-    assert main([*args, "--no-predict", "--json", str(summary)]) == 0
-    assert json.loads(summary.read_text())["prediction"] is None
+    assert main([*args, "--no-predict", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prediction"] is None
 
 
 def test_predict_section_is_validated_with_file_line_and_path(tmp_path: Path) -> None:

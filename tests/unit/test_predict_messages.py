@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,8 @@ from sladaemon.calendar import to_us
 from sladaemon.escalate.outbox import sla_key
 from sladaemon.model import Metric, SlaEvent, SlaEventKind
 from sladaemon.notify.message import percent, render, sla_payload
+from sladaemon.predict.results import QueueForecast
+from sladaemon.predict.wording import queue_summary
 
 DEADLINE = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 AT = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
@@ -89,3 +91,47 @@ def test_a_queue_alert_reads_as_its_summary() -> None:
     message = render(payload)
     assert message.title == f"Queue forecast: {summary}"
     assert message.body.splitlines()[0] == summary
+
+
+def at_risk_queue(needed_rise: float) -> QueueForecast:
+    return QueueForecast(
+        source="desk",
+        queue="support",
+        metric=Metric.FIRST_RESPONSE,
+        at_us=to_us(AT),
+        backlog=12,
+        arrivals_per_hour=3.0,
+        throughput_per_hour=2.96,
+        forecast=((to_us(DEADLINE), 14.0),),
+        will_miss=2,
+        needed_rise_per_hour=needed_rise,
+    )
+
+
+@pytest.mark.parametrize(
+    ("needed_rise", "said"),
+    [
+        (0.001, "0.1/h"),
+        (0.04, "0.1/h"),
+        (0.3000000000000001, "0.3/h"),
+        (0.31, "0.4/h"),
+        (9.96, "10/h"),
+        (12.2, "13/h"),
+    ],
+)
+def test_a_queue_forecast_asks_for_a_rise_it_can_show_never_zero(
+    needed_rise: float, said: str
+) -> None:
+    """The rise that would serve every waiting ticket in time is rounded up, never down to
+    0.0/h: a smaller rise than the one shown would not be enough."""
+    summary = queue_summary("support", [at_risk_queue(needed_rise)], timedelta(hours=4))
+    assert summary.endswith(
+        f"2 tickets will miss first response within the next 4h of "
+        f"business time unless throughput rises by {said}"
+    )
+    assert "0.0/h" not in summary
+
+
+def test_a_queue_forecast_without_a_needed_rise_asks_for_none() -> None:
+    summary = queue_summary("support", [at_risk_queue(0.0)], timedelta(hours=4))
+    assert summary.endswith("within the next 4h of business time")

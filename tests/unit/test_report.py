@@ -101,8 +101,8 @@ def test_renderings(cfg, tmp_path: Path) -> None:
     data = json.loads(json.dumps(as_json(r)))
     assert data["reopen"]["percent"] == 50.0 and data["created"] == 3
     page = as_html(r)
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
-    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', ""), "self-contained"
+    assert page.startswith("<!DOCTYPE html>") and "<svg" not in page
+    assert "http" not in page, "self-contained"
 
 
 def test_report_command_in_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,5 +122,5 @@ def test_report_command_in_every_format(tmp_path: Path, capsys: pytest.CaptureFi
     assert json.loads(capsys.readouterr().out)["created"] > 0
     out = tmp_path / "r.html"
     assert main([*args, "--format", "html", "--out", str(out)]) == 0
-    assert "<svg" in out.read_text()
+    assert "Previous period" in out.read_text()
     assert main([*args, "--period", "soon"]) == 2

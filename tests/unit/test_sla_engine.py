@@ -158,6 +158,37 @@ def test_reopen_resumes_the_resolution_clock(cfg: Config) -> None:
     assert ("met", None, at(0, 15)) in fired(r, "resolution")
 
 
+@pytest.mark.parametrize(
+    "reply_category",
+    [None, S.SOLVED],
+    ids=["reply-without-status", "reply-with-the-solved-status-it-arrived-to"],
+)
+@pytest.mark.parametrize("reopen_follows", [True, False], ids=["reopen-recorded", "no-reopen"])
+def test_a_customer_reply_to_a_solved_ticket_reopens_it_and_waits_for_an_answer(
+    cfg: Config, reply_category: StatusCategory | None, reopen_follows: bool
+) -> None:
+    """Helpdesks reopen a solved ticket on a customer's reply and record the reopen in the
+    same second after it (RT, Zendesk) or not at all in the log at hand: either way the reply
+    starts a next-response cycle at its instant and the resolution clock resumes there."""
+    events = [
+        ev(at(0, 9), K.CREATED, priority="urgent"),
+        ev(at(0, 10), K.AGENT_REPLY),
+        ev(at(0, 11), K.RESOLVED),  # 2h of resolution used
+        ev(at(0, 13), K.CUSTOMER_REPLY, reply_category),
+    ]
+    if reopen_follows:
+        events.append(ev(at(0, 13), K.REOPENED))
+    r = run(cfg, events, at(0, 14))
+    assert r.category is S.OPEN
+    nxt = r.metrics[Metric.NEXT_RESPONSE]
+    assert (nxt.state, nxt.started_at, nxt.deadline) == (MetricState.RUNNING, at(0, 13), at(0, 15))
+    res = r.metrics[Metric.RESOLUTION]
+    # 6h left from Mon 13:00 on office hours: Tue 11:00.
+    assert (res.state, res.cycle, res.deadline) == (MetricState.RUNNING, 0, at(1, 11))
+    periodic = [c for c in r.cycles if c.metric is Metric.PERIODIC_UPDATE]
+    assert [(c.started_at, c.state) for c in periodic][-1] == (at(0, 13), MetricState.RUNNING)
+
+
 def test_next_response_cycles_are_numbered(cfg: Config) -> None:
     events = [
         ev(at(0, 9), K.CREATED, priority="urgent"),

@@ -68,6 +68,15 @@ def test_status_is_kept_on_one_line(notifier: SystemdNotifier, receiver: socket.
     assert receiver.recv(4096) == b"STATUS=source history failing: connection refused"
 
 
+def test_extend_timeout_asks_for_more_time_in_microseconds_with_a_status(
+    notifier: SystemdNotifier, receiver: socket.socket
+):
+    notifier.extend_timeout(140, "syncing zd: 1,200 tickets")
+    notifier.extend_timeout(0.5)
+    assert receiver.recv(4096) == b"EXTEND_TIMEOUT_USEC=140000000\nSTATUS=syncing zd: 1,200 tickets"
+    assert receiver.recv(4096) == b"EXTEND_TIMEOUT_USEC=500000"
+
+
 def test_reloading_carries_the_monotonic_clock(notifier: SystemdNotifier, receiver: socket.socket):
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     notifier.reloading()

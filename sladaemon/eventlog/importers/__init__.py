@@ -8,6 +8,7 @@ ticket, each row becomes at most one event, and rows that change nothing are dro
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 from pathlib import Path
 from typing import IO
@@ -25,8 +26,9 @@ IMPORTERS: dict[str, Importer] = {
 }
 
 
-def convert(fmt: str, src: Path, dst: Path) -> ImportReport:
-    """Convert ``src`` in format ``fmt`` to a normalized event CSV at ``dst`` (gzip if ``.gz``).
+def convert(fmt: str, src: Path, dst: Path | IO[str]) -> ImportReport:
+    """Convert ``src`` in format ``fmt`` to a normalized event CSV at ``dst`` (gzip if ``.gz``;
+    or an open text stream).
 
     Raises ValueError for an unknown format and EventLogError when ``src`` is unusable or ``dst``
     cannot be written. ``dst`` is only opened once the whole source has been read.
@@ -34,7 +36,7 @@ def convert(fmt: str, src: Path, dst: Path) -> ImportReport:
     importer = IMPORTERS.get(fmt)
     if importer is None:
         raise ValueError(f"unknown log format {fmt!r} (one of {', '.join(IMPORTERS)})")
-    src, dst = Path(src), Path(dst)
+    src = Path(src)
     issues: list[RowIssue] = []
     # Stable sort: within a ticket the importer's order (created first) decides ties.
     events = sorted(importer.read(src, issues), key=lambda e: (e.ticket_id, e.at))
@@ -48,7 +50,10 @@ def convert(fmt: str, src: Path, dst: Path) -> ImportReport:
     return ImportReport(events=len(events), tickets=tickets, skipped=issues)
 
 
-def _open_output(path: Path) -> IO[str]:
+def _open_output(dst: Path | IO[str]) -> contextlib.AbstractContextManager[IO[str]]:
+    if not isinstance(dst, str | Path):
+        return contextlib.nullcontext(dst)
+    path = Path(dst)
     if path.suffix == ".gz":
         return gzip.open(path, "wt", encoding="utf-8", newline="")
     return path.open("w", encoding="utf-8", newline="")

@@ -14,6 +14,10 @@ with ``include=stats``:
 * a field update at ``updated_at`` carrying the current status and fields (a changed priority
   or group), and one carrying the native deadlines as ``due:*`` fields.
 
+A reply and a status change at the same instant come reply first, except that a reopen goes
+before the customer's reply that caused it (Freshdesk stamps both with the reply's time), so
+the reply waits for an answer (``sources.ordering``).
+
 Event ids are built from what they describe (kind, status, timestamp, values), so reading the
 same ticket again gives the same ids and only what changed is new to the daemon. Between two
 polls only the latest reply of each side is visible; polling every minute or so loses nothing
@@ -32,6 +36,7 @@ from types import MappingProxyType
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.freshdesk.payloads import FreshdeskTicket, TicketStats
+from sladaemon.sources.ordering import reopen_before_replies
 
 OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
 
@@ -198,7 +203,7 @@ def ticket_events(
     if due is not None:
         events.append((latest, 4, due))
     events.sort(key=lambda item: (item[0], item[1]))
-    return [event for _, _, event in events]
+    return reopen_before_replies([event for _, _, event in events])
 
 
 def closed_event(ticket_id: str, at: datetime, status: str) -> TicketEvent:

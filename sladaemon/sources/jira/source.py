@@ -195,6 +195,11 @@ class JiraSource:
         self._reported_zones: set[str] = set()
         self._skipped_rows: set[str] = set()
 
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far."""
+        return self.client.requests
+
     async def close(self) -> None:
         await self.client.close()
 

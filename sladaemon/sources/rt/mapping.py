@@ -9,29 +9,36 @@ History, in transaction order (event ids are RT's transaction ids, so re-reading
   and not the owner (RT's own rule for SLA "outside actors", ``RT::Action::SLA_SetDue``,
   judged with the ticket's current requestors and owner; group requestors are not
   expanded); a customer reply carries the status the ticket keeps, since RT does not reopen
-  a stalled ticket on a reply;
+  a stalled ticket on a reply. A reply to a resolved (or rejected) ticket is followed, in the
+  same second, by the ``Status`` change RT's "On Correspond Open Inactive Tickets" scrip
+  makes: the reopen is put first and the reply carries the reopened status, so the reply
+  waits for an answer (``sources.ordering``);
 * ``Comment`` -> ``internal_note``;
 * ``Status`` -> ``status_changed`` / ``resolved`` / ``closed`` / ``reopened``;
 * ``Set`` of Priority, Queue, SLA and ``CustomField`` changes -> ``status_changed`` with the
   new field value;
-* ``Set`` of ``Due`` on a ticket with an SLA level -> a ``due:<metric>`` field (see below).
+* ``Set`` of ``Due`` on a ticket with an SLA level -> a ``due:`` field (see below).
 
 Fields: ``priority`` is RT's number as text (the Low/Medium/High labels of RT 5 are for
 display only), ``queue`` the queue's name, ``sla`` the SLA level, ``channel`` the value of a
 ticket custom field named "Channel" (RT records no channel of its own) and ``cf.<name>``
 the other custom fields.
 
-Which of sladaemon's metrics RT's ``Due`` stands for follows ``RT::Action::SLA_SetDue``:
-``Due = min(Response or KeepInLoop deadline, Resolve deadline)``, where the Response goal
-runs from the oldest unanswered message of an outside actor (a requestor) and Resolve from
-creation. So, at the moment RT set it:
+RT's ``Due`` is set by ``RT::Action::SLA_SetDue``: when the last Create/Correspond came from
+an outside actor (a requestor), ``min(Response, Resolve)``, the Response goal running from
+their oldest unanswered message; else ``min(KeepInLoop, Resolve)``, KeepInLoop running from
+the last answer; Resolve runs from creation, and a goal RT does not apply (none in the level,
+or an ``IgnoreOnStatuses`` status) drops out. Which of the two RT picked only the goals' own
+deadlines tell, so the Due is filed under both, as the earliest of them
+(``due:<response>|resolution``, see ``sla.native``), with the metric the phase names:
 
-* the last Create/Correspond came from a requestor and no agent has answered yet:
-  ``due:first_response``; after an earlier agent answer: ``due:next_response``;
-* an agent (anyone not a requestor, or the owner) had the last word: ``due:resolution``
-  (levels with ``KeepInLoop`` are not told apart: that deadline would land here too);
-* a value equal to the last Resolve deadline seen is the Resolve one, whatever the phase
-  (``min`` picked it). An unset Due (``1970-01-01``, e.g. while stalled) sets nothing.
+* a requestor waits and no agent has answered yet: ``due:first_response|resolution``; after
+  an earlier agent answer: ``due:next_response|resolution``;
+* an agent (anyone not a requestor, or the owner) had the last word:
+  ``due:periodic_update|resolution`` (RT's KeepInLoop is sladaemon's periodic update).
+
+RT shows one Due: each one clears the fields of the others, and an unset Due (``1970-01-01``,
+e.g. while stalled) clears them all.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from sladaemon.model import (
     native_due_field,
 )
 from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.ordering import reopen_before_replies
 from sladaemon.sources.rt.payloads import RtRef, RtTicket, RtTransaction, parse_rt_time
 from sladaemon.statuses import StatusMap
 
@@ -84,6 +92,12 @@ CUSTOM_FIELD_PREFIX = "cf."
 # Transaction types the connector reads (the rest, e.g. EmailRecord, say nothing about SLAs).
 HISTORY_TYPES = ("Create", "Correspond", "Comment", "Status", "Set", "CustomField")
 
+# The fields RT's single Due may be filed under: each goal that competes with Resolve.
+DUE_FIELDS = tuple(
+    native_due_field(response, Metric.RESOLUTION)
+    for response in (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE, Metric.PERIODIC_UPDATE)
+)
+
 
 @dataclass(frozen=True, slots=True)
 class MappingContext:
@@ -105,7 +119,6 @@ class TicketTrail:
     sla: str = ""
     outside_waiting: bool = False  # the last Create/Correspond came from a requestor
     agent_replied: bool = False  # an agent has corresponded
-    resolve_due: str = ""  # RT's Due while an agent had the last word (its Resolve goal)
     due_seen: bool = False  # the history has set Due at least once
 
     @property
@@ -145,10 +158,11 @@ def map_ticket(
     if ticket.due is not None and ticket.sla and not trail.due_seen:
         # No Set Due transaction in the history: take the ticket's current Due.
         assert ticket.last_updated is not None  # RtTicket requires it
-        events.append(_due_event(ticket_id, ticket.last_updated, trail, _iso(ticket.due)))
+        due = _iso(ticket.due)
+        events.append(_due_event(ticket_id, ticket.last_updated, trail, due, f"due:{due}"))
         trail.due_seen = True
     trail.last_updated = ticket.last_updated
-    return MappedTicket(events, trail)
+    return MappedTicket(reopen_before_replies(events), trail)
 
 
 def vanished_event(ticket_id: int, at: datetime, status: str) -> TicketEvent:
@@ -267,9 +281,9 @@ def _set_event(
             due = parse_rt_time(txn.new_value)
         except ValueError:
             return None
-        if due is None or not trail.sla:
+        if not trail.sla:
             return None
-        return _due_event(ticket_id, at, trail, _iso(due))
+        return _due_event(ticket_id, at, trail, _iso(due) if due else "", event_id)
     return None
 
 
@@ -311,24 +325,30 @@ def _field_event(
     )
 
 
-def _due_event(ticket_id: str, at: datetime, trail: TicketTrail, due: str) -> TicketEvent:
-    metric = _due_metric(trail, due)
-    if metric is Metric.RESOLUTION:
-        trail.resolve_due = due
+def _due_event(
+    ticket_id: str, at: datetime, trail: TicketTrail, due: str, event_id: str
+) -> TicketEvent:
+    """RT's Due (empty: unset) in the field of the goals it is the earliest of at this point of
+    the history, the other fields cleared."""
+    filed = _due_field(trail) if due else ""
     return TicketEvent(
         ticket_id,
         at,
         EventKind.STATUS_CHANGED,
-        fields={native_due_field(metric): due},
-        event_id=f"{native_due_field(metric)}:{due}",
+        fields={name: due if name == filed else "" for name in DUE_FIELDS},
+        event_id=event_id,
     )
 
 
-def _due_metric(trail: TicketTrail, due: str) -> Metric:
-    """The goal RT's Due tracks at this point of the history (see the module docstring)."""
-    if not trail.outside_waiting or due == trail.resolve_due:
-        return Metric.RESOLUTION
-    return Metric.NEXT_RESPONSE if trail.agent_replied else Metric.FIRST_RESPONSE
+def _due_field(trail: TicketTrail) -> str:
+    """The goals RT's Due is the earliest of (see the module docstring)."""
+    if not trail.outside_waiting:
+        response = Metric.PERIODIC_UPDATE
+    elif trail.agent_replied:
+        response = Metric.NEXT_RESPONSE
+    else:
+        response = Metric.FIRST_RESPONSE
+    return native_due_field(response, Metric.RESOLUTION)
 
 
 def _is_outside(creator: RtRef | None, ticket: RtTicket) -> bool:

@@ -1,7 +1,8 @@
 """The built-in synthetic helpdesk as a live source, in simulated time.
 
-Its tickets live only as long as the daemon runs: each run numbers them afresh under its own
-prefix, so a restart never mixes two runs' tickets.
+Its tickets are not persistent: the state file keeps them after the daemon stops (for
+``explain`` and ``report``) and drops them when it starts again, never replaying them. Each run
+numbers them afresh under its own prefix, so a restart never mixes two runs' tickets.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@
   mails) are internal notes.
 * History entries for ``state``, ``priority`` and ``group`` become status changes at the time
   they were made; a state that the history does not explain becomes one at ``updated_at``.
+  At one instant articles come before status changes, except that a reopen goes before the
+  customer's article that caused it (Zammad's follow-up handling), so the article waits for
+  an answer (``sources.ordering``).
 * ``*_escalation_at`` become ``due:*`` fields. Zammad's update time is measured from the
   customer's last contact in "for an agent to respond" mode and between agent updates in the
   other; both land in ``due:periodic_update``.
@@ -28,6 +31,7 @@ from datetime import datetime
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
 from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.ordering import reopen_before_replies
 from sladaemon.sources.zammad.payloads import ZammadArticle, ZammadHistoryEntry, ZammadTicket
 from sladaemon.statuses import StatusMap
 
@@ -185,7 +189,7 @@ def ticket_events(
         ranked += [(3, event) for event in unexplained]
     ranked += [(4, event) for event in _deadline_events(ticket, seen)]
     ranked.sort(key=lambda item: (item[1].at, item[0]))
-    return [event for _, event in ranked]
+    return reopen_before_replies([event for _, event in ranked])
 
 
 def ticket_closed(ticket_id: int, at: datetime, status: str, event_id: str) -> TicketEvent:

@@ -229,6 +229,11 @@ class ZammadSource:
         self.channels.log_unknown(self._log, self.name)
         return run.result
 
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far."""
+        return self.client.requests
+
     async def close(self) -> None:
         await self.client.close()
 

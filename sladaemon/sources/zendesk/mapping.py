@@ -15,7 +15,8 @@ How Zendesk's data becomes events:
   (status ``merged`` when the ticket was closed by a merge), ``deleted`` -> ``closed`` with
   status ``deleted``, solved/closed back to an active status -> ``reopened``, anything else
   ``status_changed``. Priority and group changes are ``status_changed`` events without a
-  category that set ``priority`` / ``queue``.
+  category that set ``priority`` / ``queue``. An end user's comment on a solved ticket
+  reopens it in the same audit: the reopen is put before the reply (``sources.ordering``).
 * A snapshot whose status differs from the one its history ends with (a change without an
   audit, such as a deletion, or a lost update) yields one corrective status event.
 * Native SLA deadlines (``slas.policy_metrics[].breach_at``) become ``due:<metric>`` field
@@ -32,6 +33,7 @@ from typing import Any
 
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
 from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.ordering import reopen_before_replies
 from sladaemon.sources.zendesk.payloads import Audit, AuditEvent, Ticket, Via
 from sladaemon.statuses import StatusMap
 
@@ -311,7 +313,7 @@ class TicketMapper:
                 elif event.field_name == "group_id":
                     queue = self.queue(_id(event.value))
                     self._field_event(events, tid, at, status, "queue", queue, change_id)
-        return events, status
+        return reopen_before_replies(events), status
 
     def _field_event(
         self,

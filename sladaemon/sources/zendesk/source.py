@@ -132,10 +132,31 @@ class ZendeskSource:
             cursor=self.cursor(),
             unknown_statuses=set(self.statuses.unknown),
             more=more,
+            remaining=self._remaining() if more else None,
         )
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far."""
+        return self.client.requests
 
     async def close(self) -> None:
         await self.client.close()
+
+    def _remaining(self) -> int | None:
+        """Tickets known to be still waiting: the rest of the export's last batch, and the open
+        tickets a reconciliation listed and has not loaded yet. None while the export has pages
+        left or a reconciliation is still listing (neither tells a count)."""
+        batch = self._batch
+        if (batch is None and not self._caught_up) or (batch and not batch.end_of_stream):
+            return None
+        waiting = len(batch.tickets) if batch is not None else 0
+        run = self._reconciliation
+        if run is not None:
+            if not run.listed:
+                return None
+            waiting += len(run.backlog)
+        return waiting
 
     def cursor(self) -> dict[str, Any]:
         """Where the next poll (or the next run) resumes: the state, with the event stream
