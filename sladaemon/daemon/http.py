@@ -17,6 +17,7 @@ the new one, counted and logged at most once per ``DROPPED_LOG_EVERY`` seconds.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sized
@@ -111,7 +112,8 @@ class HttpEndpoints:
             )
         except OSError as exc:
             await self.stop()
-            reason = exc.strerror or str(exc)
+            # asyncio rewrites strerror into its own sentence; the errno's text is the reason
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ListenError(
                 f"cannot listen on {self.listen} (daemon.http.listen) for /healthz and "
                 f"/metrics: {reason}"

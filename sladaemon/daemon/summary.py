@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from sladaemon.calendar import to_us
 from sladaemon.daemon.app import App
-from sladaemon.model import TicketKey
+from sladaemon.model import MetricState, TicketKey
 from sladaemon.report.ledger import KpiLedger
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.store.sqlite import StateStore
@@ -62,13 +62,14 @@ def summarize(app: App, config: Path) -> RunSummary:
         open_tickets=backlog,
         breaches=_total(app.metrics.breaches),
         messages_sent=_total(app.metrics.escalations_sent),
-        example=example_ticket(app.tickets.replays),
+        example=example_ticket(app.tickets.replays, now),
     )
 
 
-def example_ticket(replays: Mapping[TicketKey, TicketReplay]) -> TicketKey | None:
-    """Of the tickets the daemon follows, the one breached last, or else the oldest."""
-    best: tuple[tuple[bool, int], TicketKey] | None = None
+def example_ticket(replays: Mapping[TicketKey, TicketReplay], now: datetime) -> TicketKey | None:
+    """Of the tickets the daemon follows, one that ``explain`` shows breached at ``now`` (the
+    one breached last), or else the one breached last, or else the oldest."""
+    ranked: list[tuple[tuple[bool, int], TicketKey]] = []
     for key, replay in replays.items():
         if not replay.events:
             continue
@@ -79,9 +80,15 @@ def example_ticket(replays: Mapping[TicketKey, TicketReplay]) -> TicketKey | Non
             if c.breached_at is not None
         ]
         rank = (True, max(breaches)) if breaches else (False, -to_us(replay.events[0].at))
-        if best is None or rank > best[0]:
-            best = (rank, key)
-    return best[1] if best is not None else None
+        ranked.append((rank, key))
+    ranked.sort(reverse=True)
+    for (breached, _), key in ranked:
+        if not breached:
+            break
+        states = replays[key].evaluate(now).metrics.values()
+        if any(st.state is MetricState.BREACHED for st in states):
+            return key
+    return ranked[0][1] if ranked else None
 
 
 def format_summary(s: RunSummary) -> str:
