@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from bench import calendar, connectors, daemon, kpi, predict, sla
+from bench import calendar, chains, connectors, daemon, kpi, predict, sla
 
 # Each entry is a bench module's ``main(argv)``; add new benchmarks here.
 BENCHES: list[tuple[str, Callable[[Sequence[str] | None], int]]] = [
@@ -13,6 +13,7 @@ BENCHES: list[tuple[str, Callable[[Sequence[str] | None], int]]] = [
     ("sla", sla.main),
     ("predict", predict.main),
     ("daemon", daemon.main),
+    ("chains", chains.main),
     ("kpi", kpi.main),
     ("connectors", connectors.main),
 ]

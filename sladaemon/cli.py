@@ -1,5 +1,5 @@
 """Command line: ``sladaemon run | once | notify-test | check | explain | backtest | report |
-state | import | simulate | init | completion``.
+state | import | simulate | oncall | init | completion``.
 
 Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments), each
 with one line saying what is wrong. The config is ``--config FILE`` (``-``: stdin), else
@@ -26,6 +26,7 @@ from sladaemon import __version__
 from sladaemon.config import Config, load_config
 from sladaemon.config.yamlfile import MAX_FILE_BYTES
 from sladaemon.errors import (
+    AckSetupError,
     ConfigError,
     EventLogError,
     ListenError,
@@ -33,7 +34,7 @@ from sladaemon.errors import (
     StateLockedError,
 )
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
-from sladaemon.model import EARLIEST, LATEST, SlaEvent, SlaEventKind, TicketEvent
+from sladaemon.model import EARLIEST, LATEST, Metric, SlaEvent, SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.explain import explain_json, explain_text, iso
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (EventLogError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except AckSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (StateLockedError, StateFileError) as exc:
@@ -140,6 +144,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     _json_option(p, "the explanation")
     p.set_defaults(func=cmd_explain)
+
+    for name, undo in (("ack", False), ("unack", True)):
+        p = sub.add_parser(
+            name,
+            help="take back an acknowledgement: the chain goes on"
+            if undo
+            else "acknowledge a ticket's escalation chains: their remaining steps are not sent",
+        )
+        _config_option(p, stdin=False)
+        p.add_argument("ticket_id", help="the ticket")
+        p.add_argument("--source", metavar="NAME", help="the source of the ticket (default: any)")
+        p.add_argument(
+            "--metric", choices=[m.value for m in Metric], help="only this metric's chains"
+        )
+        p.add_argument(
+            "--by", metavar="NAME", help="who (default: the login name, $USER)", default=None
+        )
+        if not undo:
+            p.add_argument("--note", metavar="TEXT", default="", help="a note for the audit trail")
+        _json_option(p, "the outcome")
+        p.set_defaults(func=cmd_ack, undo=undo)
 
     p = sub.add_parser("backtest", help="replay a history: SLA events and compliance table")
     _config_option(p)
@@ -211,6 +236,13 @@ def _parser() -> argparse.ArgumentParser:
     _file_argument(p, "input", "the log to read, - for stdin")
     _file_argument(p, "output", "the event CSV to write (.gz: compressed), - for stdout")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("oncall", help="who is on call for each schedule, and until when")
+    _config_option(p)
+    p.add_argument("schedule", nargs="?", metavar="SCHEDULE", help="one schedule (default: all)")
+    p.add_argument("--at", metavar="ISO", help="at this ISO 8601 instant (default: now)")
+    _json_option(p, "the answers")
+    p.set_defaults(func=cmd_oncall)
 
     p = sub.add_parser("init", help="write a commented starter config")
     _file_argument(p, "path", "where to write it (default: - for stdout)", nargs="?", default="-")
@@ -420,6 +452,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_notify_test(args: argparse.Namespace) -> int:
     import asyncio
 
+    from sladaemon.daemon.slack_interactions import slack_app
     from sladaemon.model import NotificationKind
     from sladaemon.notify.apprise_notifier import AppriseNotifier
     from sladaemon.notify.message import operator_payload, render
@@ -428,7 +461,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     if args.receiver not in cfg.receivers:
         known = ", ".join(sorted(cfg.receivers)) or "none defined"
         raise UsageError(f"no receiver {args.receiver!r} in {args.config} ({known})")
-    notifier = AppriseNotifier(cfg.receivers)
+    notifier = AppriseNotifier(cfg.receivers, slack=slack_app(cfg))
     now = datetime.now(UTC)
     payload = operator_payload(
         f"test/{args.receiver}/{now.isoformat()}",
@@ -519,11 +552,56 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except (ValueError, OverflowError, ArithmeticError) as exc:
         print(f"ticket {args.ticket_id!r} cannot be evaluated: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    trail = _audit_from_state(cfg, args.source, args.ticket_id) if args.events is None else []
     if args.json:
-        print(json.dumps(explain_json(evaluation), indent=2))
+        print(json.dumps(explain_json(evaluation) | {"escalation": trail}, indent=2))
     else:
         print(explain_text(evaluation, cfg.calendars))
+        if trail:
+            print("\nescalation (who was paged, who acknowledged):")
+            print("\n".join(f"  {_audit_line(entry)}" for entry in trail))
     return EXIT_OK
+
+
+def _audit_from_state(cfg: Config, source: str | None, ticket_id: str) -> list[dict[str, str]]:
+    """The ticket's escalation audit trail from the daemon's state file, oldest first."""
+    from sladaemon.calendar import from_us
+    from sladaemon.escalate.chain_store import ChainStore
+    from sladaemon.store.sqlite import StateStore
+
+    store = StateStore(cfg.daemon.state)
+    try:
+        entries = ChainStore(store).audit(source, ticket_id)
+    finally:
+        store.close()
+    return [
+        {
+            "at": iso(from_us(e.at_us)) or "",
+            "chain": e.chain,
+            "action": e.action,
+            "who": e.actor,
+            "via": e.via,
+            "detail": e.detail,
+        }
+        for _, e in entries
+    ]
+
+
+def _audit_line(e: dict[str, str]) -> str:
+    """``paged alice 02:00:00 via person:alice (oncall:l1)``, ``acked by alice ... via link``."""
+    what = e["chain"].split("/", 2)[-1]  # metric/cycle/level
+    at = e["at"].replace("T", " ").removesuffix("Z") + " UTC"
+    action = {"acked": "acked by", "unacked": "unacked by", "escalated": "escalated by"}.get(
+        e["action"], e["action"]
+    )
+    line = f"{at}  {what}: {action}"
+    if e["who"]:
+        line += f" {e['who']}"
+    if e["via"]:
+        line += f" via {e['via']}"
+    if e["detail"]:
+        line += f" ({e['detail']})"
+    return line
 
 
 def _events_from_state(
@@ -551,6 +629,33 @@ def _events_from_state(
         raise UsageError(f"ticket {ticket_id!r} of source {source!r} is not in the daemon state")
     events.sort(key=lambda e: e.at)
     return events, now, quarantined
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    """``ack`` / ``unack``: through the daemon's API when it runs, else in the state file."""
+    import asyncio
+    import getpass
+
+    from sladaemon.daemon.acking import ack_ticket
+
+    cfg = _load(args)
+    by = args.by or os.environ.get("USER") or getpass.getuser()
+    outcome = asyncio.run(
+        ack_ticket(
+            cfg,
+            args.ticket_id,
+            source=args.source,
+            metric=Metric(args.metric) if args.metric else None,
+            by=by,
+            note=getattr(args, "note", ""),
+            undo=args.undo,
+        )
+    )
+    if args.json:
+        print(json.dumps({"ok": outcome.ok, "message": outcome.message, "chains": outcome.chains}))
+    else:
+        print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
 def cmd_state(args: argparse.Namespace) -> int:
@@ -842,6 +947,74 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
     print(f"wrote {path}; check it with: sladaemon check --config {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_oncall(args: argparse.Namespace) -> int:
+    """Who is on call at ``--at`` (default: now). An iCal feed is read from the daemon's copy
+    beside the state file, else fetched once; if neither works, the answer says so."""
+    cfg = _load(args, secrets=False)
+    if args.schedule is not None and args.schedule not in cfg.roster.schedules:
+        known = ", ".join(sorted(cfg.roster.schedules)) or "none are defined"
+        raise UsageError(f"no schedule {args.schedule!r} in {cfg.path} ({known})")
+    at = _instant(args.at, "--at") or datetime.now(UTC)
+    names = [args.schedule] if args.schedule is not None else sorted(cfg.roster.schedules)
+    unknown = {name for name in names if not _load_feed(cfg, name)}
+    answers = []
+    for name in names:
+        answer = cfg.roster.on_call(name, at)
+        zone = cfg.roster.schedules[name].zone
+        since = answer.since.astimezone(zone) if answer else None
+        until = answer.until.astimezone(zone) if answer and answer.until else None
+        answers.append(
+            {
+                "schedule": name,
+                "person": answer.person if answer else None,
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+                "why": answer.why if answer else None,
+                "feed_unreadable": name in unknown,
+            }
+        )
+        if args.json:
+            continue
+        line = f"{name}: {answer.person if answer else 'nobody'}"
+        if until is not None:
+            line += until.strftime(" until %Y-%m-%d %H:%M %Z")
+        if answer is not None:
+            line += f" ({answer.why})"
+        if name in unknown:
+            line += " — its iCal feed cannot be read, so this cannot be known for sure"
+        print(line)
+    if args.json:
+        print(json.dumps({"at": at.isoformat(), "schedules": answers}, indent=2))
+    return EXIT_OK
+
+
+def _load_feed(cfg: Config, schedule: str) -> bool:
+    """Give the roster a schedule's iCal feed: the daemon's copy, else fetched once. False
+    when the schedule has a feed and neither worked."""
+    import asyncio
+
+    from sladaemon.daemon.ical_refresh import CLI_TIMEOUT, cached_feed, fetch_feed
+    from sladaemon.oncall.ical import IcalError, IcalFeed
+
+    ical = cfg.settings.schedules[schedule].ical
+    if ical is None:
+        return True
+    feed = cached_feed(cfg, schedule) if ical.url is not None else None
+    if feed is None:
+        try:
+            if ical.url is not None:
+                data = asyncio.run(fetch_feed(ical.url.get_secret_value(), CLI_TIMEOUT))
+            else:
+                assert ical.file is not None
+                data = ical.file.read_bytes()
+            feed = IcalFeed(data, cfg.roster.schedules[schedule].zone)
+        except (Exception, IcalError) as exc:
+            print(f"{schedule}: its iCal feed cannot be read: {exc}", file=sys.stderr)
+            return False
+    cfg.roster.set_feed(schedule, feed)
+    return True
 
 
 def cmd_completion(args: argparse.Namespace) -> int:

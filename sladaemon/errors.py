@@ -72,3 +72,7 @@ class StateFileError(SladaemonError):
 class ListenError(SladaemonError):
     """The HTTP endpoints (``daemon.http.listen``) cannot listen: the port is taken, or the
     address is not this host's."""
+
+
+class AckSetupError(SladaemonError):
+    """``ack`` cannot reach a running daemon: the config gives no way (``ack.api_tokens``)."""

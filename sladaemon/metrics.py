@@ -46,6 +46,31 @@ class DaemonMetrics:
             ["source"],
             registry=r,
         )
+        self.chain_pages = Counter(
+            "sladaemon_chain_pages_total",
+            "Pages of escalation chains sent (posted to the outbox), by chain",
+            ["chain"],
+            registry=r,
+        )
+        self.chain_acks = Counter(
+            "sladaemon_chain_acks_total",
+            "Acknowledgements, unacks, escalations and lapsed acks of chains, by action and way",
+            ["action", "via"],
+            registry=r,
+        )
+        self.targets_unresolved = Counter(
+            "sladaemon_targets_unresolved_total",
+            "Targets that stood for nobody when a message was sent (nobody on call, ...)",
+            ["target"],
+            registry=r,
+        )
+        self.ack_refused = Counter(
+            "sladaemon_ack_refused_total",
+            "Acknowledgements (links, API, Slack clicks) refused: forged, expired, replayed, "
+            "rate_limited, too_large, malformed",
+            ["reason"],
+            registry=r,
+        )
         self.escalations_sent = Counter(
             "sladaemon_escalations_sent_total",
             "Notifications a receiver accepted",
@@ -77,6 +102,12 @@ class DaemonMetrics:
         )
         self.poll_errors = Counter(
             "sladaemon_poll_errors_total", "Failed source polls", ["source"], registry=r
+        )
+        self.ical_fetch_failures = Counter(
+            "sladaemon_ical_fetch_failures_total",
+            "Failed fetches of a schedule's iCal feed (the last good copy is kept)",
+            ["schedule"],
+            registry=r,
         )
         self.last_poll = Gauge(
             "sladaemon_last_successful_poll_timestamp_seconds",

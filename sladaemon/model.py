@@ -107,7 +107,8 @@ class TicketEvent:
     event sets (priority, channel, queue and any extra column); empty values are left out.
     Connectors put the helpdesk's own deadlines in fields named ``due:<metric>`` (ISO UTC),
     which are compared with sladaemon's (see ``native_due_field``); an empty ``due:`` value
-    clears a deadline the helpdesk no longer shows.
+    clears a deadline the helpdesk no longer shows. Likewise an empty ``assignee`` or ``group``
+    (the assignee's lower-case email and the assigned group) is a ticket no longer assigned.
     """
 
     ticket_id: str
@@ -159,3 +160,16 @@ def native_due_metrics(field_name: str) -> tuple[Metric, ...]:
         return tuple(Metric(name) for name in names)
     except ValueError:
         return ()
+
+
+# Targets, wherever ``notify:`` names who is told (escalate/targets.py resolves them).
+TARGET_KINDS = ("receiver", "person", "oncall", "ticket")
+TICKET_TARGETS = ("assignee", "group")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``person:alice`` -> ("person", "alice"); a plain name is a receiver."""
+    kind, sep, name = target.partition(":")
+    if sep and kind in TARGET_KINDS:
+        return kind, name
+    return "receiver", target

@@ -188,6 +188,25 @@ class BusinessCalendar:
         """``t`` itself when open, else the next opening."""
         return self.add(t, timedelta(0))
 
+    def open_window(self, t: datetime) -> tuple[datetime, datetime] | None:
+        """The opening and closing of the business hours ``t`` falls in; None when closed.
+        A window that does not close within the compiled years raises NoBusinessTimeError
+        like a calendar that never opens."""
+        ts = to_us(t)
+        while True:
+            self._cover(ts, ts)
+            i = bisect_right(self._starts, ts) - 1
+            if i < 0 or ts >= self._ends[i]:
+                return None
+            if self._ends[i] < self._hi:
+                return from_us(self._starts[i]), from_us(self._ends[i])
+            self._extend_forward(ts)
+
+    def next_change(self, t: datetime) -> datetime:
+        """The first instant after ``t`` at which the calendar opens or closes."""
+        window = self.open_window(t)
+        return window[1] if window is not None else self.next_open(t)
+
     # ------------------------------------------------------------------ public, microseconds
 
     def position(self, ts: int) -> int:

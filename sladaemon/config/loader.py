@@ -15,10 +15,12 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +30,7 @@ from pydantic_settings import (
 
 from sladaemon.calendar import BusinessCalendar, CalendarSpec
 from sladaemon.config import models
+from sladaemon.config.chains import AckConfig, ChainConfig
 from sladaemon.config.models import (
     CalendarConfig,
     DaemonConfig,
@@ -39,6 +42,7 @@ from sladaemon.config.models import (
     parse_level,
     weekly_hours,
 )
+from sladaemon.config.oncall import PersonConfig, ScheduleConfig, build_roster
 from sladaemon.config.yamlfile import (
     LineMap,
     Path_,
@@ -49,7 +53,9 @@ from sladaemon.config.yamlfile import (
     read_text_file,
 )
 from sladaemon.errors import ConfigError, ConfigIssue
-from sladaemon.model import Metric, StatusCategory
+from sladaemon.model import Metric, StatusCategory, split_target
+from sladaemon.notify.slack_blocks import is_slack_app
+from sladaemon.oncall.roster import Roster
 from sladaemon.predict.settings import PredictSettings
 from sladaemon.sla.policy import (
     FieldMatch,
@@ -89,6 +95,10 @@ class Settings(BaseSettings):
     receivers: dict[str, ReceiverConfig] = {}
     sources: dict[str, SourceConfig] = {}
     reports: list[ReportConfig] = []
+    chains: dict[str, ChainConfig] = {}
+    ack: AckConfig | None = None
+    people: dict[str, PersonConfig] = {}
+    schedules: dict[str, ScheduleConfig] = {}
     daemon: DaemonConfig = DaemonConfig()
     predict: PredictConfig = PredictConfig()
 
@@ -108,6 +118,16 @@ class Settings(BaseSettings):
 
 
 @dataclass(frozen=True)
+class PersonReceiver:
+    """A person as the notifier sees a receiver (``person:NAME``)."""
+
+    urls: tuple[SecretStr, ...]
+    template: str | None = None
+    timeout: timedelta = timedelta(seconds=20)
+    send_resolved: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated config with its runtime objects built."""
 
@@ -116,6 +136,7 @@ class Config:
     calendars: Mapping[str, BusinessCalendar]
     policies: tuple[SlaPolicy, ...]
     lines: LineMap = field(default_factory=LineMap, repr=False, compare=False)
+    roster: Roster = field(default_factory=Roster, repr=False, compare=False)
 
     def issue(self, path: Path_, message: str) -> ConfigIssue:
         """A problem found with a value after loading (building a source, ...), located
@@ -142,9 +163,28 @@ class Config:
     def reports(self) -> list[ReportConfig]:
         return self.settings.reports
 
+    def delivery_receivers(self) -> dict[str, Any]:
+        """What the notifier sends to: the receivers, and each reachable person as the
+        receiver ``person:NAME`` (their apprise URLs, ``slack-app://<id>`` when the person has
+        a Slack id and ``daemon.slack`` is set, and ``daemon.email_url`` to their ``email``)."""
+        out: dict[str, Any] = dict(self.receivers)
+        slack, mail = self.daemon.slack, self.daemon.email_url
+        for name, person in self.settings.people.items():
+            urls = list(person.urls)
+            if person.slack and slack is not None:
+                urls.append(SecretStr(f"slack-app://{person.slack}"))
+            if person.email and mail is not None:
+                base = mail.get_secret_value().strip()
+                joint = "&" if "?" in base else "?"
+                urls.append(SecretStr(f"{base}{joint}to={quote(person.email, safe='@')}"))
+            if urls:
+                out[f"person:{name}"] = PersonReceiver(tuple(urls))
+        return out
+
     def secrets(self) -> set[str]:
-        """What the log must never show: each receiver URL with its credential parts, and
-        the sources' tokens and passwords."""
+        """What the log must never show: each receiver's and person's URL with its credential
+        parts, the sources' tokens and passwords, the Slack app's tokens, the ack secret and
+        API tokens, iCal feed URLs."""
         from sladaemon.notify.apprise_notifier import url_secrets  # apprise is slow to import
 
         found = {
@@ -158,6 +198,18 @@ class Config:
                 value = getattr(source, key, None)
                 if value is not None and value.get_secret_value():
                     found.add(value.get_secret_value())
+        if self.daemon.slack is not None:
+            found |= self.daemon.slack.secrets()
+        if self.daemon.email_url is not None:
+            found |= set(url_secrets(self.daemon.email_url.get_secret_value()))
+        if self.settings.ack is not None:
+            found.add(self.settings.ack.secret.get_secret_value())
+            found |= {t.get_secret_value() for t in self.settings.ack.api_tokens}
+        for person in self.settings.people.values():
+            found |= {part for url in person.urls for part in url_secrets(url.get_secret_value())}
+        for schedule in self.settings.schedules.values():
+            if schedule.ical is not None and schedule.ical.url is not None:
+                found |= set(url_secrets(schedule.ical.url.get_secret_value()))
         return found
 
     def report_timezone(self, calendar: str | None) -> str:
@@ -217,6 +269,7 @@ def load_config(
 _SECRET_KEYS = {
     "receivers": ("urls", "urls_file"),
     "sources": ("token", "token_file", "password", "password_file"),
+    "people": ("urls", "urls_file"),
 }
 
 
@@ -232,14 +285,25 @@ def _without_secrets(doc: YamlDocument) -> YamlDocument:
         for name, entry in entries.items():
             if isinstance(entry, dict):
                 secret_paths += [format_path((section, name, key)) for key in keys]
+                had_urls = bool(set(keys) & set(entry))
                 entry = {k: v for k, v in entry.items() if k not in keys}
-                if section == "receivers":
+                if section == "receivers" or (section == "people" and had_urls):
                     entry["urls"] = ["console://"]
             kept[name] = entry
+    daemon = data.get("daemon")
+    for key in ("slack", "email_url"):  # the Slack app's tokens; a mail account
+        if isinstance(daemon, dict) and key in daemon:
+            data["daemon"] = daemon = {k: v for k, v in daemon.items() if k != key}
+            secret_paths.append(format_path(("daemon", key)))
+    if "ack" in data:  # signs links and guards the API: nothing a reading command needs
+        data.pop("ack")
+        secret_paths.append("ack")
     issues = [
         issue
         for issue in doc.issues
-        if not any(issue.path == p or issue.path.startswith(p + "[") for p in secret_paths)
+        if not any(
+            issue.path == p or issue.path.startswith((p + "[", p + ".")) for p in secret_paths
+        )
     ]
     return replace(doc, data=data, issues=issues)
 
@@ -354,6 +418,14 @@ def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
     queue_alerts = _mapping(_mapping(data.get("predict")).get("queue_alerts")).get("notify")
     refs.check_receivers(("predict", "queue_alerts", "notify"), _list(queue_alerts))
     refs.check_reports(_list(data.get("reports")))
+    refs.check_slack_urls(_mapping(data.get("receivers")), _mapping(data.get("daemon")))
+    refs.check_people(_mapping(data.get("people")))
+    refs.check_schedules(_mapping(data.get("schedules")))
+    for name, chain in _mapping(data.get("chains")).items():
+        for j, step in enumerate(_list(_mapping(chain).get("steps"))):
+            notify = _mapping(step).get("notify")
+            path = ("chains", name, "steps", j, "notify")
+            refs.check_targets(path, [notify] if isinstance(notify, str) else _list(notify))
     return refs.issues
 
 
@@ -364,6 +436,9 @@ class _References:
         self.doc = doc
         self.calendars = set(_mapping(doc.data.get("calendars")))
         self.receivers = set(_mapping(doc.data.get("receivers")))
+        self.people = set(_mapping(doc.data.get("people")))
+        self.schedules = set(_mapping(doc.data.get("schedules")))
+        self.chains = set(_mapping(doc.data.get("chains")))
         self.issues: list[ConfigIssue] = []
 
     def report(self, path: Path_, message: str) -> None:
@@ -384,6 +459,55 @@ class _References:
     def check_receivers(self, path: Path_, names: list[Any]) -> None:
         for k, receiver in enumerate(names):
             self.check_receiver((*path, k), receiver)
+
+    def check_targets(self, path: Path_, targets: list[Any]) -> None:
+        """``receiver:NAME`` (or a plain receiver name), ``person:NAME``, ``oncall:SCHEDULE``,
+        ``ticket:assignee`` or ``ticket:group``."""
+        for k, target in enumerate(targets):
+            if not isinstance(target, str):
+                continue
+            kind, name = split_target(target)
+            if kind == "person":
+                self.check((*path, k), name, self.people, "person")
+            elif kind == "oncall":
+                self.check((*path, k), name, self.schedules, "schedule")
+            elif kind == "ticket":
+                if name not in ("assignee", "group"):
+                    self.report(
+                        (*path, k),
+                        f"unknown ticket target {target!r} (ticket:assignee or ticket:group)",
+                    )
+            else:
+                self.check_receiver((*path, k), name)
+
+    def check_slack_urls(self, receivers: dict[str, Any], daemon: dict[str, Any]) -> None:
+        """``slack-app://`` URLs are sent by the Slack app of ``daemon.slack``."""
+        if "slack" in daemon:
+            return
+        for name, receiver in receivers.items():
+            for k, url in enumerate(_list(_mapping(receiver).get("urls"))):
+                if isinstance(url, str) and is_slack_app(url):
+                    self.report(
+                        ("receivers", name, "urls", k),
+                        "a slack-app:// URL needs daemon.slack (the Slack app's bot token)",
+                    )
+
+    def check_people(self, people: dict[str, Any]) -> None:
+        for name, person in people.items():
+            quiet = _mapping(person).get("quiet_hours")
+            self.check_calendar(("people", name, "quiet_hours"), quiet)
+
+    def check_schedules(self, schedules: dict[str, Any]) -> None:
+        for name, schedule in schedules.items():
+            base: Path_ = ("schedules", name)
+            for i, layer in enumerate(_list(_mapping(schedule).get("layers"))):
+                layer = _mapping(layer)
+                self.check_calendar((*base, "layers", i, "restrict"), layer.get("restrict"))
+                for j, member in enumerate(_list(layer.get("members"))):
+                    self.check((*base, "layers", i, "members", j), member, self.people, "person")
+            for i, override in enumerate(_list(_mapping(schedule).get("overrides"))):
+                who = _mapping(override).get("who")
+                self.check((*base, "overrides", i, "who"), who, self.people, "person")
 
     def check_unique(
         self, seen: dict[str, int], key: object, i: int, path: Path_, why: str
@@ -419,7 +543,9 @@ class _References:
                 self.check_calendar(path, override.get("calendar"))
         for j, level in enumerate(_list(policy.get("escalation"))):
             notify = level.get("notify") if isinstance(level, dict) else None
-            self.check_receivers((*base, "escalation", j, "notify"), _list(notify))
+            self.check_targets((*base, "escalation", j, "notify"), _list(notify))
+            chain = level.get("chain") if isinstance(level, dict) else None
+            self.check((*base, "escalation", j, "chain"), chain, self.chains, "chain")
 
     def check_sources(self, sources: dict[str, Any]) -> None:
         paced = [n for n, s in sources.items() if isinstance(s, dict) and _sets_clock(s)]
@@ -486,7 +612,8 @@ def build_calendar(name: str, cfg: CalendarConfig) -> BusinessCalendar:
 def _compile(path: Path, settings: Settings, lines: LineMap) -> Config:
     calendars = {name: build_calendar(name, cfg) for name, cfg in settings.calendars.items()}
     policies = tuple(compile_policy(i, p, calendars) for i, p in enumerate(settings.policies))
-    return Config(path, settings, calendars, policies, lines)
+    roster = build_roster(settings.people, settings.schedules, calendars)
+    return Config(path, settings, calendars, policies, lines, roster)
 
 
 def compile_policy(
@@ -516,6 +643,7 @@ def compile_policy(
                 after_breach=after,
                 predicted=predicted,
                 notify=tuple(level.notify),
+                chain=level.chain,
                 metrics=frozenset(level.metrics) if level.metrics else None,
             )
         )

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     SecretStr,
@@ -26,7 +25,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from sladaemon.calendar.business import HolidaysCancel
 from sladaemon.calendar.hours import (
@@ -36,6 +34,9 @@ from sladaemon.calendar.hours import (
     parse_date,
     parse_day_key,
 )
+from sladaemon.config.base import STRICT
+from sladaemon.config.base import _custom as _custom
+from sladaemon.config.base import _secret_from_file as _secret_from_file
 from sladaemon.config.durations import (
     ABOVE_ZERO,
     DAY,
@@ -49,7 +50,7 @@ from sladaemon.config.durations import (
     Period,
     within,
 )
-from sladaemon.config.yamlfile import UnreadableFileError, read_text_file
+from sladaemon.config.slack import SlackConfig
 from sladaemon.durations import format_duration, parse_duration
 from sladaemon.model import EARLIEST, LATEST, Metric, StatusCategory
 from sladaemon.notify.message import template_problem
@@ -67,11 +68,7 @@ from sladaemon.report.schedule import Every
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _custom(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, "{reason}", {"reason": message})
+    model_config = STRICT
 
 
 # ---------------------------------------------------------------------------- calendars
@@ -261,7 +258,8 @@ def parse_level(text: object) -> tuple[str, float, timedelta, bool]:
 
 class LadderLevelConfig(StrictModel):
     at: LevelText
-    notify: list[str] = []
+    notify: list[str] = Field([], description="targets told once when the level is reached")
+    chain: str | None = Field(None, description="an escalation chain (chains:) the level starts")
     metrics: list[Metric] | None = None
 
 
@@ -314,26 +312,6 @@ class PolicyConfig(StrictModel):
 
 
 # ---------------------------------------------------------------------------- receivers
-
-
-def _secret_from_file(data: Any, name: str, *, as_lines: bool = False) -> Any:
-    """Replace ``<name>_file: PATH`` by ``<name>``: the file's content (lines for lists)."""
-    key = f"{name}_file"
-    if not isinstance(data, dict) or key not in data:
-        return data
-    if name in data:
-        raise _custom("secret_file", f"give either {name} or {key}, not both")
-    path = Path(str(data[key]))
-    try:
-        content = read_text_file(path)
-    except UnreadableFileError as exc:
-        raise _custom("secret_file", f"{key}: cannot read {path}: {exc}") from None
-    data = {k: v for k, v in data.items() if k != key}
-    if as_lines:
-        data[name] = [ln.strip() for ln in content.splitlines() if ln.strip()]
-    else:
-        data[name] = content.strip()
-    return data
 
 
 class ReceiverConfig(StrictModel):
@@ -550,6 +528,20 @@ class HttpConfig(StrictModel):
         return value
 
 
+def _mail_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return value
+    url = value.get_secret_value().strip()
+    if not url.lower().startswith(("mailto://", "mailtos://")):
+        raise _custom("url", "email_url must be a mailto:// or mailtos:// URL")
+    from sladaemon.notify.apprise_notifier import url_problem  # apprise is slow to import
+
+    problem = url_problem(url)
+    if problem:
+        raise _custom("url", problem)
+    return value
+
+
 class DeliveryConfig(StrictModel):
     """Retries of a failed delivery: capped exponential backoff with jitter."""
 
@@ -571,6 +563,17 @@ class DeliveryConfig(StrictModel):
 class DaemonConfig(StrictModel):
     state: Path = Path("/var/lib/sladaemon/state.sqlite")
     operator: str | None = Field(None, description="receiver for alerts about sladaemon itself")
+    email_url: SecretStr | None = Field(
+        None,
+        description="a mailto:// or mailtos:// URL through which people with an `email` are "
+        "mailed (their address is added as to=)",
+    )
+
+    @field_validator("email_url")
+    @classmethod
+    def _mail(cls, value: SecretStr | None) -> SecretStr | None:
+        return _mail_url(value)
+
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     delivery: DeliveryConfig = DeliveryConfig()
@@ -585,6 +588,7 @@ class DaemonConfig(StrictModel):
     kpi_window: Annotated[Period, within(HOUR, TEN_YEARS, days=True)] = Field(
         timedelta(days=7), description="the rolling window of the KPI metrics on /metrics"
     )
+    slack: SlackConfig | None = Field(None, description="the Slack app messages are posted as")
 
 
 # ---------------------------------------------------------------------------- prediction

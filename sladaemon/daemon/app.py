@@ -3,8 +3,8 @@
 The data path (README, "Architecture"): pollers → tickets (store, book) → timers → router →
 outbox → deliverer. Each step of the book returns ``Changes``, which ``apply`` fans out to the
 router, the KPI facts and the prediction loop. Loops, one task each: a poller per source, the
-timers, the deliverer, housekeeping, reports, KPI facts, prediction, and the reload queue (a
-SIGHUP queues a reload; reloads run one after the other).
+timers, the deliverer, housekeeping, reports, KPI facts, prediction, the iCal feeds and the
+reload queue (a SIGHUP queues a reload; reloads run one after the other).
 
 A reload stages the new config first (``daemon/staging.py``) and takes it only when every part
 was built.
@@ -21,15 +21,19 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from sladaemon.calendar import to_us
 from sladaemon.clock import Clock, SystemClock
 from sladaemon.config import Config, load_config
 from sladaemon.config.models import SourceConfig
 from sladaemon.daemon.housekeeping import Housekeeping
 from sladaemon.daemon.http import HttpEndpoints, TicketGauges
+from sladaemon.daemon.ical_refresh import IcalRefresher
 from sladaemon.daemon.kpis import KpiFacts
 from sladaemon.daemon.pollers import POLL_TIMEOUT, SourcePoller
 from sladaemon.daemon.prediction import PredictionLoop
 from sladaemon.daemon.reports import ReportScheduler
+from sladaemon.daemon.responders import Responders
+from sladaemon.daemon.slack_interactions import slack_app
 from sladaemon.daemon.staging import Staged, stage
 from sladaemon.daemon.supervise import LoopFactory, Supervisor
 from sladaemon.daemon.sync import PROGRESS_EVERY, SyncProgress, requests_of
@@ -37,6 +41,8 @@ from sladaemon.daemon.systemd import SystemdNotifier
 from sladaemon.daemon.tickets import Changes, TicketTracker
 from sladaemon.errors import ConfigError, ListenError
 from sladaemon.escalate.book import Fired
+from sladaemon.escalate.chain_runner import ChainRunner
+from sladaemon.escalate.chain_store import ChainStore
 from sladaemon.escalate.deliver import Deliverer
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.overdue import OverdueAtStart
@@ -78,12 +84,19 @@ class App:
         self.lock = StateLock(config.daemon.state)
         self.store = StateStore(config.daemon.state)
         self.ledger = KpiLedger(config.daemon.state)
-        self.notifier = AppriseNotifier(config.receivers, console)
+        self.slack = slack_app(config)
+        self.notifier = AppriseNotifier(config.delivery_receivers(), console, slack=self.slack)
         self.tickets = TicketTracker(config.policies, self.store, self.clock, self.metrics)
         self.outbox = Outbox(self.store, self.notifier, self.metrics)
         self.supervisor = Supervisor(self.metrics, self.alert)
         self.overdue = OverdueAtStart()
-        self.router = Router(config, self.outbox, self.notifier, self.metrics, self.overdue)
+        self.chains = ChainRunner(
+            ChainStore(self.store), self.outbox, config, self.clock, self.metrics,
+            self.tickets.replays, self.alert,
+        )  # fmt: skip
+        self.router = Router(
+            config, self.outbox, self.notifier, self.metrics, self.overdue, self.chains
+        )
         self.deliverer = Deliverer(
             self.store,
             self.notifier,
@@ -100,16 +113,28 @@ class App:
         self.reports = ReportScheduler(
             config, self.kpis, self.clock, self.metrics, lambda *r: self.router.report(*r)
         )
+        self.ical = IcalRefresher(config, self.metrics, self.alert)
         self.pollers: dict[str, SourcePoller] = {}
         self.housekeeping = Housekeeping(
             self.pollers, self.supervisor, self.outbox, self.sweep, self.metrics, self.systemd,
             self.status,
         )  # fmt: skip
+        self.responders = Responders(
+            config, self.chains, self.slack, self.metrics, self.clock, self.alert
+        )
+        routes, listen = self.responders.routes, self.responders.listen
+        apart = listen not in (None, config.daemon.http.listen)
         self.http: HttpEndpoints | None = None
+        self.human_http: HttpEndpoints | None = None  # ack page, API, Slack on their own address
         if serve_http and config.daemon.http.enabled:
             self.http = HttpEndpoints(
                 config.daemon.http.listen, self.metrics, self.pollers, self.supervisor,
-                self.tickets,
+                self.tickets, routes=[] if apart else routes,
+            )  # fmt: skip
+        if serve_http and routes and (apart or self.http is None):
+            self.human_http = HttpEndpoints(
+                listen or config.daemon.http.listen, self.metrics, self.pollers,
+                self.supervisor, self.tickets, routes=routes, monitoring=False,
             )  # fmt: skip
         gauges = TicketGauges(self.tickets.replays, self.clock)
         self.metrics.add_collector(TicketCollector(gauges.open_tickets, gauges.open_clocks))
@@ -128,21 +153,28 @@ class App:
         tell systemd READY=1. A long sync extends systemd's start timeout while it progresses
         (see ``_sync``)."""
         self._open()
-        if self.http is not None:
+        for endpoints in (self.http, self.human_http):
+            if endpoints is None:
+                continue
             try:  # before the sync, so that /healthz shows its progress
-                await self.http.start()
+                await endpoints.start()
             except ListenError:
+                if self.http is not None:
+                    await self.http.stop()
                 await self._close()
                 raise
         await self._first_pass()
+        await self.responders.start()
         loops: dict[str, LoopFactory] = {
             "timer": lambda: self.tickets.run_timers(lambda f: self.apply(Changes(fired=f))),
+            "chains": self.chains.run,
             "delivery": self.deliverer.run,
             "housekeeping": self.housekeeping.run,
             "reports": self.reports.run,
             "kpis": self.kpis.run,
             "predict": self.prediction.run,
             "reloads": self._reload_queue,
+            "ical": self.ical.run,
         }
         for name, loop in loops.items():
             self.supervisor.start(name, loop)
@@ -166,8 +198,10 @@ class App:
         self.log.info("daemon_stopping", in_flight=len(self.deliverer.in_flight))
         await self.supervisor.stop()
         await self.deliverer.stop(STOP_GRACE)
-        if self.http is not None:
-            await self.http.stop()
+        await self.responders.stop()
+        for endpoints in (self.http, self.human_http):
+            if endpoints is not None:
+                await endpoints.stop()
         await self._close()
         self.log.info("daemon_stopped")
 
@@ -178,6 +212,7 @@ class App:
         self.failed_sources = await self._first_pass()
         self.reports.run_due()
         self.kpis.write()
+        self.chains.fire_due(to_us(self.clock.now()))
         sent, failed = await self.deliverer.drain()
         counts = {
             "tickets": len(self.tickets),
@@ -197,6 +232,7 @@ class App:
             self.alert("state_recreated", str(self.store.path), lost, time.time())
         self.store.set_simulated_time(None)  # set again on stop, if the clock is simulated
         self.deliverer.resume()
+        self.chains.resume()
         for name, cfg in self.config.sources.items():
             self._add_source(name, cfg)
 
@@ -355,7 +391,10 @@ class App:
         self.config, self.notifier = new, staged.notifier
         self.outbox.use(self.notifier)
         self.deliverer.use(self.notifier, new.daemon.delivery)
-        self.router = Router(new, self.outbox, self.notifier, self.metrics, self.overdue)
+        self.chains.use(new)
+        self.router = Router(
+            new, self.outbox, self.notifier, self.metrics, self.overdue, self.chains
+        )
         for name in _changed_sources(old, new):
             await self._remove_source(name)
             if name in new.sources:
@@ -371,6 +410,7 @@ class App:
         self.kpis.reconfigure(new)
         self.apply(changes)
         self.reports.reconfigure(new)
+        self.ical.reconfigure(new)
 
     def _add_source(
         self, name: str, cfg: SourceConfig, source: Source | None = None

@@ -89,6 +89,8 @@ class HttpEndpoints:
     pollers: Mapping[str, SourcePoller]
     supervisor: Supervisor
     tickets: Sized
+    routes: list[web.RouteDef] = field(default_factory=list)  # more pages: acks, Slack
+    monitoring: bool = True  # /healthz and /metrics (False: a listener for the routes only)
     _runner: web.AppRunner | None = field(default=None, init=False)
     _listener: asyncio.Server | None = field(default=None, init=False)
     _dropped_logged: float = field(default=-DROPPED_LOG_EVERY, init=False)
@@ -100,8 +102,10 @@ class HttpEndpoints:
         """Listen; raises ``ListenError`` when the address cannot be bound (a daemon that
         cannot be watched must not run as if it were healthy)."""
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
+        if self.monitoring:
+            app.router.add_get("/healthz", self._healthz)
+            app.router.add_get("/metrics", self._metrics)
+        app.add_routes(self.routes)
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=IDLE_TIMEOUT)
         await self._runner.setup()
         host, _, port = self.listen.rpartition(":")
@@ -114,10 +118,12 @@ class HttpEndpoints:
             await self.stop()
             # asyncio rewrites strerror into its own sentence; the errno's text is the reason
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise ListenError(
-                f"cannot listen on {self.listen} (daemon.http.listen) for /healthz and "
-                f"/metrics: {reason}"
-            ) from None
+            what = (
+                "(daemon.http.listen) for /healthz and /metrics"
+                if self.monitoring
+                else "(ack.listen) for the ack page, the ack API and Slack's buttons"
+            )
+            raise ListenError(f"cannot listen on {self.listen} {what}: {reason}") from None
 
     async def stop(self) -> None:
         if self._listener is not None:

@@ -13,6 +13,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from sladaemon.config import Config
+from sladaemon.daemon.slack_interactions import slack_app
 from sladaemon.errors import ConfigError, ConfigIssue
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.report.schedule import Every
@@ -54,7 +55,7 @@ def stage(
         except Exception as exc:  # whatever a source's constructor refuses
             issues.append(config.issue(("sources", name), f"cannot build the source: {exc}"))
     issues += _unusable_settings(config) + _missing_replays(config)
-    notifier = AppriseNotifier(config.receivers, console)
+    notifier = AppriseNotifier(config.delivery_receivers(), console, slack=slack_app(config))
     if issues:
         notifier.close(wait=False)
         raise ConfigError(issues)

@@ -224,10 +224,13 @@ class Deliverer:
         self.log.debug("notification_sent", receiver=row.receiver, id=row.key, kind=row.kind)
 
     def _retry(self, row: OutboxRow, attempts: int, outcome: DeliveryOutcome) -> None:
-        delay = retry_delay(
-            attempts,
-            self.settings.first_retry.total_seconds(),
-            self.settings.max_retry.total_seconds(),
+        delay = max(
+            outcome.retry_after,  # the receiver's own Retry-After, when it gave one
+            retry_delay(
+                attempts,
+                self.settings.first_retry.total_seconds(),
+                self.settings.max_retry.total_seconds(),
+            ),
         )
         self._record(
             partial(

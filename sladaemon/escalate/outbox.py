@@ -133,3 +133,7 @@ class Outbox:
     ) -> list[str]:
         """Receivers sent (or being sent) one of ``kinds`` about this cycle."""
         return self.store.receivers_of(cycle_prefix(source, ticket_id, metric, cycle), kinds)
+
+    def receivers_told_key(self, key_prefix: str, kinds: Iterable[str]) -> list[str]:
+        """Receivers sent (or being sent) one of ``kinds`` under keys starting ``key_prefix``."""
+        return self.store.receivers_of(key_prefix, kinds)

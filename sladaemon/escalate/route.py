@@ -10,7 +10,9 @@ posted with its key (``outbox.sla_key`` for SLA events). The rules, in order:
   the operator — unless it was reached before monitoring of its source began: those go into one
   summary per receiver once the source's first sync is done (``overdue_at_start``, see
   escalate/overdue.py);
-* ladder levels and predictions go to the receivers of their level (``notify`` of the event);
+* ladder levels and predictions go to the targets of their level (``notify`` of the event),
+  resolved when the level is reached (escalate/targets.py), and start the level's escalation
+  chain (``chain``, escalate/chain_runner.py); a met metric ends its chains;
 * a metric met after its breach goes to the receivers with ``send_resolved`` that were told of
   that cycle's breach or escalation;
 * queue alerts go to ``predict.queue_alerts``, operator alerts to ``daemon.operator``, reports
@@ -32,6 +34,7 @@ from sladaemon.calendar import from_us
 from sladaemon.config import Config
 from sladaemon.config.models import ReportConfig
 from sladaemon.escalate.book import Fired
+from sladaemon.escalate.chain_runner import ChainRunner
 from sladaemon.escalate.outbox import Outbox, sla_key
 from sladaemon.escalate.overdue import OverdueAtStart
 from sladaemon.logs import get_logger
@@ -52,6 +55,7 @@ ALERTING = frozenset(
     }
 )
 SKIP_ALERT_EVERY = 60.0  # seconds between operator messages about skipped SLA events
+_MET = frozenset({SlaEventKind.MET, SlaEventKind.MET_LATE})
 # What a receiver with send_resolved must have been told before it hears of the late met.
 _TOLD_OF_BREACH = (NotificationKind.BREACH.value, NotificationKind.ESCALATION.value)
 
@@ -63,6 +67,7 @@ class Router:
     notifier: AppriseNotifier
     metrics: DaemonMetrics
     overdue: OverdueAtStart = field(default_factory=OverdueAtStart)  # outlives reloads
+    chains: ChainRunner | None = None  # escalation chains and target resolution
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.route")
@@ -75,6 +80,9 @@ class Router:
         with self.outbox.batch():
             for f in fired:
                 self._count(f)
+                if self.chains is not None and f.event.kind in _MET:  # however old
+                    e = f.event
+                    self.chains.met(f.source, e.ticket_id, e.metric, e.cycle, e.at)
                 at_start = self.overdue.take(f, horizon)
                 if f.event.kind in ALERTING or f.event.kind is SlaEventKind.MET_LATE:
                     if f.event.at < horizon:
@@ -83,12 +91,16 @@ class Router:
                             skipped.append(f)
                         continue
                     self._log(f)
+                e = f.event
                 receivers = self._receivers(f)
-                if receivers:
-                    e = f.event
+                chain = self.chains is not None and e.kind in ALERTING and e.details.get("chain")
+                if receivers or chain:
                     key = sla_key(f.source, e)
                     payload = sla_payload(key, f.source, e, self._link(f.source, e.ticket_id))
-                    self.outbox.post(key, notification_kind(e), payload, e.at, receivers)
+                    for due, names in receivers.items():
+                        self.outbox.post(key, notification_kind(e), payload, due, names)
+                    if chain and self.chains is not None:
+                        self.chains.start(f.source, e, key, payload)
             if skipped:
                 self._skipped(skipped, now)
 
@@ -222,15 +234,25 @@ class Router:
             deadline=e.deadline.isoformat() if e.deadline else None,
         )
 
-    def _receivers(self, f: Fired) -> list[str]:
+    def _receivers(self, f: Fired) -> dict[datetime, list[str]]:
+        """The receivers of an SLA event by when they are sent to: its level's targets,
+        resolved now (a person in quiet hours later)."""
         e = f.event
         if e.kind in ALERTING:
-            return list(e.details.get("notify", ()))
+            targets = tuple(e.details.get("notify", ()))
+            if self.chains is None or not targets:
+                return {e.at: list(targets)} if targets else {}
+            by_due: dict[datetime, list[str]] = {}
+            for r in self.chains.resolve(f.source, e.ticket_id, targets, e.at).recipients:
+                due = max(e.at, r.not_before) if r.not_before else e.at
+                by_due.setdefault(due, []).append(r.receiver)
+            return by_due
         if e.kind is not SlaEventKind.MET_LATE:
-            return []
+            return {}
         told = self.outbox.receivers_told(f.source, e.ticket_id, e.metric, e.cycle, _TOLD_OF_BREACH)
         receivers = self.config.receivers
-        return [r for r in told if r in receivers and receivers[r].send_resolved]
+        resolved = [r for r in told if r in receivers and receivers[r].send_resolved]
+        return {e.at: resolved} if resolved else {}
 
     def _link(self, source: str, ticket_id: str) -> str | None:
         cfg = self.config.sources.get(source)

@@ -8,6 +8,9 @@ target, so a retry never repeats a message to a URL that already accepted it. A 
 cannot parse makes that target fail permanently (with apprise's own reason); the others keep
 working.
 
+``slack-app://CHANNEL`` is sent by our own Slack app (notify/slack_app.py, ``daemon.slack``), not
+by apprise: Block Kit messages with Acknowledge and Escalate buttons.
+
 ``console://`` prints a message as a block of text; when the log is JSON lines (stdout is not a
 terminal: journald) it is a log line instead, ``console_message`` with ``kind``, ``title``,
 ``body`` and ``id``, so every line of the daemon's output stays JSON.
@@ -39,6 +42,7 @@ from sladaemon.logs import (
 )
 from sladaemon.model import NotificationKind
 from sladaemon.notify.message import Notification
+from sladaemon.notify.slack_blocks import channel_problem, is_slack_app, slack_channel
 
 CONSOLE = "console://"
 LATE_ANSWER_MARGIN = 5.0  # seconds apprise waits for an answer beyond the receiver's timeout
@@ -53,6 +57,12 @@ _NOTIFY_TYPE = {
     NotificationKind.OVERDUE_AT_START: apprise.NotifyType.WARNING,
 }
 _BODY_FORMAT = {"text": apprise.NotifyFormat.TEXT, "html": apprise.NotifyFormat.HTML}
+
+
+class SlackSender(Protocol):
+    """What the notifier needs of the Slack app (notify/slack_app.py)."""
+
+    async def send(self, channel: str, message: Notification) -> DeliveryOutcome: ...
 
 
 class Receiver(Protocol):
@@ -72,6 +82,7 @@ class DeliveryOutcome:
     retryable: bool = True
     error: str = ""
     maybe_sent: bool = False  # no answer in time: the receiver may have taken it after all
+    retry_after: float = 0.0  # seconds the receiver asked us to wait before trying again
 
 
 @dataclass
@@ -82,6 +93,7 @@ class _Target:
     invalid: str = ""
     prefers_html: bool = False  # the plugin's own format is HTML (email)
     read_timeout: float = 0.0  # seconds apprise waits for an answer (0: its own default)
+    slack_channel: str = ""  # a slack-app:// target: where the Slack app posts
 
     def client(self) -> apprise.Apprise:
         # A fresh client per message: apprise paces sends through one client object
@@ -101,6 +113,8 @@ def describe_url(url: str) -> str:
     masked, wherever the service puts them — host, user or path), without the query. A URL
     apprise cannot use shows its scheme and host only (a host shaped like a token masked),
     never credentials."""
+    if is_slack_app(url):  # a channel or user id is no secret
+        return url.strip()
     plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
     if plugin:
         private: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
@@ -130,6 +144,8 @@ def url_secrets(url: str) -> set[str]:
     (``sladaemon.logs.secret_fragments``) and every part apprise's privacy rendering masks
     or leaves out, wherever the service puts its keys (host, user or path)."""
     found = secret_fragments(url)
+    if is_slack_app(url):
+        return found
     plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
     if plugin:
         private = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
@@ -147,6 +163,8 @@ def url_problem(url: str) -> str | None:
     None when it can."""
     if url.strip().lower().startswith(CONSOLE):
         return None
+    if is_slack_app(url):
+        return channel_problem(url)
     capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
     with capture as captured:
         usable = apprise.Apprise().add(url)
@@ -165,16 +183,19 @@ def url_problem(url: str) -> str | None:
 
 class AppriseNotifier:
     """Sends notifications to the configured receivers. ``console``: where ``console://``
-    writes; by default stdout, as text or, when the log is JSON, as a log line."""
+    writes; by default stdout, as text or, when the log is JSON, as a log line. ``slack``:
+    the Slack app that sends ``slack-app://`` targets (None: ``daemon.slack`` is not set)."""
 
     def __init__(
         self,
         receivers: Mapping[str, Receiver],
         console: TextIO | None = None,
         max_workers: int = 32,
+        slack: SlackSender | None = None,
     ) -> None:
         self._receivers = receivers
         self._console = console
+        self._slack = slack
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="notify")
         self._targets: dict[str, list[_Target]] = {}
         for name, cfg in receivers.items():
@@ -189,6 +210,9 @@ class AppriseNotifier:
                 if problem:
                     targets.append(_Target(label, invalid=problem))
                     continue
+                if is_slack_app(url):
+                    targets.append(self._slack_target(label, url))
+                    continue
                 client = apprise.Apprise()
                 client.add(url)
                 read_timeout = cfg.timeout.total_seconds() + LATE_ANSWER_MARGIN
@@ -198,6 +222,11 @@ class AppriseNotifier:
                     )
                 )
             self._targets[name] = targets
+
+    def _slack_target(self, label: str, url: str) -> _Target:
+        if self._slack is None:
+            return _Target(label, invalid=f"{label} needs daemon.slack (the Slack app)")
+        return _Target(label, slack_channel=slack_channel(url))
 
     def targets(self, receiver: str) -> int:
         """How many delivery targets (URLs) a receiver has; 0 when unknown."""
@@ -231,6 +260,8 @@ class AppriseNotifier:
         if t.console:
             self._print(message)
             return DeliveryOutcome(True)
+        if t.slack_channel and self._slack is not None:
+            return await self._slack.send(t.slack_channel, message)
         timeout = self._receivers[receiver].timeout.total_seconds()
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(

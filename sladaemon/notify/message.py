@@ -68,6 +68,8 @@ class Notification:
     title: str
     body: str
     body_format: str = "text"  # text | html
+    chain: str = ""  # the escalation chain this message is a step of (its key), if any
+    ack_url: str = ""  # the signed link that acknowledges that chain
 
 
 def iso(t: datetime) -> str:
@@ -165,9 +167,19 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
         body = f"{fields['summary']}\nat: {fields['at']}\nid: {fields['id']}"
     else:
         body = _default_body(kind, payload)
+    ack_url = str(payload.get("ack_url") or "")
+    if ack_url:
+        body += f"\nacknowledge: {ack_url}"
     if payload.get("possible_duplicate"):
         body += "\n(possible duplicate: re-sent after an interrupted delivery)"
-    return Notification(id=str(payload.get("id", "")), kind=kind, title=title, body=body)
+    return Notification(
+        id=str(payload.get("id", "")),
+        kind=kind,
+        title=title,
+        body=body,
+        chain=str(payload.get("chain") or ""),
+        ack_url=ack_url,
+    )
 
 
 def _capped(body: str) -> str:

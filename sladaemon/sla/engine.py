@@ -278,6 +278,14 @@ class TicketReplay:
             cycle=cycle,
             details={
                 "notify": tuple(dict.fromkeys(notify)),
+                "chain": next(
+                    (
+                        level.chain
+                        for level in self.policy.ladder
+                        if level.predicted and level.applies_to(metric) and level.chain
+                    ),
+                    None,
+                ),
                 "timezone": clock.calendar.spec.timezone,
                 "target_us": clock.target,
                 "elapsed_us": clock.elapsed_at(c, at),
@@ -310,6 +318,7 @@ class TicketReplay:
             cycle=c.number,
             details={
                 "notify": level.notify if level else (),
+                "chain": level.chain if level else None,
                 "timezone": clock.calendar.spec.timezone,
                 "target_us": clock.target,
                 "elapsed_us": clock.elapsed_at(c, at),

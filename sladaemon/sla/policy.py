@@ -36,8 +36,9 @@ class LadderLevel:
     fraction: float
     after_breach: timedelta = timedelta(0)
     predicted: bool = False
-    notify: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()  # targets told once (see escalate/targets.py)
     metrics: frozenset[Metric] | None = None  # None: every metric of the policy
+    chain: str | None = None  # the escalation chain the level starts (config ``chains:``)
 
     @property
     def before_breach(self) -> bool:

@@ -152,6 +152,11 @@ class StateStore:
             self._db.executescript(SCHEMA)
             self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open database, for the tables another component keeps (escalation chains)."""
+        return self._db
+
     def backup(self) -> Path:
         """A consistent copy of the whole state beside it (see store/backup.py)."""
         return backup(self._db, self.path)

@@ -29,6 +29,7 @@ from tests.fakes.freshdesk import DEFAULT_API_KEY
 START = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)  # a Monday
 NOW = START + timedelta(hours=2)  # the daemon's clock in these tests
 NAMES = 2  # requests that load group and status names (first poll, reconciliation)
+BULK_AGENTS = 2  # agents the fake's bulk tickets are assigned to: each read once
 
 
 def at(minutes: float) -> str:
@@ -216,6 +217,33 @@ async def test_native_deadlines_and_field_changes(
     assert update[0].kind is EventKind.STATUS_CHANGED and update[0].status == "Open"
     assert update[0].fields["priority"] == "urgent" and update[0].fields["queue"] == "Network"
     assert update[0].at == moment(30)
+
+
+async def test_the_assigned_agent_email_and_group_follow_every_change(
+    fake: FakeHelpdesk, desk: Desk, connect: Any
+) -> None:
+    """``responder_id`` becomes the agent's email (lower case), read once per agent; the group
+    name is ``group``; an unassignment empties ``assignee``."""
+    fake.control("groups", {"id": 7, "name": "Billing"})
+    fake.control("agents", {"id": 21, "email": "Dana.Lead@Example.com", "name": "Dana"})
+    fake.control("agents", {"id": 22, "email": "bo@example.com", "name": "Bo"})
+    first = desk.ticket(0, group_id=7, responder_id=21)
+    desk.ticket(1, responder_id=21)
+    source = connect()
+    events = (await source.poll(NOW)).events
+    created = [e for e in events if e.kind is EventKind.CREATED]
+    assert [(e.fields.get("assignee"), e.fields.get("group")) for e in created] == [
+        ("dana.lead@example.com", "Billing"),
+        ("dana.lead@example.com", None),
+    ]
+    assert fake.control("stats")["by_path"]["/api/v2/agents/21"] == 1
+
+    desk.act(first, "update", 10, responder_id=22)
+    moved = [e for e in (await source.poll(NOW)).events if e.event_id.startswith("fields@")]
+    assert (moved[0].fields["assignee"], moved[0].fields["group"]) == ("bo@example.com", "Billing")
+    desk.act(first, "update", 20, responder_id=None, group_id=None)
+    cleared = [e for e in (await source.poll(NOW)).events if e.event_id.startswith("fields@")]
+    assert (cleared[0].fields["assignee"], cleared[0].fields["group"]) == ("", "")
 
 
 async def test_a_group_without_a_name_is_named_by_its_id(desk: Desk, connect: Any) -> None:
@@ -521,7 +549,7 @@ async def test_costs_of_a_large_sync_an_idle_poll_and_a_few_changes(
         if not result.more:
             break
     assert polls == 2  # at most ten pages per poll: the daemon ingests as it goes
-    assert fake.requests() <= math.ceil(1000 / 100) + 1 + NAMES
+    assert fake.requests() <= math.ceil(1000 / 100) + 1 + NAMES + BULK_AGENTS
     held = result.cursor["held"]
     assert len({e.ticket_id for e in events}) == len(held) > 500
 

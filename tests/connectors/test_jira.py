@@ -153,6 +153,37 @@ async def test_a_request_lifecycle_becomes_ordered_events_with_stable_ids(
     assert (await restarted.poll(now())).events == []
 
 
+async def test_the_assignee_email_follows_every_change(
+    fake: FakeHelpdesk, make_source: Make
+) -> None:
+    """``assignee`` is the assignee's email in lower case; account ids of earlier assignees
+    in the changelog are read once each; an unassignment empties it; Jira sets no group."""
+    source = make_source()
+    key = fake.control("issues", {"assignee": "Dana.Lead@Example.com"})["key"]
+    created = of(await source.poll(now()), key)
+    assert created[0].fields["assignee"] == "dana.lead@example.com"
+    assert "group" not in created[0].fields
+
+    fake.control(f"issues/{key}/assignee", {"assignee": "bo@example.com"})
+    fake.control(f"issues/{key}/assignee", {"assignee": None})
+    fake.reset_stats()
+    changes = of(await source.poll(now()), key)
+    assert [dict(e.fields) for e in changes] == [{"assignee": "bo@example.com"}, {"assignee": ""}]
+    assert fake.control("stats")["by_path"]["/rest/api/3/user"] == 1  # bo; Dana was known
+
+
+async def test_a_request_first_seen_keeps_the_assignee_it_was_created_with(
+    fake: FakeHelpdesk, make_source: Make
+) -> None:
+    key = fake.control("issues", {"assignee": "ann@example.com"})["key"]
+    fake.control(f"issues/{key}/assignee", {"assignee": "bo@example.com"})
+    events = of(await make_source().poll(now()), key)
+    assert [e.fields.get("assignee") for e in events if "assignee" in e.fields] == [
+        "ann@example.com",
+        "bo@example.com",
+    ]
+
+
 async def test_who_wrote_a_public_comment_decides_agent_or_customer_reply(
     fake: FakeHelpdesk, make_source: Make
 ) -> None:

@@ -156,6 +156,7 @@ async def test_a_ticket_life_becomes_events_in_order(
     assert dict(created.fields) == {
         "priority": "50",
         "queue": "Support",
+        "group": "Support",
         "sla": "standard",
         "channel": "email",
     }
@@ -246,7 +247,7 @@ async def test_field_changes_carry_the_new_values(
     events = (await source.poll(now())).events
     assert [dict(e.fields) for e in events] == [
         {"priority": "90"},
-        {"queue": "Escalations"},
+        {"queue": "Escalations", "group": "Escalations"},
         {"sla": "gold"},
         {"cf.severity": "high"},
         {"channel": "phone"},
@@ -264,10 +265,47 @@ async def test_a_ticket_first_seen_after_changes_starts_from_its_original_values
     events = (await make_source().poll(now())).events
     assert events[0].kind is EventKind.CREATED
     assert events[0].status == "new"
-    assert dict(events[0].fields) == {"priority": "10", "queue": "General"}
+    assert dict(events[0].fields) == {"priority": "10", "queue": "General", "group": "General"}
     assert [dict(e.fields) for e in events[1:3]] == [
         {"priority": "90"},
-        {"queue": "Escalations"},
+        {"queue": "Escalations", "group": "Escalations"},
+    ]
+
+
+async def test_the_owner_email_and_queue_follow_every_change(
+    fake: FakeHelpdesk, make_source: MakeSource
+) -> None:
+    """The owner's email (lower case) is ``assignee`` and the queue is ``group``; owner changes
+    of every kind, recorded with user numbers, are looked up once per user; Nobody empties
+    ``assignee``."""
+    source = make_source()
+    ticket = new_ticket(fake, queue="Support", owner="Dana.Lead@Example.com")
+    first = await source.poll(now())
+    created = dict(first.events[0].fields)
+    assert (created["assignee"], created["group"]) == ("dana.lead@example.com", "Support")
+
+    act(fake, ticket, "set", owner="bo", owner_by="Give")
+    act(fake, ticket, "set", owner="Nobody", owner_by="Untake")
+    act(fake, ticket, "set", owner="bo", owner_by="Take")
+    second = await source.poll(now())
+    assert [dict(e.fields) for e in second.events] == [
+        {"assignee": "bo@example.com"},
+        {"assignee": ""},
+        {"assignee": "bo@example.com"},
+    ]
+    users = {path: n for path, n in by_path(fake).items() if "/user/" in path}
+    assert users and all(n == 1 for n in users.values())
+
+
+async def test_a_ticket_first_seen_keeps_the_owner_it_was_created_with(
+    fake: FakeHelpdesk, make_source: MakeSource
+) -> None:
+    ticket = new_ticket(fake, owner="ann@example.com")
+    act(fake, ticket, "set", owner="bo")
+    events = (await make_source().poll(now())).events
+    assert [e.fields.get("assignee") for e in events if "assignee" in e.fields] == [
+        "ann@example.com",
+        "bo@example.com",
     ]
 
 

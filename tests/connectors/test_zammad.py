@@ -114,6 +114,7 @@ async def test_create_reply_pend_close_reopen_become_events_in_order(
     assert dict(created.fields) == {
         "priority": "3 high",
         "queue": "Support",
+        "group": "Support",
         "channel": "email",
         "number": str(31000 + ticket),
         "customer": "customer@example.com",
@@ -231,7 +232,45 @@ async def test_priority_and_group_changes_keep_the_status_and_set_the_fields(
     result = await source.poll(now())
     assert [(e.kind, e.status, e.category, dict(e.fields)) for e in result.events] == [
         (EventKind.STATUS_CHANGED, "open", None, {"priority": "3 high"}),
-        (EventKind.STATUS_CHANGED, "open", None, {"queue": "Sales"}),
+        (EventKind.STATUS_CHANGED, "open", None, {"queue": "Sales", "group": "Sales"}),
+    ]
+
+
+async def test_the_owner_email_and_group_follow_every_change(
+    fake: FakeHelpdesk, make_source: MakeSource
+) -> None:
+    """The creation names the owner by email (lower case, not the login) and the group; an
+    owner change sets ``assignee`` again, an unassignment empties it. Owners are read once:
+    from the history's assets, else one ``GET /users/{id}`` each."""
+    ticket = new_ticket(fake, state="open", group="Support", owner="Dana.Lead@Example.com")
+    other = new_ticket(fake, state="open", owner="Dana.Lead@Example.com")
+    source = make_source()
+    first = await source.poll(now())
+    created = {e.ticket_id: dict(e.fields) for e in first.events if e.kind is EventKind.CREATED}
+    assert created[str(ticket)]["assignee"] == "dana.lead@example.com"
+    assert created[str(ticket)]["group"] == "Support"
+    assert created[str(other)]["assignee"] == "dana.lead@example.com"
+    assert fake.control("stats")["by_path"]["/api/v1/users/2"] == 1
+
+    fake.control("update", {"ticket_id": ticket, "owner": "bo@example.com"})
+    fake.control("update", {"ticket_id": ticket, "owner": None})
+    changes = await source.poll(now())
+    assert [dict(e.fields) for e in changes.events] == [
+        {"assignee": "bo@example.com"},
+        {"assignee": ""},
+    ]
+    assert not any(path.startswith("/api/v1/users/3") for path in fake.control("stats")["by_path"])
+
+
+async def test_a_ticket_first_seen_keeps_the_owner_it_was_created_with(
+    fake: FakeHelpdesk, make_source: MakeSource
+) -> None:
+    ticket = new_ticket(fake, state="open", owner="ann@example.com")
+    fake.control("update", {"ticket_id": ticket, "owner": "bo@example.com"})
+    result = await make_source().poll(now())
+    assert [e.fields.get("assignee") for e in result.events if "assignee" in e.fields] == [
+        "ann@example.com",
+        "bo@example.com",
     ]
 
 
@@ -251,7 +290,7 @@ async def test_only_watched_groups_are_followed_and_leaving_them_closes_the_tick
     assert kinds(left) == [("closed", "moved")]
     arrived = [e for e in moved.events if e.ticket_id == str(sales)]
     assert arrived[0].kind is EventKind.CREATED and arrived[0].fields["queue"] == "Sales"
-    assert dict(arrived[-1].fields) == {"queue": "Support"}
+    assert dict(arrived[-1].fields) == {"queue": "Support", "group": "Support"}
 
 
 async def test_merged_and_deleted_tickets_are_closed(

@@ -120,6 +120,7 @@ async def test_a_ticket_lifecycle_becomes_events_in_order(desk: Desk, connect: A
         "priority": "high",
         "channel": "email",
         "queue": "Support",
+        "group": "Support",
         "type": "incident",
         "organization": "Acme",
         "tags": "vip vpn",
@@ -192,7 +193,41 @@ async def test_priority_and_group_changes_are_field_updates(desk: Desk, connect:
     result = await source.poll(desk.clock(5))
     assert [(e.kind, e.status, e.category, dict(e.fields)) for e in result.events] == [
         (EventKind.STATUS_CHANGED, "new", None, {"priority": "urgent"}),
-        (EventKind.STATUS_CHANGED, "new", None, {"queue": "Tier 2"}),
+        (EventKind.STATUS_CHANGED, "new", None, {"queue": "Tier 2", "group": "Tier 2"}),
+    ]
+
+
+async def test_the_assignee_email_and_group_follow_every_change(desk: Desk, connect: Any) -> None:
+    """The creation carries the assignee's email (lower case) and group name; a reassignment
+    sets them again, an unassignment sets ``assignee`` empty."""
+    source = connect()
+    t = desk.ticket(0, group="Support", assignee="Dana.Lead@Example.com")
+    first = await source.poll(desk.clock(2))
+    created = dict(first.events[0].fields)
+    assert (created["assignee"], created["group"]) == ("dana.lead@example.com", "Support")
+
+    desk.act(t, "update", 3, assignee="agent2", group="Billing")
+    desk.act(t, "update", 4, assignee=None)
+    changes = await source.poll(desk.clock(6))
+    assert [dict(e.fields) for e in changes.events] == [
+        {"queue": "Billing", "group": "Billing"},
+        {"assignee": "bea@example.com"},
+        {"assignee": ""},
+    ]
+
+
+async def test_a_ticket_first_seen_keeps_the_assignee_it_was_created_with(
+    desk: Desk, connect: Any, fake: FakeHelpdesk
+) -> None:
+    """A ticket reassigned before it is first seen: the creation names the first assignee
+    (looked up by id, as the export side-loads only the current one), the change the next."""
+    source = connect()
+    t = desk.ticket(0, assignee="agent")
+    desk.act(t, "update", 1, assignee="agent2")
+    result = await source.poll(desk.clock(3))
+    assert [e.fields.get("assignee") for e in result.events] == [
+        "alex@example.com",
+        "bea@example.com",
     ]
 
 
@@ -268,7 +303,11 @@ async def test_missing_null_fields_and_odd_timestamps_are_tolerated(
     created = {e.ticket_id: e for e in result.events if e.kind is EventKind.CREATED}
     assert set(created) == {str(a), str(b), str(c)}
     assert all(e.at == START for e in created.values())
-    assert dict(created[str(a)].fields) == {"priority": "high", "queue": "Support"}  # from audits
+    assert dict(created[str(a)].fields) == {  # from audits
+        "priority": "high",
+        "queue": "Support",
+        "group": "Support",
+    }
     assert "channel" not in created[str(b)].fields
 
 

@@ -1,4 +1,4 @@
-"""``python -m tests.fakes <helpdesk> [--host H] [--port P]``: run a fake helpdesk."""
+"""``python -m tests.fakes <helpdesk> [--host H] [--port P]``: run a fake helpdesk (or Slack)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def serve(helpdesk: str, host: str, port: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fakes")
-    parser.add_argument("helpdesk", help="zendesk | zammad | freshdesk | rt | jira")
+    parser.add_argument("helpdesk", help="zendesk | zammad | freshdesk | rt | jira | slack")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()

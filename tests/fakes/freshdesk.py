@@ -13,18 +13,21 @@ API (Basic auth: the API key as user name, any password; wrong or missing -> 401
   ``deleted``/``spam`` true, purged ones 404.
 * ``GET /api/v2/groups`` (paged like tickets), ``GET /api/v2/ticket_fields`` (``status`` choices
   ``{"6": ["Waiting on Third Party", "..."]}``).
+* ``GET /api/v2/agents/{id}``: ``{id, contact: {name, email, ...}, ...}``; 404 for an unknown
+  agent. A ticket's ``responder_id`` is its assigned agent.
 
 Scenario endpoints (POST, JSON; ``at`` is an ISO time, default the fake's clock)::
 
     /_fake/clock {"now": iso} | {"advance": seconds}
     /_fake/auth {"api_key": "..."}            /_fake/ratelimit {"total": n, "window": s}
     /_fake/groups {"id": n, "name": "..."}    /_fake/statuses {"id": 6, "name": "..."}
+    /_fake/agents {"id": n, "email": "...", "name": "..."}
     /_fake/tickets {"priority", "status", "source", "group_id", "type", "fr_due_by", ...}
     /_fake/tickets/{id}/reply {"status"?}     public agent reply (first response)
     /_fake/tickets/{id}/note {"private": true}
     /_fake/tickets/{id}/customer_reply        reopens a pending, resolved or closed ticket
     /_fake/tickets/{id}/status {"status": 3}
-    /_fake/tickets/{id}/update {"priority", "group_id", "type", "source", "tags"}
+    /_fake/tickets/{id}/update {"priority", "group_id", "responder_id", "type", "source", "tags"}
     /_fake/tickets/{id}/deadlines {"fr_due_by", "due_by", "nr_due_by"}
     /_fake/tickets/{id}/delete | spam | restore | purge
     /_fake/merge {"primary": id, "secondary": [ids]}   secondaries are closed
@@ -203,6 +206,7 @@ class RateLimit:
 class Desk:
     tickets: dict[int, Ticket] = field(default_factory=dict)
     groups: dict[int, str] = field(default_factory=dict)
+    agents: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> contact
     statuses: dict[int, str] = field(default_factory=dict)  # custom statuses (> 5)
     api_key: str = DEFAULT_API_KEY
     clock: datetime | None = None
@@ -445,6 +449,35 @@ async def list_groups(request: web.Request) -> web.Response:
     ]
     headers = {"Link": _link(request, page + 1)} if len(groups) > start + per_page else None
     return json_body(items, headers=headers)
+
+
+async def show_agent(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    try:
+        contact = desk.agents.get(int(request.match_info["id"]))
+    except ValueError:
+        contact = None
+    if contact is None:
+        return json_body({"code": "access_denied", "message": "not found"}, status=404)
+    now = stamp(desk.now())
+    return json_body(
+        {
+            "id": int(request.match_info["id"]),
+            "available": True,
+            "occasional": False,
+            "ticket_scope": 1,
+            "type": "support_agent",
+            "created_at": now,
+            "updated_at": now,
+            "contact": {"active": True, "job_title": None, "language": "en", **contact},
+        }
+    )
+
+
+async def add_agent(request: web.Request) -> web.Response:
+    desk, body = _desk(request), await _body(request)
+    desk.agents[int(body["id"])] = {"email": body.get("email"), "name": body.get("name", "")}
+    return json_body({"id": int(body["id"])})
 
 
 async def ticket_fields(request: web.Request) -> web.Response:
@@ -718,10 +751,12 @@ async def bulk(request: web.Request) -> web.Response:
     count, rng = int(body.get("tickets", 100)), random.Random(int(body.get("seed", 1)))
     for gid, name in ((901, "Support"), (902, "Billing"), (903, "Network")):
         desk.groups.setdefault(gid, name)
+    for aid in (501, 502):
+        desk.agents.setdefault(aid, {"email": f"agent{aid}@example.com", "name": f"Agent {aid}"})
     now = desk.now()
     first = desk.next_id
     response_hours = {4: 1, 3: 4, 2: 8, 1: 24}
-    for _ in range(count):
+    for n in range(count):
         created = now - timedelta(seconds=rng.randrange(2 * 86_400, 20 * 86_400))
         priority = rng.choice((1, 2, 2, 3, 4))
         ticket = create_ticket(
@@ -731,6 +766,7 @@ async def bulk(request: web.Request) -> web.Response:
                 "priority": priority,
                 "source": rng.choice((1, 1, 2, 3, 7, 9, 10)),
                 "group_id": rng.choice((901, 902, 903, None)),
+                "responder_id": (501, 502, None)[n % 3],
                 "type": rng.choice(("Question", "Incident", "Problem", None)),
                 "fr_due_by": (created + timedelta(hours=response_hours[priority])).isoformat(),
                 "due_by": (created + timedelta(hours=3 * response_hours[priority])).isoformat(),
@@ -767,11 +803,13 @@ def make_app() -> web.Application:
     app.router.add_get("/api/v2/tickets", list_tickets)
     app.router.add_get("/api/v2/tickets/{id}", show_ticket)
     app.router.add_get("/api/v2/groups", list_groups)
+    app.router.add_get("/api/v2/agents/{id}", show_agent)
     app.router.add_get("/api/v2/ticket_fields", ticket_fields)
     app.router.add_post("/_fake/clock", set_clock)
     app.router.add_post("/_fake/auth", set_auth)
     app.router.add_post("/_fake/ratelimit", set_ratelimit)
     app.router.add_post("/_fake/groups", add_group)
+    app.router.add_post("/_fake/agents", add_agent)
     app.router.add_post("/_fake/statuses", add_status)
     app.router.add_post("/_fake/tickets", new_ticket)
     app.router.add_get("/_fake/tickets/{id}", show_internal)

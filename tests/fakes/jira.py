@@ -14,12 +14,16 @@ API (Basic ``agent@example.com:jira-token``, or ``Bearer jira-token``; wrong cre
   zone (``2024-05-01T12:00:00.000+0200``).
 * ``POST /rest/api/3/changelog/bulkfetch``, ``POST /rest/api/3/issue/bulkfetch``,
   ``GET /rest/api/3/issue/{key}/comment``, ``GET /rest/servicedeskapi/request/{key}/sla``,
-  ``GET /rest/api/3/myself``, ``/field``, ``/status``.
+  ``GET /rest/api/3/myself``, ``/field``, ``/status``, ``GET /rest/api/3/user?accountId=``
+  (404 for an unknown account). An issue's ``assignee`` is a user with ``emailAddress``;
+  a changelog item of field ``assignee`` names account ids in ``from``/``to`` and display
+  names in ``fromString``/``toString``, as Jira Cloud does. The fake has no team field.
 * Every answer carries ``X-RateLimit-Limit/-Remaining/-Reset``; over the limit: 429 with
   ``Retry-After`` and ``RateLimit-Reason``.
 
-Scenario endpoints (``/_fake/...``): ``issues`` (create), ``issues/{key}/comment``,
-``/status``, ``/priority``, ``/sla``, ``/touch``, ``/move``, ``/delete``, ``/raw`` (replace the
+Scenario endpoints (``/_fake/...``): ``issues`` (create; ``assignee``: an email),
+``issues/{key}/comment``, ``/status``, ``/priority``, ``/assignee`` ``{"assignee": email|null}``
+(null unassigns), ``/sla``, ``/touch``, ``/move``, ``/delete``, ``/raw`` (replace the
 search item or override rendered fields), ``bulk`` ``{"tickets": N, "seed": S}``, ``config``
 (zone, comment cap, rate limit, hide SLA fields, advance the clock), ``fail_continuations``
 (fail the next page requests that carry a page token). SLAs given at creation run like JSM's:
@@ -90,9 +94,10 @@ class Account:
     account_id: str
     name: str
     kind: str  # atlassian | customer | app
+    email: str = ""  # shown as emailAddress when set
 
     def render(self) -> dict[str, Any]:
-        return {
+        rendered = {
             "self": f"{SITE}/rest/api/3/user?accountId={self.account_id}",
             "accountId": self.account_id,
             "accountType": self.kind,
@@ -100,6 +105,9 @@ class Account:
             "active": True,
             "timeZone": "Europe/Berlin",
         }
+        if self.email:
+            rendered["emailAddress"] = self.email
+        return rendered
 
 
 AGENT = Account("5b10ac8d82e05b22cc7d4ef5", "Alex Agent", "atlassian")
@@ -161,6 +169,7 @@ class Issue:
     reporter: Account | None
     request_type: str | None
     channel: str | None
+    assignee: Account | None = None
     comments: list[dict[str, Any]] = field(default_factory=list)
     histories: list[dict[str, Any]] = field(default_factory=list)
     slas: dict[str, Sla] = field(default_factory=dict)
@@ -187,6 +196,7 @@ class Site:
         self.issues: dict[str, Issue] = {}  # current key -> issue
         self.aliases: dict[str, str] = {}  # old key -> current key
         self.by_id: dict[int, Issue] = {}
+        self.accounts: dict[str, Account] = {AGENT.account_id: AGENT}
         self.numbers: dict[str, int] = {}
         self.next_id = 10000
         self.next_comment = 20000
@@ -273,7 +283,9 @@ class Site:
         status = self.status_named(
             str(body.get("status") or "Waiting for support"), body.get("category")
         )
+        assignee = body.get("assignee")
         issue = Issue(
+            assignee=self.agent(str(assignee)) if assignee else None,
             id=self.next_id,
             key=f"{project}-{number}",
             project=project,
@@ -373,6 +385,35 @@ class Site:
         if new.category == "done":
             for sla_name in list(issue.slas):
                 self._complete(issue, sla_name, at)
+        self.changed()
+
+    def agent(self, email: str) -> Account:
+        """The agent with this email (created on first mention)."""
+        for account in self.accounts.values():
+            if account.email.lower() == email.lower():
+                return account
+        number = len(self.accounts)
+        name = email.split("@")[0].replace(".", " ").title()
+        account = Account(f"712020:agent-{number:04d}", name, "atlassian", email)
+        self.accounts[account.account_id] = account
+        return account
+
+    def set_assignee(self, issue: Issue, email: str | None) -> None:
+        at = self.now_ms()
+        new = self.agent(email) if email else None
+        old = issue.assignee
+        item = {
+            "field": "assignee",
+            "fieldtype": "jira",
+            "fieldId": "assignee",
+            "from": old.account_id if old else None,
+            "fromString": old.name if old else None,
+            "to": new.account_id if new else None,
+            "toString": new.name if new else None,
+        }
+        self._history(issue, at, [item])
+        issue.assignee = new
+        issue.updated_ms = at
         self.changed()
 
     def set_priority(self, issue: Issue, name: str | None) -> None:
@@ -543,6 +584,8 @@ class Site:
             rendered["updated"] = self.render_time(issue.updated_ms, fmt)
         if want("reporter"):
             rendered["reporter"] = issue.reporter.render() if issue.reporter else None
+        if want("assignee"):
+            rendered["assignee"] = issue.assignee.render() if issue.assignee else None
         if want("project"):
             rendered["project"] = _render_project(issue.project)
         if want("issuetype"):
@@ -703,6 +746,7 @@ class Site:
             system("created", "Created", "datetime"),
             system("updated", "Updated", "datetime"),
             system("reporter", "Reporter", "user"),
+            system("assignee", "Assignee", "user"),
             system("project", "Project", "project"),
             system("issuetype", "Issue Type", "issuetype"),
             system("comment", "Comment", "comments-page"),
@@ -1394,6 +1438,22 @@ async def fake_priority(request: web.Request) -> web.Response:
     return json_body(_state(site, issue))
 
 
+async def fake_assignee(request: web.Request) -> web.Response:
+    site = request.app[SITE_KEY]
+    issue = _issue_or_404(site, request.match_info["key"])
+    body = await _body(request)
+    site.set_assignee(issue, body.get("assignee"))
+    return json_body(_state(site, issue))
+
+
+async def user(request: web.Request) -> web.Response:
+    site = request.app[SITE_KEY]
+    account = site.accounts.get(request.query.get("accountId", ""))
+    if account is None:
+        return json_body({"errorMessages": ["User does not exist"], "errors": {}}, status=404)
+    return json_body(account.render())
+
+
 async def fake_sla(request: web.Request) -> web.Response:
     site = request.app[SITE_KEY]
     issue = _issue_or_404(site, request.match_info["key"])
@@ -1490,6 +1550,7 @@ def _add_routes(app: web.Application) -> None:
     api.add_post("/rest/api/3/search/jql", search)
     api.add_get("/rest/api/3/search/jql", search)
     api.add_get("/rest/api/3/myself", _api(myself))
+    api.add_get("/rest/api/3/user", _api(user))
     api.add_get("/rest/api/3/field", _api(field_list))
     api.add_get("/rest/api/3/status", _api(status_list))
     api.add_post("/rest/api/3/changelog/bulkfetch", _api(changelog_bulk))
@@ -1501,6 +1562,7 @@ def _add_routes(app: web.Application) -> None:
     api.add_post("/_fake/issues/{key}/comment", fake_comment)
     api.add_post("/_fake/issues/{key}/status", fake_status)
     api.add_post("/_fake/issues/{key}/priority", fake_priority)
+    api.add_post("/_fake/issues/{key}/assignee", fake_assignee)
     api.add_post("/_fake/issues/{key}/sla", fake_sla)
     api.add_post("/_fake/issues/{key}/touch", fake_touch)
     api.add_post("/_fake/issues/{key}/move", fake_move)

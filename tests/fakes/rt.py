@@ -12,18 +12,22 @@ anything else gets RT's ``401 {"message":"Unauthorized"}``):
   ``fields`` with ``fields[Queue]=Name`` style expansions, and the collection envelope
   ``{count, page, per_page, total, pages, next_page, prev_page, items}``.
 * ``GET /ticket/{id}`` (a merged ticket answers with the one it was merged into),
-  ``GET /ticket/{id}/history`` (paged transactions), ``GET /queues/all``.
+  ``GET /ticket/{id}/history`` (paged transactions), ``GET /queues/all``, ``GET /user/{id}``
+  (by number or name: ``{id, Name, EmailAddress, ...}``). As in RT, users have numbers
+  (``RT_System`` 1, ``Nobody`` 6) and owner changes record them: ``Set`` (or ``Give``,
+  ``Take``, ``Untake``) of ``Owner`` with the old and new owner's number.
 
 Scenario endpoints (``/_fake/...``, JSON bodies; ``by`` is "agent", "customer" (the first
 requestor) or a user name):
 
-* ``POST /_fake/tickets`` ``{subject, queue, requestor, by, priority, status, sla, due,
-  channel, custom_fields}`` -> ``{"id": n}`` (``due`` also records RT's ``Set Due``);
+* ``POST /_fake/tickets`` ``{subject, queue, requestor, by, owner, priority, status, sla,
+  due, channel, custom_fields}`` -> ``{"id": n}`` (``due`` also records RT's ``Set Due``);
 * ``POST /_fake/tickets/{id}/correspond`` ``{by, status}`` (an agent's reply opens a new
   ticket, a requestor's reopens a resolved one, as RT's scrips do), ``.../comment``,
   ``.../status`` ``{status, by}``, ``.../set`` ``{priority, queue, sla, owner, channel,
-  custom_fields}``, ``.../due`` ``{due}`` (null unsets), ``.../delete``, ``.../merge``
-  ``{into}``;
+  custom_fields}`` (``owner``: a user name or email, ``Nobody`` to unassign; ``owner_by``
+  the transaction type, ``Set`` unless given), ``.../due`` ``{due}`` (null unsets),
+  ``.../delete``, ``.../merge`` ``{into}``;
 * ``POST /_fake/tickets/{id}/raw`` and ``/_fake/transactions/{id}/raw``: replace fields of
   the serialised item (odd formats, nulls, garbage); ``{"_touch": false}`` keeps
   LastUpdated;
@@ -66,6 +70,7 @@ ACTIVE = frozenset({"new", "open", "stalled"})
 INACTIVE = frozenset({"resolved", "rejected", "deleted"})
 AGENT = "agent"
 SYSTEM = "RT_System"
+NOBODY = "Nobody"
 TOKEN = "fake-token"  # the auth token the fake accepts (also root/password over Basic auth)
 
 
@@ -154,6 +159,7 @@ class Desk:
         self.queues: dict[int, str] = {1: "General"}
         self.custom_field_ids: dict[str, int] = {}
         self.users: dict[str, str] = {AGENT: "agent@example.com", "root": "root@localhost"}
+        self.user_ids: dict[str, int] = {SYSTEM: 1, NOBODY: 6, "root": 14, AGENT: 15}
         self.next_ticket = 1
         self.next_txn = 1
         self.version = 0
@@ -178,8 +184,9 @@ class Desk:
     def user(self, who: str, ticket: Ticket | None = None) -> str:
         if who == "customer" and ticket is not None:
             return ticket.requestors[0] if ticket.requestors else "customer@example.com"
-        if who not in self.users:
+        if who not in self.users and who != NOBODY:
             self.users[who] = who if "@" in who else f"{who}@example.com"
+        self.user_ids.setdefault(who, max(self.user_ids.values()) + 1)
         return who
 
     def record(
@@ -215,6 +222,7 @@ class Desk:
             last_updated=at,
             priority=int(body.get("priority") or 0),
             sla=str(body.get("sla") or ""),
+            owner=self.user(str(body.get("owner") or NOBODY)),
         )
         ticket.effective_id = ticket.id
         if body.get("channel"):
@@ -811,6 +819,26 @@ async def get_ticket(request: web.Request) -> web.Response:
     return json_body(record, headers={"ETag": f'"{desk.version}"'})
 
 
+async def get_user(request: web.Request) -> web.Response:
+    desk = request.app[DESK_KEY]
+    key = request.match_info["id"]
+    names = {str(number): name for name, number in desk.user_ids.items()}
+    name = names.get(key, key if key in desk.user_ids else None)
+    if name is None:
+        return _error(404, "Not Found")
+    return json_body(
+        {
+            "id": desk.user_ids[name],
+            "Name": name,
+            "EmailAddress": desk.users.get(name, ""),
+            "RealName": "Nobody in particular" if name == NOBODY else name,
+            "Privileged": 1,
+            "Disabled": "0",
+            "_hyperlinks": [{"ref": "self", "type": "user", "id": desk.user_ids[name]}],
+        }
+    )
+
+
 async def list_queues(request: web.Request) -> web.Response:
     desk = request.app[DESK_KEY]
     queues = sorted(desk.queues.items())
@@ -903,8 +931,10 @@ async def fake_set(request: web.Request) -> web.Response:
         desk.record(ticket, "Set", by, at, "SLA", ticket.sla, str(body["sla"] or ""))
         ticket.sla = str(body["sla"] or "")
     if "owner" in body:
-        owner = desk.user(str(body["owner"]), ticket)
-        desk.record(ticket, "Set", by, at, "Owner", ticket.owner, owner)
+        owner = desk.user(str(body["owner"] or NOBODY), ticket)
+        numbers = desk.user_ids[ticket.owner], desk.user_ids[owner]
+        kind = str(body.get("owner_by") or "Set")
+        desk.record(ticket, kind, by, at, "Owner", *(str(n) for n in numbers))
         ticket.owner = owner
     changes = dict(body.get("custom_fields") or {})
     if "channel" in body:
@@ -1028,6 +1058,7 @@ def make_app() -> web.Application:
     app.router.add_get(f"{API}/ticket/{{id:\\d+}}", get_ticket)
     app.router.add_get(f"{API}/ticket/{{id:\\d+}}/history", ticket_history)
     app.router.add_get(f"{API}/queues/all", list_queues)
+    app.router.add_get(f"{API}/user/{{id}}", get_user)
     app.router.add_route("*", f"{API}/{{tail:.*}}", not_found)
     app.router.add_post("/_fake/tickets", fake_create)
     app.router.add_post("/_fake/tickets/{id}/correspond", fake_correspond)

@@ -11,19 +11,25 @@ missing credential is a 403 ``Authentication required``, a wrong token a 401):
   ``group.name:("A" OR "B")``, ``id:(1 OR 2)``; anything else is a 422.
 * ``GET /api/v1/tickets/{id}?expand=true``, ``GET /api/v1/tickets?page=&per_page=``.
 * ``GET /api/v1/ticket_articles/by_ticket/{id}``, ``GET /api/v1/ticket_history/{id}``.
-* ``GET /api/v1/ticket_states``, ``GET /api/v1/ticket_priorities``.
+* ``GET /api/v1/ticket_states``, ``GET /api/v1/ticket_priorities``, ``GET /api/v1/users/{id}``.
+
+Owners are users: id 1 is Zammad's ``-`` (nobody); an agent named by email gets a user with
+that email and the email's local part as login. A ticket shows ``owner_id`` (and the owner's
+login as ``owner`` when expanded); an owner change is a history entry ``owner`` with the names
+in ``value_from``/``value_to`` and the user ids in ``id_from``/``id_to``, and the history
+answer brings the users its entries name in ``assets.User``.
 
 Timestamps are ``2024-05-01T10:00:00.123Z``. Zammad sends no rate-limit headers; a reverse
 proxy in front of it may (``/_fake/proxy_limit``).
 
 Scenario endpoints (POST, JSON; each answers the ticket, article or a summary):
 
-* ``tickets`` ``{title, group, state, priority, customer, organization, type, sender,
+* ``tickets`` ``{title, group, owner, state, priority, customer, organization, type, sender,
   internal, article}`` creates a ticket, by default with a customer email as first article;
 * ``articles`` ``{ticket_id, sender, type, internal}`` adds an article (a public customer
   article reopens a pending or closed ticket, as Zammad's follow-up handling does);
-* ``update`` ``{ticket_id, state, priority, group, state_type_id}`` (a new state name is
-  created on the fly, of ``state_type_id`` — open unless given);
+* ``update`` ``{ticket_id, state, priority, group, owner, state_type_id}`` (a new state name
+  is created on the fly, of ``state_type_id`` — open unless given; ``owner: null`` unassigns);
 * ``merge`` ``{ticket_id, into}``; ``delete`` ``{ticket_id}`` (gone for good, 404 afterwards);
 * ``deadlines`` ``{ticket_id, first_response, update, close}`` (ISO or null) sets the
   ``*_escalation_at`` fields;
@@ -51,6 +57,7 @@ from aiohttp import web
 from tests.fakes.base import Handler, base_app, json_body
 
 TOKEN = "fake-token"
+NOBODY = 1  # Zammad's "-" user: an unassigned ticket's owner
 DROP = "__drop__"
 MAX_PER_PAGE = 200
 
@@ -105,6 +112,7 @@ class Ticket:
     state: str
     priority: str
     customer: str
+    owner_id: int
     organization: str | None
     created_at: datetime
     updated_at: datetime
@@ -144,6 +152,7 @@ class HistoryEntry:
     value_from: str | None = None
     value_to: str | None = None
     related_o_id: int | None = None
+    ids: tuple[int, int] | None = None  # owner changes: the user ids from and to
 
 
 @dataclass
@@ -164,6 +173,9 @@ class FakeZammad:
         self.states: dict[str, tuple[int, int]] = dict(STATE_TYPES)
         self.priorities: dict[str, int] = dict(PRIORITIES)
         self.groups: dict[str, int] = {"Users": 1}
+        self.users: dict[int, dict[str, Any]] = {
+            NOBODY: {"id": NOBODY, "login": "-", "email": "", "firstname": "-", "lastname": ""}
+        }
         self.offset = timedelta(0)
         self._last = datetime.now(UTC)
         self._ids = {"ticket": 0, "article": 0, "history": 0}
@@ -189,6 +201,28 @@ class FakeZammad:
 
     # ------------------------------------------------------------------ operations
 
+    def user_id(self, email: str | None) -> int:
+        """The agent with this email (created on first mention); nobody for None."""
+        if not email:
+            return NOBODY
+        for user in self.users.values():
+            if user["email"].lower() == email.lower():
+                return int(user["id"])
+        user_id = len(self.users) + 1
+        local = email.split("@")[0]
+        self.users[user_id] = {
+            "id": user_id,
+            "login": local.lower(),
+            "email": email,
+            "firstname": local.title(),
+            "lastname": "Agent",
+        }
+        return user_id
+
+    def full_name(self, user_id: int) -> str:
+        user = self.users[user_id]
+        return f"{user['firstname']} {user['lastname']}".strip()
+
     def create_ticket(self, spec: dict[str, Any], at: datetime | None = None) -> Ticket:
         at = at or self.now()
         ticket = Ticket(
@@ -198,6 +232,7 @@ class FakeZammad:
             state=str(spec.get("state", "new")),
             priority=str(spec.get("priority", "2 normal")),
             customer=str(spec.get("customer", "customer@example.com")),
+            owner_id=self.user_id(spec.get("owner")),
             organization=spec.get("organization"),
             created_at=at,
             updated_at=at,
@@ -260,6 +295,13 @@ class FakeZammad:
         for attribute in ("state", "priority", "group"):
             if attribute in changes and changes[attribute] != getattr(ticket, attribute):
                 self._set(ticket, attribute, str(changes[attribute]), at)
+        if "owner" in changes:
+            owner = self.user_id(changes["owner"])
+            if owner != ticket.owner_id:
+                names = self.full_name(ticket.owner_id), self.full_name(owner)
+                self._log(ticket.id, "Ticket", "updated", at, "owner", *names, o_id=ticket.id)
+                self.history[ticket.id][-1].ids = (ticket.owner_id, owner)
+                ticket.owner_id = owner
         if "title" in changes:
             ticket.title = str(changes["title"])
         ticket.updated_at = at
@@ -370,6 +412,7 @@ class FakeZammad:
                 "group": rng.choice(groups),
                 "priority": rng.choice(["1 low", "2 normal", "2 normal", "3 high"]),
                 "customer": f"customer{i % 500}@example.com",
+                "owner": f"agent{i % 3}@example.com",
             }
             moment = later(origin, i * 2)
             ticket = self.create_ticket(spec, at=moment)
@@ -412,7 +455,7 @@ class FakeZammad:
             "organization_id": 1 if ticket.organization else None,
             "number": str(31000 + ticket.id),
             "title": ticket.title,
-            "owner_id": 1,
+            "owner_id": ticket.owner_id,
             "customer_id": 2,
             "note": None,
             "first_response_at": stamp(ticket.first_response_at),
@@ -448,7 +491,7 @@ class FakeZammad:
                 group=ticket.group,
                 state=ticket.state,
                 priority=ticket.priority,
-                owner="-",
+                owner=self.users[ticket.owner_id]["login"],
                 customer=ticket.customer,
                 organization=ticket.organization,
                 create_article_type=ticket.create_article_type,
@@ -500,6 +543,8 @@ class FakeZammad:
             data["attribute"] = entry.attribute
             data["value_from"] = entry.value_from
             data["value_to"] = entry.value_to
+        if entry.ids is not None:
+            data["id_from"], data["id_to"] = entry.ids
         if entry.related_o_id is not None:
             data["related_o_id"] = entry.related_o_id
             data["related_object"] = "Ticket"
@@ -656,7 +701,18 @@ async def ticket_history(request: web.Request) -> web.Response:
     if ticket_id not in desk.tickets:
         return _not_found("Ticket", request.match_info["id"])
     entries = sorted(desk.history[ticket_id], key=lambda h: (h.created_at, h.id))
-    return json_body({"history": [desk.history_json(h) for h in entries], "assets": {}})
+    named = {i for h in entries if h.ids is not None for i in h.ids}
+    users = {str(i): desk.users[i] for i in sorted(named)}
+    assets = {"User": users} if users else {}
+    return json_body({"history": [desk.history_json(h) for h in entries], "assets": assets})
+
+
+async def show_user(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    user = desk.users.get(_int(request.match_info["id"], -1))
+    if user is None:
+        return _not_found("User", request.match_info["id"])
+    return json_body(user)
 
 
 async def ticket_states(request: web.Request) -> web.Response:
@@ -834,6 +890,7 @@ def make_app() -> web.Application:
     app.router.add_get("/api/v1/ticket_history/{id}", ticket_history)
     app.router.add_get("/api/v1/ticket_states", ticket_states)
     app.router.add_get("/api/v1/ticket_priorities", ticket_priorities)
+    app.router.add_get("/api/v1/users/{id}", show_user)
     for name, handler in (
         ("tickets", fake_tickets),
         ("articles", fake_articles),

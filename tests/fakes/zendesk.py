@@ -31,11 +31,14 @@ under ``/_fake/``:
   (``lag``: the seconds the incremental exports hide, 60 as in Zendesk).
 * ``POST /_fake/fail`` ``{"path", "after": n, "status": 500, "count": k}``: after ``n`` good
   answers on that path, fail the next ``k``.
-* ``POST /_fake/tickets`` ``{subject, status, priority, type, channel, group, requester,
-  organization, tags, created_at, author}`` -> ``{"id", "requester_id"}``.
+* ``POST /_fake/tickets`` ``{subject, status, priority, type, channel, group, assignee,
+  requester, organization, tags, created_at, author}`` -> ``{"id", "requester_id"}``
+  (``assignee``: ``"agent"``, ``"agent2"``, an email or a user id; an unknown email becomes an
+  agent).
 * ``POST /_fake/tickets/{id}/reply`` ``{"author": "agent"|"agent2"|"requester"|"end_user"|id,
   "public": true, "status"}`` (an agent's public reply opens a new ticket; an end user's reopens
-  a pending or solved one); ``/update`` ``{status, priority, group, tags, author}``;
+  a pending or solved one); ``/update`` ``{status, priority, group, assignee, tags, author}``
+  (``assignee: null`` unassigns);
   ``/sla`` ``{<zendesk metric>: epoch|iso|null}`` (a system update); ``/delete`` (status
   ``deleted``); ``/purge`` (gone everywhere); ``/merge`` ``{"into": id}``; ``/touch`` (a
   system update without visible change); ``/output`` ``{"set": {...}, "drop": [...]}`` (JSON
@@ -210,6 +213,15 @@ class FakeZendesk:
                 return gid
         raise web.HTTPBadRequest(text=f"unknown group {group!r}")
 
+    def assignee_id(self, who: Any) -> int | None:
+        """The agent a ticket is assigned to; whoever is assigned counts as an agent."""
+        if who is None:
+            return None
+        uid = self.user_for(who)
+        if self.users[uid]["role"] == "end-user":
+            self.users[uid]["role"] = "agent"
+        return uid
+
     def create(self, spec: dict[str, Any]) -> FakeTicket:
         at = _epoch(spec.get("created_at"), self.now())
         requester = self.user_for(spec.get("requester", f"customer{self._ids['ticket'] + 1}"))
@@ -225,6 +237,7 @@ class FakeZendesk:
             subject=spec.get("subject", "Help"),
             requester_id=requester,
             group_id=self.group_id(spec.get("group")),
+            assignee_id=self.assignee_id(spec.get("assignee")),
             organization_id=spec.get("organization"),
             tags=list(spec.get("tags", [])),
         )
@@ -237,6 +250,7 @@ class FakeZendesk:
             ("status", ticket.status),
             ("priority", ticket.priority),
             ("group_id", ticket.group_id),
+            ("assignee_id", ticket.assignee_id),
             ("tags", ticket.tags or None),
         ):
             if value is not None:
@@ -276,6 +290,11 @@ class FakeZendesk:
             if group != ticket.group_id:
                 events.append(self._change("group_id", group, ticket.group_id))
                 ticket.group_id = group
+        if "assignee" in spec:
+            assignee = self.assignee_id(spec["assignee"])
+            if assignee != ticket.assignee_id:
+                events.append(self._change("assignee_id", assignee, ticket.assignee_id))
+                ticket.assignee_id = assignee
         if "tags" in spec:
             events.append(self._change("tags", list(spec["tags"]), list(ticket.tags)))
             ticket.tags = list(spec["tags"])
@@ -361,6 +380,7 @@ class FakeZendesk:
                 subject=f"Bulk ticket {n}",
                 requester_id=requester,
                 group_id=rng.choice(list(GROUPS)),
+                assignee_id=(AGENT_ID, SECOND_AGENT_ID)[n % 2],
             )
             self.tickets[ticket.id] = ticket
             created = [
@@ -368,6 +388,7 @@ class FakeZendesk:
                 self._created("status", "new"),
                 self._created("priority", ticket.priority),
                 self._created("group_id", ticket.group_id),
+                self._created("assignee_id", ticket.assignee_id),
             ]
             self._record(ticket, at, requester, str(ticket.channel), created, sort=False)
             t = at

@@ -495,6 +495,31 @@ async def test_a_reply_to_a_resolved_ticket_and_a_resolve_goal_that_comes_first(
         await app.shutdown()
 
 
+async def test_the_owners_email_is_the_assignee_and_the_queue_the_group(rt: RealRt) -> None:
+    """RT records owner changes by user number; the connector names the owner by the email
+    RT keeps for that user, and Nobody by an empty ``assignee``."""
+    settings = {"type": "rt", "url": rt.url, "token": rt.token, "overlap": "2s"}
+    source = RequestTrackerSource("rt", RequestTrackerSourceConfig.model_validate(settings))
+    root_email = str(rt.call("GET", "user/root")["EmailAddress"]).lower()
+    assert root_email
+    try:
+        ticket = rt.create("Keyboard missing keys")
+        await asyncio.sleep(1.1)
+        first = [
+            e for e in (await source.poll(datetime.now(UTC))).events if e.ticket_id == str(ticket)
+        ]
+        assert first[0].fields["group"] == "General"
+        assert "assignee" not in first[0].fields  # created unowned
+        rt.call("PUT", f"ticket/{ticket}", {"Owner": "root"})
+        rt.call("PUT", f"ticket/{ticket}", {"Owner": "Nobody"})
+        await asyncio.sleep(1.1)
+        changes = await source.poll(datetime.now(UTC))
+        owners = [e.fields["assignee"] for e in changes.events if "assignee" in e.fields]
+        assert owners == [root_email, ""]
+    finally:
+        await source.close()
+
+
 async def test_incremental_polls_of_real_rt_are_cheap_and_complete(rt: RealRt) -> None:
     settings = {"type": "rt", "url": rt.url, "token": rt.token, "overlap": "2s"}
     source = RequestTrackerSource("rt", RequestTrackerSourceConfig.model_validate(settings))

@@ -71,6 +71,7 @@ def test_explain_json_has_the_documented_shape(
                 "remaining_s": 18000.0,
             },
         },
+        "escalation": [],  # the audit trail: only for tickets from the daemon's state
     }
 
 

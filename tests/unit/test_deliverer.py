@@ -265,6 +265,25 @@ async def test_a_refused_attempt_is_retried_after_the_backoff_and_given_up_at_ma
     assert bench.store.claim_due() == []
 
 
+async def test_a_receivers_retry_after_longer_than_the_backoff_delays_the_next_attempt(
+    bench: Bench,
+) -> None:
+    async def rate_limited(receiver: str, target: int, message: Notification) -> DeliveryOutcome:
+        return DeliveryOutcome(False, error="slack chat.postMessage: ratelimited", retry_after=90)
+
+    deliverer = bench.deliverer(rate_limited)
+    deliverer.settings = DeliveryConfig(
+        first_retry=timedelta(seconds=5), max_retry=timedelta(seconds=10), max_attempts=3
+    )
+    bench.post()
+    before = time.time()
+    assert await deliverer.attempt(bench.claim()) is False
+    row = outbox_row(bench.path)
+    assert row["state"] == "pending"
+    wait = float(row["next_attempt_at"]) - before  # type: ignore[arg-type]
+    assert 90 <= wait <= 91, wait  # the receiver's wait, not the backoff's 2.5..5 s
+
+
 async def test_a_send_that_may_have_arrived_is_retried_flagged_and_delivery_is_stamped(
     bench: Bench,
 ) -> None:

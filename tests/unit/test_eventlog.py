@@ -44,6 +44,20 @@ def test_rows_are_grouped_per_ticket_in_time_order_with_extra_fields(tmp_path: P
     assert a[1].category is None, "an empty status leaves the status unchanged"
 
 
+def test_assignee_and_group_columns_become_the_fields_routing_reads(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "A,2024-01-08T08:30:00Z,created,new,high,email,support,ann@example.com,Tier 1\n"
+        "A,2024-01-08T09:00:00Z,status_changed,,,,,bo@example.com,Tier 2\n"
+        "A,2024-01-08T09:30:00Z,agent_reply,,,,,,\n",
+        header="ticket_id,timestamp,event,status,priority,channel,queue,assignee,group\n",
+    )
+    created, reassigned, reply = read_events(path).tickets["A"]
+    assert (created.fields["assignee"], created.fields["group"]) == ("ann@example.com", "Tier 1")
+    assert dict(reassigned.fields) == {"assignee": "bo@example.com", "group": "Tier 2"}
+    assert dict(reply.fields) == {}, "an empty cell leaves the field as it was"
+
+
 def test_bad_rows_are_reported_with_their_lines_and_skipped(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -73,6 +73,17 @@ class FreshdeskClient:
         """Every group (id, name, ...), following the pages."""
         return await self._all("groups")
 
+    async def agent(self, agent_id: int) -> Any | None:
+        """One agent (``contact.email``); None when Freshdesk has no such agent (404) or the
+        key may not read agents (403)."""
+        try:
+            response = await self.http.get_json(f"agents/{agent_id}")
+        except SourceError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+        return response.data
+
     async def ticket_fields(self) -> list[Any]:
         response = await self.http.get_json("ticket_fields")
         return response.data if isinstance(response.data, list) else []

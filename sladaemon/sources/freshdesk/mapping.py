@@ -14,6 +14,11 @@ with ``include=stats``:
 * a field update at ``updated_at`` carrying the current status and fields (a changed priority
   or group), and one carrying the native deadlines as ``due:*`` fields.
 
+The group's name is both ``queue`` and ``group``; the responder (the agent assigned) is
+``assignee``, by email in lower case. The field update always carries both ``assignee`` and
+``group``, empty when the ticket has none, so an unassignment clears them.
+
+
 A reply and a status change at the same instant come reply first, except that a reopen goes
 before the customer's reply that caused it (Freshdesk stamps both with the reply's time), so
 the reply waits for an answer (``sources.ordering``).
@@ -37,6 +42,7 @@ from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, nati
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.freshdesk.payloads import FreshdeskTicket, TicketStats
 from sladaemon.sources.ordering import reopen_before_replies
+from sladaemon.sources.people import ASSIGNEE, GROUP
 
 OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
 
@@ -128,6 +134,7 @@ class Vocabulary:
 
     status_names: Mapping[int, str] = field(default_factory=dict)  # custom statuses
     group_names: Mapping[int, str] = field(default_factory=dict)
+    agent_names: Mapping[int, str] = field(default_factory=dict)  # agent id -> email
     channels: ChannelMap = field(default_factory=lambda: ChannelMap(DEFAULT_CHANNELS))
 
     def status_name(self, code: int | None) -> str:
@@ -139,6 +146,12 @@ class Vocabulary:
         if group_id is None:
             return ""
         return self.group_names.get(group_id) or str(group_id)
+
+    def assignee(self, responder_id: int | None) -> str:
+        """The assigned agent's email (the id when the agent could not be read); "" for none."""
+        if responder_id is None:
+            return ""
+        return self.agent_names.get(responder_id) or str(responder_id)
 
     def channel(self, source: int | None) -> str:
         """The channel of a source code, by code, else by Freshdesk's name for it; unknown
@@ -159,6 +172,8 @@ def ticket_fields(ticket: FreshdeskTicket, vocabulary: Vocabulary) -> dict[str, 
         else "",
         "channel": vocabulary.channel(ticket.source),
         "queue": vocabulary.queue(ticket.group_id),
+        GROUP: vocabulary.queue(ticket.group_id),
+        ASSIGNEE: vocabulary.assignee(ticket.responder_id),
         "type": ticket.type or "",
         "company": str(ticket.company_id) if ticket.company_id is not None else "",
         "product": str(ticket.product_id) if ticket.product_id is not None else "",
@@ -310,7 +325,9 @@ def _earlier_status_events(
 def _fields_event(
     ticket: FreshdeskTicket, latest: datetime, fields: dict[str, str], statuses: _Statuses
 ) -> TicketEvent:
-    """The current status and fields as of the latest change."""
+    """The current status and fields as of the latest change; ``assignee`` and ``group`` are
+    there even when empty (nobody, no group)."""
+    fields = {ASSIGNEE: "", GROUP: "", **fields}
     current = ticket.status
     return TicketEvent(
         ticket.ticket_id,

@@ -179,6 +179,26 @@ class FreshdeskGroup(TolerantModel):
     name: LenientText = None
 
 
+class AgentContact(TolerantModel):
+    email: LenientText = None
+    name: LenientText = None
+
+
+class FreshdeskAgent(TolerantModel):
+    """``GET /api/v2/agents/{id}``: the agent's email and name are in ``contact``."""
+
+    id: int
+    contact: Annotated[AgentContact | None, BeforeValidator(_mapping_or_none)] = None
+
+
+def parse_agent(item: object) -> FreshdeskAgent | None:
+    """An agent record; None when it does not parse."""
+    try:
+        return FreshdeskAgent.model_validate(item)
+    except ValidationError:
+        return None
+
+
 def parse_tickets(items: list[Any]) -> tuple[list[FreshdeskTicket], list[RowIssue]]:
     """The readable tickets of a page, and one issue per item that is not."""
     tickets: list[FreshdeskTicket] = []

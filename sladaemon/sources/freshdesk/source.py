@@ -48,12 +48,14 @@ from sladaemon.sources.freshdesk.mapping import (
 )
 from sladaemon.sources.freshdesk.payloads import (
     FreshdeskTicket,
+    parse_agent,
     parse_groups,
     parse_status_names,
     parse_ticket,
     parse_tickets,
     parse_timestamp,
 )
+from sladaemon.sources.people import BoundedCache, person_identity
 
 INITIAL_LOOKBACK = timedelta(days=30)  # Freshdesk's own window when updated_since is absent
 PAGES_PER_POLL = 10
@@ -169,6 +171,7 @@ class FreshdeskSource:
         self._per_page = min(cfg.page_size, MAX_PER_PAGE)
         self._vocabulary: Vocabulary | None = None
         self._looked_up: set[tuple[str, int]] = set()  # unnamed groups/statuses already sought
+        self._agents: BoundedCache[int] = BoundedCache()  # agent id -> email, read once each
         self._reported: set[str] = set()  # issues already reported (overlapping reads repeat)
         self._names_warned = False
 
@@ -226,6 +229,7 @@ class FreshdeskSource:
                 await self._load_vocabulary()
                 named = True
             self._looked_up |= unnamed
+            await self._complete_agents(tickets)
             for ticket in tickets:
                 if current.kind is PassKind.CHANGES:
                     self._take(ticket, work, result, initial=current.initial, since=current.since)
@@ -369,6 +373,7 @@ class FreshdeskSource:
             except ValueError as exc:
                 self._report(result, [RowIssue(0, f"ticket {tid}: {exc}")])
                 continue
+            await self._complete_agents([ticket])
             self._take(ticket, work, result)
         work.verify_after = _id_order(batch[-1]) if batch else 0
 
@@ -392,8 +397,18 @@ class FreshdeskSource:
 
     def _names(self) -> Vocabulary:
         if self._vocabulary is None:
-            self._vocabulary = Vocabulary(channels=self._channels)
+            self._vocabulary = Vocabulary(agent_names=self._agents, channels=self._channels)
         return self._vocabulary
+
+    async def _complete_agents(self, tickets: list[FreshdeskTicket]) -> None:
+        """Read the assigned agents not known yet, one request each; an agent that cannot be
+        read is named by its id (and not asked for again)."""
+        wanted = {t.responder_id for t in tickets if t.responder_id is not None}
+        for agent_id in sorted(wanted - self._agents.keys()):
+            agent = parse_agent(await self.client.agent(agent_id))
+            contact = agent.contact if agent is not None else None
+            identity = person_identity(contact.email, contact.name) if contact else ""
+            self._agents.put(agent_id, identity or str(agent_id))
 
     async def _load_vocabulary(self) -> None:
         """Group and custom status names (ids stay in use when the key may not read them)."""
@@ -405,6 +420,7 @@ class FreshdeskSource:
             if fields is not None
             else previous.status_names,
             group_names=parse_groups(groups) if groups is not None else previous.group_names,
+            agent_names=self._agents,
             channels=self._channels,
         )
 

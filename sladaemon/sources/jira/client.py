@@ -40,6 +40,7 @@ from sladaemon.sources.jira.payloads import (
     SlaPage,
     SlaValue,
     StatusInfo,
+    UserRef,
     describe_error,
 )
 
@@ -78,6 +79,16 @@ class JiraClient:
     async def fields(self) -> list[FieldInfo]:
         response = await self.http.get_json("/rest/api/3/field")
         return _parse_list(FieldInfo, response.data, "field list")
+
+    async def user(self, account_id: str) -> UserRef | None:
+        """``GET /rest/api/3/user?accountId=``; None when there is no such user."""
+        try:
+            response = await self.http.get_json("/rest/api/3/user", {"accountId": account_id})
+        except SourceError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return _parse(UserRef, response.data, f"user {account_id}")
 
     async def statuses(self) -> list[StatusInfo]:
         response = await self.http.get_json("/rest/api/3/status")

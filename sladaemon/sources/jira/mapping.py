@@ -12,6 +12,10 @@
   author) are ``customer_reply``; the rest are ``internal_note``.
 * Statuses: the configured map, then JSM's usual names, then the status's Jira category
   (To Do -> new, In Progress -> open, Done -> solved), then common names; unknown -> open.
+* Assignee: ``assignee`` is the assignee's ``emailAddress`` in lower case (the display name
+  when the user hides the email; account ids in the changelog are named through ``people``);
+  empty when unassigned. Jira has no group on a request: ``group`` is not set (a team field
+  is a site-specific custom field).
 * Channel: the request's ``request.channel.type`` property (portal, email, api, jira,
   anonymous portal) through the channel map; unknown values -> "other".
 * Native deadlines: the running (not paused) cycle's ``breachTime`` of each SLA whose name maps to
@@ -39,6 +43,7 @@ from sladaemon.sources.jira.payloads import (
     StatusRef,
     UserRef,
 )
+from sladaemon.sources.people import ASSIGNEE, person_identity
 from sladaemon.statuses import StatusMap
 
 # JSM's usual status names (service request, incident and change workflows).
@@ -86,6 +91,7 @@ DEFAULT_SLA_METRICS: Mapping[str, Metric] = {
 
 STATUS_FIELD = "status"
 PRIORITY_FIELD = "priority"
+ASSIGNEE_FIELD = "assignee"
 REQUEST_TYPE_NAMES = ("Customer Request Type", "Request Type")
 
 
@@ -191,6 +197,7 @@ class MappingContext:
     catalog: SiteCatalog
     statuses: JiraStatuses
     channels: ChannelMap  # request.channel.type -> channel name
+    people: Mapping[str, str] = field(default_factory=dict)  # account id -> email, else name
 
 
 def to_ms(moment: datetime) -> int:
@@ -258,6 +265,31 @@ class _StartValues:
     category: StatusCategory | None
     priority: str
     request_type: str
+    assignee: str
+
+
+def user_identity(user: UserRef) -> str:
+    """How ``assignee`` names a Jira user: the email in lower case, else the display name."""
+    return person_identity(user.email_address, user.display_name)
+
+
+def account_ids(histories: Iterable[ChangeHistory]) -> set[str]:
+    """The account ids the assignee changes in ``histories`` name."""
+    return {
+        account
+        for history in histories
+        for item in history.items
+        if _is_assignee(item)
+        for account in (item.from_id, item.to_id)
+        if account
+    }
+
+
+def _account_identity(context: MappingContext, account_id: str, name: str) -> str:
+    """An account id from the changelog, by ``people``; else its display name."""
+    if not account_id:
+        return ""
+    return context.people.get(account_id) or name or account_id
 
 
 def _start_values(
@@ -279,7 +311,12 @@ def _start_values(
     category = None
     if status_name:
         category = context.statuses(status_name, _key_of(context, status_id, status))
-    return _StartValues(status_name, category, priority_name, request_type)
+    assignee = issue.fields.assignee
+    current = user_identity(assignee) if assignee is not None else ""
+    name, account = _value_at_start(ordered, _is_assignee, current, "")
+    if name != current or account:
+        current = _account_identity(context, account, name)
+    return _StartValues(status_name, category, priority_name, request_type, current)
 
 
 def _created_event(issue: IssuePayload, start: _StartValues, channel: str) -> TicketEvent:
@@ -296,6 +333,7 @@ def _created_event(issue: IssuePayload, start: _StartValues, channel: str) -> Ti
             queue=project.key if project else "",
             project=project.name if project else "",
             request_type=start.request_type,
+            assignee=start.assignee,
             issue_type=issue.fields.issuetype.name if issue.fields.issuetype else "",
         ),
         event_id="created",
@@ -348,6 +386,9 @@ def _history_events(
                 events.append(
                     _field_event(key, at, status_name, "request_type", item.to_string, history)
                 )
+            elif _is_assignee(item):
+                assignee = _account_identity(context, item.to_id, item.to_string)
+                events.append(_field_event(key, at, status_name, ASSIGNEE, assignee, history))
     return events, revived
 
 
@@ -425,6 +466,10 @@ def _is_status(item: ChangeItem) -> bool:
 
 def _is_priority(item: ChangeItem) -> bool:
     return item.is_field(PRIORITY_FIELD, PRIORITY_FIELD)
+
+
+def _is_assignee(item: ChangeItem) -> bool:
+    return item.is_field(ASSIGNEE_FIELD, ASSIGNEE_FIELD)
 
 
 def _is_request_type(item: ChangeItem, field_id: str | None) -> bool:

@@ -111,6 +111,7 @@ class UserRef(JiraPayload):
     account_id: Text = Field("", alias="accountId")
     account_type: Text = Field("", alias="accountType")  # atlassian | app | customer
     display_name: Text = Field("", alias="displayName")
+    email_address: Text = Field("", alias="emailAddress")  # absent when the user hides it
 
 
 # ---------------------------------------------------------------------------- comments
@@ -248,6 +249,7 @@ class IssueFields(JiraPayload):
     created: JiraTime | None = None
     updated: JiraTime | None = None
     reporter: UserRef | None = None
+    assignee: UserRef | None = None
     project: ProjectRef | None = None
     issuetype: NamedRef | None = None
     comment: CommentPage | None = None

@@ -41,6 +41,7 @@ from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.jira.client import JiraClient, jql_string, jql_time
 from sladaemon.sources.jira.mapping import (
+    ASSIGNEE_FIELD,
     DEFAULT_CHANNELS,
     PRIORITY_FIELD,
     STATUS_FIELD,
@@ -48,10 +49,12 @@ from sladaemon.sources.jira.mapping import (
     MappingContext,
     SiteCatalog,
     TicketMemory,
+    account_ids,
     gone_event,
     map_issue,
     sla_metric,
     to_ms,
+    user_identity,
 )
 from sladaemon.sources.jira.payloads import (
     ChangeHistory,
@@ -60,6 +63,7 @@ from sladaemon.sources.jira.payloads import (
     SlaValue,
     describe_error,
 )
+from sladaemon.sources.people import BoundedCache
 
 ISSUE_FIELDS = (
     "summary",
@@ -68,6 +72,7 @@ ISSUE_FIELDS = (
     "created",
     "updated",
     "reporter",
+    "assignee",
     "project",
     "issuetype",
     "comment",
@@ -189,6 +194,7 @@ class JiraSource:
         self.client = JiraClient(cfg)
         self.statuses = JiraStatuses(cfg.statuses)
         self.channels = ChannelMap(DEFAULT_CHANNELS, cfg.channels)
+        self._people: BoundedCache[str] = BoundedCache()  # account id -> email, else name
         self.state = SyncState.from_cursor(cursor)
         self.overlap = max(cfg.overlap, MIN_OVERLAP)
         self._filters = _filters(cfg)
@@ -216,7 +222,7 @@ class JiraSource:
         catalog = state.catalog
         if catalog is None or reconcile:
             catalog = await self._load_catalog()
-        context = MappingContext(catalog, self.statuses, self.channels)
+        context = MappingContext(catalog, self.statuses, self.channels, self._people)
         progress = _Progress.of(state)
         if reconcile:
             await self._reconcile(context, changes, result, now)
@@ -325,6 +331,7 @@ class JiraSource:
             return newest
 
         histories = await self._complete_changelogs(fresh, context.catalog)
+        await self._learn_assignees(fresh, histories)
         comments = await self._complete_comments(fresh)
         slas = await self._request_slas(fresh, context.catalog)
         for issue, previous in fresh:
@@ -352,6 +359,25 @@ class JiraSource:
         changes.skipped_rows.add(mark)
         result.issues.append(RowIssue(0, f"ticket {_raw_key(raw)}: {reason}"))
 
+    async def _learn_assignees(
+        self,
+        fresh: list[tuple[IssuePayload, TicketMemory | None]],
+        histories: dict[str, list[ChangeHistory]],
+    ) -> None:
+        """Emails of the accounts assignee changes name: current assignees tell their own;
+        the others are read once each (``GET /user``), named by display name when hidden."""
+        wanted: set[str] = set()
+        for issue, _ in fresh:
+            assignee = issue.fields.assignee
+            if assignee is not None and assignee.account_id:
+                self._people.put(assignee.account_id, user_identity(assignee))
+            embedded = issue.changelog.histories if issue.changelog else []
+            wanted |= account_ids(histories.get(issue.id) or embedded)
+        for account_id in sorted(wanted - self._people.keys()):
+            user = await self.client.user(account_id)
+            # "" (gone): the changelog's display name stands in, and it is not asked again
+            self._people.put(account_id, user_identity(user) if user is not None else "")
+
     async def _complete_changelogs(
         self, fresh: list[tuple[IssuePayload, TicketMemory | None]], catalog: SiteCatalog
     ) -> dict[str, list[ChangeHistory]]:
@@ -360,7 +386,7 @@ class JiraSource:
         wanted = [issue.id for issue, previous in fresh if _changelog_short(issue, previous)]
         if not wanted:
             return {}
-        field_ids = [STATUS_FIELD, PRIORITY_FIELD]
+        field_ids = [STATUS_FIELD, PRIORITY_FIELD, ASSIGNEE_FIELD]
         if catalog.request_type_field:
             field_ids.append(catalog.request_type_field)
         return await self.client.changelogs(wanted, field_ids)

@@ -31,7 +31,7 @@ from sladaemon.errors import RowIssue
 from sladaemon.sources.base import SourceError
 from sladaemon.sources.http import HelpdeskHttp, Response
 from sladaemon.sources.rt.mapping import HISTORY_TYPES
-from sladaemon.sources.rt.payloads import RtPage, RtQueue, RtTicket, RtTransaction
+from sladaemon.sources.rt.payloads import RtPage, RtQueue, RtTicket, RtTransaction, RtUser
 
 API_PATH = "/REST/2.0"
 MAX_PER_PAGE = 100  # REST2 clamps larger values
@@ -149,7 +149,8 @@ class RequestTrackerClient:
         a deleted one with status "deleted". None when RT no longer gives it out."""
         try:
             response = await self.http.get_json(
-                f"ticket/{ticket_id}", params={"fields[Queue]": "Name"}
+                f"ticket/{ticket_id}",
+                params={"fields[Queue]": "Name", "fields[Owner]": USER_EXPANSION},
             )
         except SourceError as exc:
             if exc.retryable:
@@ -230,7 +231,20 @@ class RequestTrackerClient:
             transactions.sort(key=lambda t: t.id)
         return by_ticket, issues, server_time
 
-    # ------------------------------------------------------------------ queues
+    # ------------------------------------------------------------------ users and queues
+
+    async def user(self, user_id: str) -> RtUser | None:
+        """``GET /user/{id}``; None when RT does not give it out (gone, or not permitted)."""
+        try:
+            response = await self.http.get_json(f"user/{user_id}")
+        except SourceError as exc:
+            if exc.retryable:
+                raise
+            return None
+        try:
+            return RtUser.model_validate(response.data)
+        except ValidationError:
+            return None
 
     async def queue_names(self) -> dict[str, str]:
         """Queue id -> name, for history entries that name a queue by id."""

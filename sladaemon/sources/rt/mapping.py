@@ -16,11 +16,14 @@ History, in transaction order (event ids are RT's transaction ids, so re-reading
 * ``Comment`` -> ``internal_note``;
 * ``Status`` -> ``status_changed`` / ``resolved`` / ``closed`` / ``reopened``;
 * ``Set`` of Priority, Queue, SLA and ``CustomField`` changes -> ``status_changed`` with the
-  new field value;
+  new field value; so do owner changes (``Set``, ``Give``, ``Take``, ``Untake``, ``Steal`` of
+  ``Owner``, whose values are user ids);
 * ``Set`` of ``Due`` on a ticket with an SLA level -> a ``due:`` field (see below).
 
 Fields: ``priority`` is RT's number as text (the Low/Medium/High labels of RT 5 are for
-display only), ``queue`` the queue's name, ``sla`` the SLA level, ``channel`` the value of a
+display only), ``queue`` and ``group`` the queue's name (RT groups agents by queue; tickets
+have no group), ``assignee`` the owner's email in lower case (the user name when the user has
+no email; empty for ``Nobody``), ``sla`` the SLA level, ``channel`` the value of a
 ticket custom field named "Channel" (RT records no channel of its own) and ``cf.<name>``
 the other custom fields.
 
@@ -57,6 +60,7 @@ from sladaemon.model import (
 )
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.ordering import reopen_before_replies
+from sladaemon.sources.people import ASSIGNEE, GROUP, person_identity
 from sladaemon.sources.rt.payloads import RtRef, RtTicket, RtTransaction, parse_rt_time
 from sladaemon.statuses import StatusMap
 
@@ -90,8 +94,17 @@ CHANNEL_CUSTOM_FIELD = "channel"
 CUSTOM_FIELD_PREFIX = "cf."
 
 # Transaction types the connector reads (the rest, e.g. EmailRecord, say nothing about SLAs).
-HISTORY_TYPES = ("Create", "Correspond", "Comment", "Status", "Set", "CustomField")
-
+HISTORY_TYPES = (
+    "Create",
+    "Correspond",
+    "Comment",
+    "Status",
+    "Set",
+    "CustomField",
+    *("Give", "Take", "Untake", "Steal"),  # owner changes
+)
+OWNER_CHANGES = frozenset({"Set", "Give", "Take", "Untake", "Steal"})  # with Field "Owner"
+NOBODY = "nobody"  # the owner of an unowned ticket
 # The fields RT's single Due may be filed under: each goal that competes with Resolve.
 DUE_FIELDS = tuple(
     native_due_field(response, Metric.RESOLUTION)
@@ -104,6 +117,7 @@ class MappingContext:
     statuses: StatusMap
     channels: ChannelMap
     queue_names: Mapping[str, str] = field(default_factory=dict)  # queue id -> name
+    user_names: Mapping[str, str] = field(default_factory=dict)  # user id -> identity
 
 
 @dataclass(slots=True)
@@ -188,9 +202,12 @@ def _created(
     status = _initial(unseen, "Status", ticket.status)
     category = context.statuses(status) if status else StatusCategory.NEW
     sla = _initial(unseen, "SLA", ticket.sla)
+    queue = _queue_name(_initial(unseen, "Queue", None), ticket, context)
     fields: dict[str, str] = {
         "priority": _initial(unseen, "Priority", ticket.priority),
-        "queue": _queue_name(_initial(unseen, "Queue", None), ticket, context),
+        "queue": queue,
+        GROUP: queue,
+        ASSIGNEE: _initial_owner(unseen, ticket, context),
         "sla": sla,
     }
     for custom in ticket.custom_fields:
@@ -233,6 +250,9 @@ def _event(
         name = next((c.name for c in ticket.custom_fields if c.id == txn.field), "")
         changed = _custom_field(name, txn.new_value, context) if name else {}
         return _field_event(ticket_id, at, trail, changed, event_id)
+    if kind in OWNER_CHANGES and txn.field == "Owner":
+        assignee = {ASSIGNEE: _user_name(txn.new_value, context)}
+        return _field_event(ticket_id, at, trail, assignee, event_id, keep_empty=True)
     if kind == "Set":
         return _set_event(ticket, txn, trail, context)
     return None
@@ -271,7 +291,7 @@ def _set_event(
         return _field_event(ticket_id, at, trail, {"priority": txn.new_value}, event_id)
     if txn.field == "Queue":
         queue = _queue_name(txn.new_value, ticket, context)
-        return _field_event(ticket_id, at, trail, {"queue": queue}, event_id)
+        return _field_event(ticket_id, at, trail, {"queue": queue, GROUP: queue}, event_id)
     if txn.field == "SLA":
         trail.sla = txn.new_value
         return _field_event(ticket_id, at, trail, {"sla": txn.new_value}, event_id)
@@ -310,9 +330,15 @@ def _status_event(
 
 
 def _field_event(
-    ticket_id: str, at: datetime, trail: TicketTrail, changed: Mapping[str, str], event_id: str
+    ticket_id: str,
+    at: datetime,
+    trail: TicketTrail,
+    changed: Mapping[str, str],
+    event_id: str,
+    *,
+    keep_empty: bool = False,
 ) -> TicketEvent | None:
-    fields = {k: v for k, v in changed.items() if v}
+    fields = {k: v for k, v in changed.items() if v or keep_empty}
     if not fields:
         return None
     return TicketEvent(
@@ -371,6 +397,33 @@ def _initial(unseen: Sequence[RtTransaction], name: str, current: str | None) ->
         if (name == "Status" and txn.type == "Status") or (txn.type == "Set" and txn.field == name):
             return txn.old_value
     return current
+
+
+def owner_identity(name: str, email: str) -> str:
+    """An owner as ``assignee`` names it: email in lower case, else the user name; "" for
+    Nobody."""
+    if name.lower() == NOBODY:
+        return ""
+    return person_identity(email, name)
+
+
+def _initial_owner(
+    unseen: Sequence[RtTransaction], ticket: RtTicket, context: MappingContext
+) -> str:
+    """The owner at creation: the old value of the first owner change, else the current one."""
+    for txn in unseen:
+        if txn.type in OWNER_CHANGES and txn.field == "Owner":
+            return _user_name(txn.old_value, context)
+    if ticket.owner is None:
+        return ""
+    return owner_identity(ticket.owner.name or ticket.owner.id, ticket.owner.email)
+
+
+def _user_name(user_id: str, context: MappingContext) -> str:
+    """The identity of a user id from the history ("" for none or Nobody)."""
+    if not user_id or user_id == "0":
+        return ""
+    return context.user_names.get(user_id, user_id)
 
 
 def _queue_name(queue_id: str | None, ticket: RtTicket, context: MappingContext) -> str:

@@ -237,3 +237,11 @@ class RtPage(Tolerant):
 class RtQueue(Tolerant):
     id: int
     name: Text = Field("", alias="Name")
+
+
+class RtUser(Tolerant):
+    """``GET /user/{id}``."""
+
+    id: int
+    name: Text = Field("", alias="Name")
+    email: Text = Field("", alias="EmailAddress")

@@ -46,6 +46,7 @@ from sladaemon.errors import RowIssue
 from sladaemon.logs import get_logger
 from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.people import BoundedCache
 from sladaemon.sources.rt.client import (
     RequestTrackerClient,
     TicketPage,
@@ -55,9 +56,11 @@ from sladaemon.sources.rt.client import (
 from sladaemon.sources.rt.mapping import (
     DEFAULT_CHANNELS,
     DEFAULT_STATUSES,
+    OWNER_CHANGES,
     MappingContext,
     TicketTrail,
     map_ticket,
+    owner_identity,
     vanished_event,
 )
 from sladaemon.sources.rt.payloads import RtTicket, RtTransaction, parse_rt_time
@@ -228,6 +231,7 @@ class RequestTrackerSource:
         self.overlap = cfg.overlap
         self._queues = {q.strip().lower() for q in cfg.queues if q.strip()}
         self._queue_names: dict[str, str] = {}
+        self._user_names: BoundedCache[str] = BoundedCache()  # user id -> identity
         self._state = SyncState.from_cursor(cursor)
         self._trails: dict[int, TicketTrail] = {}
         self._reported_issues: set[str] = set()
@@ -339,7 +343,10 @@ class RequestTrackerSource:
             histories, issues, server_time = await self.client.histories(full, since)
             self._note_issues(work, issues)
             await self._learn_queues(work, batch, histories)
-            context = MappingContext(self.statuses, self.channels, self._queue_names)
+            await self._learn_owners(histories)
+            context = MappingContext(
+                self.statuses, self.channels, self._queue_names, self._user_names
+            )
             for ticket in batch:
                 self._map(work, ticket, histories.get(ticket.id, []), context, server_time)
 
@@ -397,6 +404,22 @@ class RequestTrackerSource:
         if wanted and not work.queues_fetched:
             work.queues_fetched = True
             self._queue_names.update(await self.client.queue_names())
+
+    async def _learn_owners(self, histories: dict[int, list[RtTransaction]]) -> None:
+        """Who the owners in owner changes are (RT records user ids): one request per user
+        not known yet; one RT does not give out is named by its id."""
+        wanted = {
+            value
+            for history in histories.values()
+            for txn in history
+            if txn.type in OWNER_CHANGES and txn.field == "Owner"
+            for value in (txn.old_value, txn.new_value)
+            if value and value != "0" and value not in self._user_names
+        }
+        for user_id in sorted(wanted):
+            user = await self.client.user(user_id)
+            identity = owner_identity(user.name, user.email) if user is not None else user_id
+            self._user_names.put(user_id, identity)
 
     # ------------------------------------------------------------------ reconciliation
 

@@ -3,6 +3,9 @@
 Discrete-event simulation, deterministic for a seed. Tickets arrive as a Poisson process whose
 rate follows the working week (``tickets_per_hour`` during the agents' shift on weekdays,
 ``off_hours_factor`` of it otherwise), with channel, priority and queue drawn from weights.
+The queue is also the ticket's ``group``, and tickets are assigned round-robin, as a
+helpdesk's assignment rule would, to ``agent1@example.com`` .. ``agent<agents>@example.com``
+(the ``assignee`` field).
 Agents on shift take the most urgent, longest-waiting ticket; a reply takes an exponential
 handling time and then resolves the ticket, sets it pending until the customer answers, or
 leaves it open for a follow-up. Solved tickets are closed after ``close_after_hours`` or, now
@@ -26,8 +29,10 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from sladaemon.model import EventKind, StatusCategory, TicketEvent
+from sladaemon.sources.people import ASSIGNEE, GROUP
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+AGENT_EMAIL = "agent{}@example.com"  # the simulated agents, numbered from 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class _Ticket:
     priority: str
     channel: str
     queue: str
+    assignee: str
     replies: int = 0
     waiting_since: datetime | None = None
 
@@ -141,7 +147,13 @@ class HelpdeskSimulation:
         with_fields: bool = False,
     ) -> None:
         fields = (
-            {"priority": ticket.priority, "channel": ticket.channel, "queue": ticket.queue}
+            {
+                "priority": ticket.priority,
+                "channel": ticket.channel,
+                "queue": ticket.queue,
+                GROUP: ticket.queue,
+                ASSIGNEE: ticket.assignee,
+            }
             if with_fields
             else {}
         )
@@ -173,11 +185,13 @@ class HelpdeskSimulation:
 
     def _arrive(self, at: datetime) -> None:
         s = self.settings
+        number = next(self._numbers)
         ticket = _Ticket(
-            ticket_id=f"{self.id_prefix}{next(self._numbers)}",
+            ticket_id=f"{self.id_prefix}{number}",
             priority=self._pick(s.priorities),
             channel=self._pick(s.channels),
             queue=self._pick(s.queues),
+            assignee=AGENT_EMAIL.format(number % max(s.agents, 1) + 1),
         )
         self._emit(ticket, at, EventKind.CREATED, "new", with_fields=True)
         self._enqueue(ticket, at)

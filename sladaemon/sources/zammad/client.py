@@ -76,6 +76,15 @@ class ZammadClient:
     async def history(self, ticket_id: int) -> Any:
         return await self._per_ticket(ticket_id, f"{API}/ticket_history/{ticket_id}", None)
 
+    async def user(self, user_id: int) -> Any:
+        """One user; None when it is gone or not readable with this token."""
+        try:
+            return self._note(await self.http.get_json(f"{API}/users/{user_id}", None))
+        except SourceError as exc:
+            if http_status(exc) in (403, 404):
+                return None
+            raise
+
     async def close(self) -> None:
         await self.http.close()
 

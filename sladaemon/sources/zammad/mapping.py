@@ -1,7 +1,7 @@
 """Zammad payloads -> TicketEvents (pure: no I/O, no clock).
 
-* A ticket seen for the first time yields ``created`` (at its creation, with the state, priority
-  and group it had then, read back from its history) followed by its whole history.
+* A ticket seen for the first time yields ``created`` (at its creation, with the state, priority,
+  group and owner it had then, read back from its history) followed by its whole history.
 * Articles: the first public (``internal: false``) article by an ``Agent`` of a communication
   type is the first response, as Zammad sets ``first_response_at``; every later one is an agent
   reply. Communication types are Zammad's seeded ones with ``communication: true`` (email,
@@ -10,8 +10,10 @@
   so a type added by a newer Zammad counts as communication too. Public customer articles are
   customer replies; internal articles, notes and ``System`` articles (auto-replies, trigger
   mails) are internal notes.
-* History entries for ``state``, ``priority`` and ``group`` become status changes at the time
-  they were made; a state that the history does not explain becomes one at ``updated_at``.
+* History entries for ``state``, ``priority``, ``group`` and ``owner`` become status changes at
+  the time they were made; a value that the history does not explain becomes one at
+  ``updated_at``. The group sets ``queue`` and ``group``; the owner sets ``assignee`` (the
+  owner's email, lower case, as ``people`` resolves the user id; empty when unassigned).
   At one instant articles come before status changes, except that a reopen goes before the
   customer's article that caused it (Zammad's follow-up handling), so the article waits for
   an answer (``sources.ordering``).
@@ -32,6 +34,7 @@ from datetime import datetime
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.ordering import reopen_before_replies
+from sladaemon.sources.people import ASSIGNEE, GROUP
 from sladaemon.sources.zammad.payloads import ZammadArticle, ZammadHistoryEntry, ZammadTicket
 from sladaemon.statuses import StatusMap
 
@@ -74,7 +77,8 @@ DEADLINE_FIELDS: tuple[tuple[str, Metric], ...] = (
     ("update_escalation_at", Metric.PERIODIC_UPDATE),
     ("close_escalation_at", Metric.RESOLUTION),
 )
-TRACKED_ATTRIBUTES = ("state", "priority", "group")
+TRACKED_ATTRIBUTES = ("state", "priority", "group", "owner")
+UNASSIGNED_OWNER = 1  # Zammad's "-" user: nobody
 
 
 def zammad_statuses(configured: Mapping[str, StatusCategory]) -> StatusMap:
@@ -123,9 +127,25 @@ def epoch_ms(moment: datetime) -> int:
 
 
 def ticket_fingerprint(ticket: ZammadTicket) -> int:
-    """Changes when the state, priority or group changes (then the history is read)."""
-    text = "\x1f".join((ticket.state_name or "", ticket.priority_name or "", ticket.group or ""))
+    """Changes when the state, priority, group or owner changes (then the history is read)."""
+    values = (ticket.state_name or "", ticket.priority_name or "", ticket.group or "")
+    owner = owner_id(ticket.owner_id)
+    text = "\x1f".join(values if owner is None else (*values, str(owner)))
     return zlib.crc32(text.encode())
+
+
+def owner_id(user_id: int | None) -> int | None:
+    """The owner's user id; None when the ticket is unassigned."""
+    return None if user_id in (None, 0, UNASSIGNED_OWNER) else user_id
+
+
+def owner_ids(details: TicketDetails) -> set[int]:
+    """The users whose identities the events of ``details`` name: owners, now and before."""
+    ids = {owner_id(details.ticket.owner_id)}
+    for entry in details.history or ():
+        if entry.attribute == "owner":
+            ids |= {owner_id(entry.id_from), owner_id(entry.id_to)}
+    return {i for i in ids if i is not None}
 
 
 def deadline_values(ticket: ZammadTicket) -> tuple[int, ...]:
@@ -152,7 +172,7 @@ class Seen:
     article_id: int = 0
     history_id: int = 0
     deadlines: tuple[int, ...] = (0, 0, 0)
-    fingerprint: int = 0  # of state, priority and group (see ticket_fingerprint)
+    fingerprint: int = 0  # of state, priority, group and owner (see ticket_fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,25 +187,29 @@ def ticket_events(
     statuses: StatusMap,
     channels: ChannelMap,
     seen: Seen | None = None,
+    people: Mapping[int, str] | None = None,
 ) -> list[TicketEvent]:
     """The events of one ticket: everything when it is new to us (``seen`` is None), else only
-    the articles, history entries and deadlines that are newer than ``seen``."""
+    the articles, history entries and deadlines that are newer than ``seen``. ``people`` names
+    the owners (``owner_ids``) by email, else login."""
     ticket = details.ticket
+    names = _People(ticket, people or {})
     changes = _state_changes(ticket, details.history or ())
     initial = _Attributes(
         _initial(changes, "state", ticket.state_name),
         _initial(changes, "priority", ticket.priority_name),
         _initial(changes, "group", ticket.group),
+        _initial_owner(changes, names),
     )
     articles = sorted(details.articles or (), key=lambda a: (a.created_at, a.id))
     ranked: list[tuple[int, TicketEvent]] = []
     if seen is None:
         ranked.append((0, _created_event(ticket, initial, articles, statuses, channels)))
     ranked += [(1, event) for event in _article_events(ticket, articles, seen)]
-    history, latest = _history_events(ticket, changes, initial, statuses, seen)
+    history, latest = _history_events(ticket, changes, initial, statuses, seen, names)
     ranked += [(2, event) for event in history]
     if details.history is not None:
-        unexplained = _unexplained_events(ticket, changes, latest, statuses, seen)
+        unexplained = _unexplained_events(ticket, changes, latest, statuses, seen, names)
         ranked += [(3, event) for event in unexplained]
     ranked += [(4, event) for event in _deadline_events(ticket, seen)]
     ranked.sort(key=lambda item: (item[1].at, item[0]))
@@ -201,11 +225,32 @@ def ticket_closed(ticket_id: int, at: datetime, status: str, event_id: str) -> T
 
 @dataclass(frozen=True, slots=True)
 class _Attributes:
-    """A ticket's state, priority and group as the history tells them (None: not known)."""
+    """A ticket's state, priority, group and assignee (identity, "" for nobody) as the history
+    tells them (None: not known)."""
 
     state: str | None
     priority: str | None
     group: str | None
+    assignee: str | None
+
+
+class _People:
+    """Owner ids -> identities: ``people``, else the current owner's login, else the id."""
+
+    def __init__(self, ticket: ZammadTicket, people: Mapping[int, str]) -> None:
+        self.people = people
+        self.current = owner_id(ticket.owner_id)
+        self.login = (ticket.owner or "").strip().lower()
+
+    def __call__(self, user_id: int | None) -> str:
+        user = owner_id(user_id)
+        if user is None:
+            return ""
+        if user in self.people:
+            return self.people[user]
+        if user == self.current and self.login and self.login != "-":
+            return self.login
+        return str(user)
 
 
 def _created_event(
@@ -220,6 +265,8 @@ def _created_event(
     fields = _present(
         priority=initial.priority,
         queue=initial.group,
+        group=initial.group,
+        assignee=initial.assignee,
         channel=channels(raw_channel) if raw_channel else None,
         number=ticket.number,
         organization=ticket.organization,
@@ -258,20 +305,21 @@ def _history_events(
     initial: _Attributes,
     statuses: StatusMap,
     seen: Seen | None,
+    names: _People,
 ) -> tuple[list[TicketEvent], _Attributes]:
-    """The changes of state, priority and group newer than ``seen``, and the values the whole
-    history leads to from ``initial``."""
+    """The changes of state, priority, group and owner newer than ``seen``, and the values the
+    whole history leads to from ``initial``."""
     events: list[TicketEvent] = []
     values = initial
     for change in changes:
-        event, values = _history_event(str(ticket.id), change, values, statuses)
+        event, values = _history_event(str(ticket.id), change, values, statuses, names)
         if event is not None and (seen is None or _is_new(change.entry, seen)):
             events.append(event)
     return events, values
 
 
 def _history_event(
-    ticket_id: str, change: _Change, values: _Attributes, statuses: StatusMap
+    ticket_id: str, change: _Change, values: _Attributes, statuses: StatusMap, names: _People
 ) -> tuple[TicketEvent | None, _Attributes]:
     """The event of one change from ``values``, and the values after it."""
     entry = change.entry
@@ -289,13 +337,19 @@ def _history_event(
             event_id=event_id,
         )
         return event, values
-    if entry.attribute in ("priority", "group") and entry.value_to:
+    if entry.attribute in ("priority", "group", "owner") and (
+        entry.value_to or entry.attribute == "owner"
+    ):
         if entry.attribute == "priority":
             values = replace(values, priority=entry.value_to)
-            fields = {"priority": entry.value_to}
-        else:
+            fields = {"priority": entry.value_to or ""}
+        elif entry.attribute == "group":
             values = replace(values, group=entry.value_to)
-            fields = {"queue": entry.value_to}
+            fields = {"queue": entry.value_to or "", GROUP: entry.value_to or ""}
+        else:
+            assignee = names(entry.id_to)
+            values = replace(values, assignee=assignee)
+            fields = {ASSIGNEE: assignee}
         current = status_name(values.state) if values.state else ""
         event = TicketEvent(
             ticket_id,
@@ -316,14 +370,15 @@ def _unexplained_events(
     latest: _Attributes,
     statuses: StatusMap,
     seen: Seen | None,
+    names: _People,
 ) -> list[TicketEvent]:
     """A change the history does not show (history trimmed, or not kept): the ticket's
     current values at its updated_at. With nothing new in the history at all, a moved
     fingerprint is the only sign, and every current value is reported."""
     silent = seen is not None and not any(_is_new(c.entry, seen) for c in changes)
     if silent and seen is not None and ticket_fingerprint(ticket) != seen.fingerprint:
-        latest = _Attributes(None, None, None)
-    return _unexplained(ticket, statuses, latest.state, latest.priority, latest.group)
+        latest = _Attributes(None, None, None, None)
+    return _unexplained(ticket, statuses, latest, names(ticket.owner_id))
 
 
 def _deadline_events(ticket: ZammadTicket, seen: Seen | None) -> list[TicketEvent]:
@@ -373,20 +428,27 @@ def _initial(changes: Sequence[_Change], attribute: str, current: str | None) ->
     return first.value_from or current
 
 
+def _initial_owner(changes: Sequence[_Change], names: _People) -> str:
+    """Whom the ticket was assigned to at its creation: the first owner change's former
+    owner, else the current one (an identity; "" for nobody)."""
+    first = next((c.entry for c in changes if c.entry.attribute == "owner"), None)
+    return names(first.id_from if first is not None else names.current)
+
+
 def _unexplained(
-    ticket: ZammadTicket,
-    statuses: StatusMap,
-    state: str | None,
-    priority: str | None,
-    group: str | None,
+    ticket: ZammadTicket, statuses: StatusMap, known: _Attributes, assignee: str
 ) -> list[TicketEvent]:
-    """The ticket's values that differ from ``state``, ``priority`` and ``group`` (None: not
-    known), as one event at its ``updated_at``."""
+    """The ticket's values that differ from the ``known`` ones (None: not known), as one event
+    at its ``updated_at``; ``assignee`` is the current owner's identity."""
     current_state = ticket.state_name
+    state = known.state
     fields = _present(
-        priority=ticket.priority_name if ticket.priority_name != priority else None,
-        queue=ticket.group if ticket.group != group else None,
+        priority=ticket.priority_name if ticket.priority_name != known.priority else None,
+        queue=ticket.group if ticket.group != known.group else None,
+        group=ticket.group if ticket.group != known.group else None,
     )
+    if assignee != known.assignee and (assignee or known.assignee is not None):
+        fields[ASSIGNEE] = assignee
     state_moved = current_state is not None and current_state != state
     if not state_moved and not fields:
         return []

@@ -9,6 +9,7 @@ are UTC. Names resolved by ``expand=true`` may also arrive as objects with a ``n
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -138,6 +139,8 @@ class ZammadTicket(ZammadPayload):
     priority: Name = None
     priority_id: Count = None
     group: Name = None
+    owner_id: Count = None  # 1 (Zammad's "-" user) or none: unassigned
+    owner: Name = None  # the owner's login
     organization: Name = None
     customer: Name = None
     created_at: Timestamp = None
@@ -200,7 +203,17 @@ class ZammadHistoryEntry(ZammadPayload):
     attribute: Name = None
     value_from: Name = None
     value_to: Name = None
+    id_from: Count = None  # for ``owner``: the user ids behind value_from/value_to
+    id_to: Count = None
     created_at: RequiredTimestamp
+
+
+class ZammadUser(ZammadPayload):
+    """A user, as ``GET /users/{id}`` and the ``assets.User`` of a history answer show it."""
+
+    id: int
+    login: Name = None
+    email: Name = None
 
 
 Model = TypeVar("Model", bound=ZammadPayload)
@@ -241,3 +254,14 @@ def history_entries(raw: object) -> object:
     if isinstance(raw, dict):
         return raw.get("history", [])
     return raw
+
+
+def history_users(raw: object) -> list[ZammadUser]:
+    """The users a ticket history answer brings along (``assets.User``), those that parse."""
+    assets = raw.get("assets") if isinstance(raw, dict) else None
+    users = assets.get("User") if isinstance(assets, dict) else None
+    found: list[ZammadUser] = []
+    for entry in users.values() if isinstance(users, dict) else ():
+        with contextlib.suppress(ValidationError):
+            found.append(ZammadUser.model_validate(entry))
+    return found

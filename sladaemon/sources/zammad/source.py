@@ -12,7 +12,9 @@ The cursor remembers, per ticket still open (and per recently closed one), the `
 processed, its article count, a fingerprint of its state/priority/group, its deadlines and the
 newest article and history ids turned into events. So a ticket re-read by the overlap costs
 nothing, articles are fetched only when the article count moved, the history only when state,
-priority or group moved, and only what is newer is emitted. A ticket seen for the first time —
+priority, group or owner moved, and only what is newer is emitted. Owners are named by email:
+the users a history answer brings along (``assets``) are kept in a bounded cache, and a user
+still unknown is read once (``GET /users/{id}``). A ticket seen for the first time —
 or again after it was closed, when the daemon has already let it go — is emitted with its whole
 history. The cursor is returned only when it changed.
 
@@ -37,6 +39,7 @@ from sladaemon.logs import get_logger
 from sladaemon.model import StatusCategory
 from sladaemon.sources.base import PollResult
 from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.people import BoundedCache, person_identity
 from sladaemon.sources.zammad.client import MAX_PER_PAGE, TicketUnreachable, ZammadClient
 from sladaemon.sources.zammad.mapping import (
     DEFAULT_CHANNELS,
@@ -47,6 +50,7 @@ from sladaemon.sources.zammad.mapping import (
     deadline_values,
     epoch_ms,
     iso_utc,
+    owner_ids,
     ticket_closed,
     ticket_events,
     ticket_fingerprint,
@@ -56,7 +60,9 @@ from sladaemon.sources.zammad.payloads import (
     ZammadArticle,
     ZammadHistoryEntry,
     ZammadTicket,
+    ZammadUser,
     history_entries,
+    history_users,
     parse_items,
     ticket_label,
 )
@@ -210,6 +216,7 @@ class ZammadSource:
         self._state = SyncState.from_cursor(cursor)
         self._cursor: dict[str, Any] | None = None
         self._log = get_logger("sladaemon.sources.zammad")
+        self._people: BoundedCache[int] = BoundedCache()  # user id -> email, else login
 
     async def poll(self, now: datetime) -> PollResult:
         run = _Poll(self._state.copy(), now, PollResult())
@@ -376,6 +383,7 @@ class ZammadSource:
                     continue
             plans.append(_Plan(ticket, known, first_seen))
         outcomes = await _bounded((self._details(p) for p in plans), DETAIL_CONCURRENCY)
+        await self._complete_people(outcomes)
         for plan, outcome in zip(plans, outcomes, strict=True):
             ticket = plan.ticket
             if isinstance(outcome, TicketUnreachable):
@@ -390,6 +398,7 @@ class ZammadSource:
                     statuses=self.statuses,
                     channels=self.channels,
                     seen=None if known is None else known.seen(),
+                    people={i: self._people.get(i) or str(i) for i in owner_ids(details)},
                 )
             )
             article_id = max((a.id for a in details.articles or ()), default=0)
@@ -428,7 +437,10 @@ class ZammadSource:
                 )
                 issues += problems
             if want_history:
-                raw = history_entries(await self.client.history(ticket.id))
+                answer = await self.client.history(ticket.id)
+                for user in history_users(answer):
+                    self._remember(user)
+                raw = history_entries(answer)
                 history, problems = parse_items(
                     raw, ZammadHistoryEntry, lambda h: f"{label}: history entry {_entry_id(h)}"
                 )
@@ -436,6 +448,35 @@ class ZammadSource:
         except TicketUnreachable as unreachable:
             return unreachable
         return TicketDetails(ticket, articles, history), issues
+
+    async def _complete_people(
+        self, outcomes: Sequence[tuple[TicketDetails, list[RowIssue]] | TicketUnreachable]
+    ) -> None:
+        """Read the owners not known yet; one that cannot be read is named by its login (when
+        it is a ticket's current owner) or its id."""
+        logins: dict[int, str] = {}
+        wanted: set[int] = set()
+        for outcome in outcomes:
+            if isinstance(outcome, TicketUnreachable):
+                continue
+            details = outcome[0]
+            ticket = details.ticket
+            if ticket.owner_id is not None and ticket.owner:
+                logins[ticket.owner_id] = ticket.owner.strip().lower()
+            wanted |= {i for i in owner_ids(details) if i not in self._people}
+        ordered = sorted(wanted)
+        answers = await _bounded((self.client.user(i) for i in ordered), DETAIL_CONCURRENCY)
+        for user_id, raw in zip(ordered, answers, strict=True):
+            users, _ = parse_items([raw] if raw is not None else [], ZammadUser, str)
+            if users:
+                self._remember(users[0])
+            else:
+                self._people.put(user_id, logins.get(user_id) or str(user_id))
+
+    def _remember(self, user: ZammadUser) -> None:
+        identity = person_identity(user.email, user.login)
+        if identity:
+            self._people.put(user.id, identity)
 
     async def _lookup(self, ticket_id: int) -> Any:
         try:

@@ -4,8 +4,8 @@ How Zendesk's data becomes events:
 
 * A ticket first seen yields ``created`` at its ``created_at`` with the values it was created
   with (the audit's ``Create`` events; else the previous value of the first change; else the
-  current value): status, priority, channel (``via.channel``), queue (group name), type,
-  organization and tags. Its audits follow.
+  current value): status, priority, channel (``via.channel``), queue and group (group name),
+  assignee (email), type, organization and tags. Its audits follow.
 * Comments: the one in the creating audit is the ticket's description, not a reply. Private
   comments are ``internal_note``. A public comment by the requester, or by any other user whose
   role is ``end-user``, is ``customer_reply``; by anyone else it is ``agent_reply`` — Zendesk's
@@ -15,7 +15,8 @@ How Zendesk's data becomes events:
   (status ``merged`` when the ticket was closed by a merge), ``deleted`` -> ``closed`` with
   status ``deleted``, solved/closed back to an active status -> ``reopened``, anything else
   ``status_changed``. Priority and group changes are ``status_changed`` events without a
-  category that set ``priority`` / ``queue``. An end user's comment on a solved ticket
+  category that set ``priority`` / ``queue`` and ``group``; assignee changes set ``assignee``
+  (the agent's email, lower case; empty when unassigned). An end user's comment on a solved ticket
   reopens it in the same audit: the reopen is put before the reply (``sources.ordering``).
 * A snapshot whose status differs from the one its history ends with (a change without an
   audit, such as a deletion, or a lost update) yields one corrective status event.
@@ -34,6 +35,7 @@ from typing import Any
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent, native_due_field
 from sladaemon.sources.channels import ChannelMap
 from sladaemon.sources.ordering import reopen_before_replies
+from sladaemon.sources.people import ASSIGNEE, GROUP, BoundedCache
 from sladaemon.sources.zendesk.payloads import Audit, AuditEvent, Ticket, Via
 from sladaemon.statuses import StatusMap
 
@@ -108,11 +110,13 @@ class UnmappableTicket(ValueError):
 
 @dataclass
 class Directory:
-    """Names and roles the mapping looks up: group and organization names, user roles."""
+    """Names and roles the mapping looks up: group and organization names, user roles, and
+    the identities (email, else name) of assignees."""
 
     groups: dict[int, str] = field(default_factory=dict)
     organizations: dict[int, str] = field(default_factory=dict)
     roles: dict[int, str] = field(default_factory=dict)
+    people: BoundedCache[int] = field(default_factory=BoundedCache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +169,13 @@ class TicketMapper:
         initial = _initial_values(ticket, ordered)
         status = _text(initial.get("status")) or ticket.status or "new"
         fields = self.fields(ticket)
-        fields.pop("priority", None)
-        fields.pop("queue", None)
+        for name in ("priority", "queue", GROUP, ASSIGNEE):
+            fields.pop(name, None)
         _put(fields, "priority", _text(initial.get("priority")))
-        _put(fields, "queue", self.queue(_id(initial.get("group_id"))))
+        queue = self.queue(_id(initial.get("group_id")))
+        _put(fields, "queue", queue)
+        _put(fields, GROUP, queue)
+        _put(fields, ASSIGNEE, self.assignee(_id(initial.get("assignee_id"))))
         created = TicketEvent(
             ticket_id=str(ticket.id),
             at=created_at,
@@ -253,7 +260,10 @@ class TicketMapper:
         fields: dict[str, str] = {}
         _put(fields, "priority", ticket.priority)
         _put(fields, "channel", self.channel(ticket.via))
-        _put(fields, "queue", self.queue(ticket.group_id))
+        queue = self.queue(ticket.group_id)
+        _put(fields, "queue", queue)
+        _put(fields, GROUP, queue)
+        _put(fields, ASSIGNEE, self.assignee(ticket.assignee_id))
         _put(fields, "type", ticket.type)
         if ticket.organization_id is not None:
             _put(fields, "organization", self.directory.organizations.get(ticket.organization_id))
@@ -269,6 +279,12 @@ class TicketMapper:
         if group_id is None:
             return None
         return self.directory.groups.get(group_id) or str(group_id)
+
+    def assignee(self, user_id: int | None) -> str | None:
+        """The assignee's email (else name; else the id when the user could not be looked up)."""
+        if user_id is None:
+            return None
+        return self.directory.people.get(user_id) or str(user_id)
 
     # ------------------------------------------------------------------ history
 
@@ -307,36 +323,35 @@ class TicketMapper:
                     event_id = f"status:{change_id}"
                     events.append(self._status_event(tid, at, new, before, merged, event_id))
                     status = new
-                elif event.field_name == "priority":
-                    priority = _text(event.value)
-                    self._field_event(events, tid, at, status, "priority", priority, change_id)
-                elif event.field_name == "group_id":
-                    queue = self.queue(_id(event.value))
-                    self._field_event(events, tid, at, status, "queue", queue, change_id)
+                else:
+                    fields = self._changed_fields(event)
+                    if fields:
+                        events.append(self._field_event(tid, at, status, fields, change_id))
         return reopen_before_replies(events), status
 
+    def _changed_fields(self, change: AuditEvent) -> dict[str, str]:
+        """The ticket fields a change of priority, group or assignee sets ({} for others)."""
+        if change.field_name == "priority":
+            priority = _text(change.value)
+            return {"priority": priority} if priority else {}
+        if change.field_name == "group_id":
+            queue = self.queue(_id(change.value))
+            return {"queue": queue, GROUP: queue} if queue else {GROUP: ""}
+        if change.field_name == "assignee_id":
+            return {ASSIGNEE: self.assignee(_id(change.value)) or ""}
+        return {}
+
     def _field_event(
-        self,
-        events: list[TicketEvent],
-        tid: str,
-        at: datetime,
-        status: str,
-        name: str,
-        value: str | None,
-        change_id: object,
-    ) -> None:
-        if not value:
-            return
-        events.append(
-            TicketEvent(
-                ticket_id=tid,
-                at=at,
-                kind=EventKind.STATUS_CHANGED,
-                status=status,
-                category=None,
-                fields=MappingProxyType({name: value}),
-                event_id=f"field:{change_id}",
-            )
+        self, tid: str, at: datetime, status: str, fields: dict[str, str], change_id: object
+    ) -> TicketEvent:
+        return TicketEvent(
+            ticket_id=tid,
+            at=at,
+            kind=EventKind.STATUS_CHANGED,
+            status=status,
+            category=None,
+            fields=MappingProxyType(fields),
+            event_id=f"field:{change_id}",
         )
 
     def _comment_kind(
@@ -378,19 +393,25 @@ def _in_time_order(audits: Iterable[Audit]) -> list[Audit]:
 
 
 def _initial_values(ticket: Ticket, audits: Sequence[Audit]) -> dict[str, Any]:
-    """Status, priority and group the ticket was created with, as far as its audits tell."""
+    """Status, priority, group and assignee the ticket was created with, as far as its audits
+    tell."""
     created: dict[str, Any] = {}
     before_first_change: dict[str, Any] = {}
     for audit in audits:
         for event in audit.events:
             name = event.field_name
-            if name not in ("status", "priority", "group_id"):
+            if name not in ("status", "priority", "group_id", "assignee_id"):
                 continue
             if event.kind == "Create":
                 created.setdefault(name, event.value)
             elif event.kind == "Change":
                 before_first_change.setdefault(name, event.previous_value)
-    current = {"status": ticket.status, "priority": ticket.priority, "group_id": ticket.group_id}
+    current = {
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "group_id": ticket.group_id,
+        "assignee_id": ticket.assignee_id,
+    }
     return {
         name: created[name]
         if name in created

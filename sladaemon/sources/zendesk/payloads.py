@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 # Ticket fields whose changes matter, as named in audit and ticket-event child events.
-TRACKED_FIELDS = ("status", "priority", "group_id", "tags")
+TRACKED_FIELDS = ("status", "priority", "group_id", "assignee_id", "tags")
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -190,6 +190,7 @@ class Ticket(Tolerant):
     type: Text = None
     via: ViaField = None
     requester_id: OptionalId = None
+    assignee_id: OptionalId = None
     group_id: OptionalId = None
     organization_id: OptionalId = None
     tags: Tags = []
@@ -204,6 +205,8 @@ class Ticket(Tolerant):
 class User(Tolerant):
     id: RequiredId
     role: LooseText = None  # end-user | agent | admin
+    email: LooseText = None
+    name: LooseText = None
 
 
 class Named(Tolerant):

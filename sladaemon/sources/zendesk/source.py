@@ -42,6 +42,7 @@ from sladaemon.logs import get_logger
 from sladaemon.model import StatusCategory, TicketEvent
 from sladaemon.sources.base import PollResult, SourceError
 from sladaemon.sources.channels import ChannelMap
+from sladaemon.sources.people import person_identity
 from sladaemon.sources.zendesk.client import ZendeskClient
 from sladaemon.sources.zendesk.mapping import (
     DEFAULT_CHANNELS,
@@ -76,6 +77,7 @@ AUDIT_FETCHES_PER_POLL = 100
 SEARCH_PAGES_PER_POLL = 20
 SOLVED_RECHECK_AFTER = timedelta(days=7)  # Zendesk closes solved tickets after 4 days by default
 RECONCILE_RETRY = timedelta(minutes=5)
+_ID_FIELDS = ("group_id", "assignee_id")  # audit changes naming a group or a user
 
 
 class ZendeskSource:
@@ -515,27 +517,34 @@ class ZendeskSource:
         tickets: list[Ticket],
         own_audits: dict[str, list[Audit] | None],
     ) -> None:
-        """Fetch the group names and user roles the mapping of ``tickets`` needs."""
+        """Fetch the group names, user roles and assignee emails the mapping of ``tickets``
+        needs (the export's side-loaded users usually hold the assignees already)."""
         groups = {t.group_id for t in tickets if t.group_id is not None}
+        assignees = {t.assignee_id for t in tickets if t.assignee_id is not None}
         authors: set[int] = set()
         for ticket in tickets:
             ticket_id = str(ticket.id)
             audits = own_audits.get(ticket_id) or list(self._waiting.get(ticket_id, {}).values())
             for audit in audits:
                 for event in audit.events:
-                    if event.field_name == "group_id" and event.kind in ("Create", "Change"):
-                        group = int_or_none(event.value)
-                        if group is not None:
-                            groups.add(group)
+                    if event.kind in ("Create", "Change") and event.field_name in _ID_FIELDS:
+                        into = groups if event.field_name == "group_id" else assignees
+                        for value in (event.value, event.previous_value):
+                            found = int_or_none(value)
+                            if found is not None:
+                                into.add(found)
                     author = needs_role(event, audit, ticket.requester_id)
                     if author is not None and author not in self.directory.roles:
                         authors.add(author)
         await self._complete_groups(work, groups)
-        if authors:
-            for raw in await self.client.users(authors):
+        unknown = {a for a in assignees if a not in self.directory.people}
+        if authors or unknown:
+            for raw in await self.client.users(authors | unknown):
                 self._absorb_user(raw)
             for author in authors:
                 self.directory.roles.setdefault(author, "")  # unknown: counted as an agent
+            for assignee in unknown - self.directory.people.keys():
+                self.directory.people.put(assignee, str(assignee))  # gone: known by its id
 
     async def _complete_groups(self, work: SyncPass, groups: set[int]) -> None:
         """Load the group list (once a poll) when a group's name is not known yet."""
@@ -558,6 +567,9 @@ class ZendeskSource:
         except ValidationError:
             return
         self.directory.roles[user.id] = (user.role or "").lower()
+        identity = person_identity(user.email, user.name)
+        if identity:
+            self.directory.people.put(user.id, identity)
 
     def _absorb_named(self, raw: Any, into: dict[int, str]) -> None:
         try:

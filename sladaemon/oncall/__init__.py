@@ -1,0 +1,1 @@
+"""On call: people, schedules and who is on call when (pure)."""
