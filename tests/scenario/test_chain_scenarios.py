@@ -269,3 +269,21 @@ async def test_a_page_that_reaches_nobody_is_told_to_the_operator(tmp_path: Path
         assert "carol has no way to be reached" in summary
     finally:
         await h.stop()
+
+
+async def test_a_reload_changes_who_the_next_page_goes_to(tmp_path: Path) -> None:
+    night = datetime(2024, 1, 8, 21, 30, tzinfo=UTC)  # bob's week on l1
+    h = Harness(tmp_path)
+    h.config.write_text(oncall_config(tmp_path))
+    h.clock = type(h.clock)(night)
+    h.add("R1", night, "created", "new")
+    try:
+        app = await h.start()
+        h.config.write_text(
+            oncall_config(tmp_path).replace("members: [alice, bob]", "members: [carol, alice]")
+        )
+        assert await app.reload()
+        await h.advance(62, step_minutes=2)  # 22:30: the breach pages l1
+        assert [r for k, r, _ in h.sent() if k == "breach/page1"] == ["person:alice"]
+    finally:
+        await h.stop()
