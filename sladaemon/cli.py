@@ -1,5 +1,5 @@
-"""Command line: ``sladaemon run | once | notify-test | check | explain | backtest | report |
-state | import | simulate | oncall | init | completion``.
+"""Command line: ``sladaemon run | once | notify-test | check | explain | ack | unack |
+silence | routes | backtest | report | state | import | simulate | oncall | init | completion``.
 
 Exit codes: 0 success, 1 failure while running, 2 bad input (config, files, arguments), each
 with one line saying what is wrong. The config is ``--config FILE`` (``-``: stdin), else
@@ -33,6 +33,7 @@ from sladaemon.errors import (
     StateFileError,
     StateLockedError,
 )
+from sladaemon.escalate.silences import SilenceError
 from sladaemon.eventlog import EventLog, parse_timestamp, read_events
 from sladaemon.model import EARLIEST, LATEST, Metric, SlaEvent, SlaEventKind, TicketEvent
 from sladaemon.sla.backtest import backtest, format_compliance
@@ -40,6 +41,7 @@ from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.explain import explain_json, explain_text, iso
 
 if TYPE_CHECKING:
+    from sladaemon.escalate.routing import Route, RouteMatch
     from sladaemon.report.kpi import KpiReport
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -73,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (EventLogError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SilenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except AckSetupError as exc:
@@ -165,6 +170,45 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--note", metavar="TEXT", default="", help="a note for the audit trail")
         _json_option(p, "the outcome")
         p.set_defaults(func=cmd_ack, undo=undo)
+
+    p = sub.add_parser("silence", help="silence notifications for a while: add, list, expire")
+    p.set_defaults(func=cmd_silence, action=None)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", help="add, list or expire")
+    a = actions.add_parser("add", help="silence notifications whose labels match every matcher")
+    _config_option(a, stdin=False)
+    a.add_argument(
+        "matchers",
+        nargs="*",
+        metavar="MATCHER",
+        help='queue=billing, priority=~"low|normal", team!=ops, ... (all must match)',
+    )
+    until = a.add_mutually_exclusive_group(required=True)
+    until.add_argument("--for", dest="lasting", metavar="DURATION", help="e.g. 2h, 3d (1m-30d)")
+    until.add_argument("--until", metavar="ISO", help="until this ISO 8601 instant")
+    a.add_argument("--from", dest="starts", metavar="ISO", help="from this instant (default: now)")
+    a.add_argument("--comment", required=True, metavar="TEXT", help="why (shown in the list)")
+    a.add_argument("--by", metavar="NAME", help="who (default: the login name, $USER)")
+    _json_option(a, "the new silence")
+    a = actions.add_parser("list", help="the active and pending silences")
+    _config_option(a, stdin=False)
+    a.add_argument("--all", action="store_true", help="expired silences too (kept 5 days)")
+    _json_option(a, "the silences")
+    a = actions.add_parser("expire", help="end a silence now")
+    _config_option(a, stdin=False)
+    a.add_argument("silence_id", metavar="ID", help="the silence (its id from silence list)")
+    a.add_argument("--by", metavar="NAME", help="who (default: the login name, $USER)")
+    _json_option(a, "the expired silence")
+
+    p = sub.add_parser("routes", help="where the routing tree sends notifications: test")
+    p.set_defaults(func=cmd_routes, action=None)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", help="test")
+    a = actions.add_parser("test", help="the targets a notification with these labels goes to")
+    _config_option(a)
+    a.add_argument(
+        "labels", nargs="*", metavar="LABEL=VALUE", help="e.g. queue=billing priority=urgent"
+    )
+    a.add_argument("--tree", action="store_true", help="also print the matching routes")
+    _json_option(a, "the matches with their group keys")
 
     p = sub.add_parser("backtest", help="replay a history: SLA events and compliance table")
     _config_option(p)
@@ -656,6 +700,142 @@ def cmd_ack(args: argparse.Namespace) -> int:
     else:
         print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
     return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    """``silence add | list | expire``: through the daemon's API when it runs, else in the
+    state file."""
+    import asyncio
+
+    from sladaemon.daemon import silencing
+    from sladaemon.texttable import aligned
+
+    if args.action is None:
+        raise UsageError("silence: give add, list or expire")
+    cfg = _load(args, secrets=True)
+    if args.action == "add":
+        if not args.matchers:
+            raise UsageError("silence add: give a matcher, e.g. queue=billing")
+        request = {
+            "matchers": args.matchers,
+            "for": args.lasting,
+            "ends_at": _iso(_instant(args.until, "--until")),
+            "starts_at": _iso(_instant(args.starts, "--from")),
+            "comment": args.comment,
+            "created_by": _login(args.by),
+        }
+        made = asyncio.run(silencing.add_silence(cfg, request))
+        print(json.dumps(made, indent=2) if args.json else made["id"])
+        return EXIT_OK
+    if args.action == "expire":
+        ended = asyncio.run(silencing.expire_silence(cfg, args.silence_id, _login(args.by)))
+        print(json.dumps(ended, indent=2) if args.json else f"silence {ended['id']} expired")
+        return EXIT_OK
+    listed = asyncio.run(silencing.list_silences(cfg, include_expired=args.all))
+    if args.json:
+        print(json.dumps({"silences": listed}, indent=2))
+    elif not listed:
+        print("no silences" if args.all else "no active or pending silences")
+    else:
+        rows = [["ID", "MATCHERS", "FROM", "UNTIL", "BY", "COMMENT", "STATE"]]
+        rows += [_silence_row(s) for s in listed]
+        print("\n".join(aligned(rows, left=range(7))))
+    return EXIT_OK
+
+
+def _silence_row(s: dict[str, Any]) -> list[str]:
+    matchers = ", ".join(s["matchers"])
+    when = [_minute(s["starts_at"]), _minute(s["ends_at"])]
+    return [s["id"], matchers, *when, s["created_by"], s["comment"], s["state"]]
+
+
+def _login(given: str | None) -> str:
+    import getpass
+
+    return given or os.environ.get("USER") or getpass.getuser()
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _minute(iso_text: str) -> str:
+    """An ISO instant as local ``2026-03-01 18:00 CET`` for a table."""
+    return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    """``routes test``: the targets of the ``route:`` tree for some labels, comma-separated as
+    ``amtool config routes test`` prints them."""
+    from sladaemon.escalate.routing import RouteTree
+
+    if args.action is None:
+        raise UsageError("routes: give test")
+    cfg = _load(args, secrets=False)
+    if cfg.settings.route is None:
+        raise UsageError(f"{cfg.path} has no route: tree")
+    labels = _label_set(args.labels)
+    tree = RouteTree.from_config(cfg.settings.route)
+    matches = tree.match(labels)
+    if args.json:
+        shown = [_route_match_json(m, labels) for m in matches]
+        print(json.dumps({"labels": labels, "matches": shown}, indent=2))
+        return EXIT_OK
+    if args.tree:
+        print("Matching routes:")
+        print("\n".join(_matching_tree(tree.root, labels)))
+        print()
+    print(",".join(m.receiver for m in matches))
+    return EXIT_OK
+
+
+def _label_set(given: list[str]) -> dict[str, str]:
+    """``name=value`` arguments (Alertmanager's matcher syntax, ``=`` only) as labels."""
+    from sladaemon.escalate.matchers import MatcherError, parse_matcher
+
+    labels = {}
+    for text in given:
+        try:
+            matcher = parse_matcher(text)
+        except MatcherError as exc:
+            raise UsageError(f"label {text!r}: {exc}") from None
+        if matcher.op != "=":
+            raise UsageError(f"label {text!r}: labels are given as name=value")
+        labels[matcher.name] = matcher.value
+    return labels
+
+
+def _route_match_json(match: RouteMatch, labels: dict[str, str]) -> dict[str, Any]:
+    from sladaemon.durations import format_duration
+
+    return {
+        "receiver": match.receiver,
+        "route_key": match.key,
+        "group_key": match.group_key(labels),
+        "group_by": ["..."] if match.group_by_all else sorted(match.group_by),
+        "group_wait": format_duration(match.group_wait),
+        "group_interval": format_duration(match.group_interval),
+        "repeat_interval": format_duration(match.repeat_interval),
+        "mute_time_intervals": list(match.mute_calendars),
+        "active_time_intervals": list(match.active_calendars),
+    }
+
+
+def _matching_tree(route: Route, labels: dict[str, str], depth: int = 0) -> list[str]:
+    """The routes a notification passes through, indented; the final ones with a receiver,
+    as ``amtool config routes test --tree`` draws them."""
+    from sladaemon.matchers import format_matchers
+
+    below: list[str] = []
+    for child in route.routes:
+        if child.takes(labels):
+            below += _matching_tree(child, labels, depth + 1)
+            if not child.continue_:
+                break
+    slug = format_matchers(list(route.matchers)) if route.matchers else "default-route"
+    if not below:
+        slug += f"  receiver: {route.settings.receiver}"
+    return ["    " * depth + slug, *below]
 
 
 def cmd_state(args: argparse.Namespace) -> int:

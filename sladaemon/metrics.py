@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -69,6 +69,31 @@ class DaemonMetrics:
             "Acknowledgements (links, API, Slack clicks) refused: forged, expired, replayed, "
             "rate_limited, too_large, malformed",
             ["reason"],
+            registry=r,
+        )
+        self.grouped = Counter(
+            "sladaemon_notifications_grouped_total",
+            "Notifications taken into a group (routing tree), sent as part of its digests",
+            ["receiver"],
+            registry=r,
+        )
+        self.muted = Counter(
+            "sladaemon_group_messages_muted_total",
+            "Group messages held because their route was muted (a time interval)",
+            ["receiver"],
+            registry=r,
+        )
+        self.silence_refused = Counter(
+            "sladaemon_silence_requests_refused_total",
+            "Requests to the silences API refused: unauthorized, rate_limited, malformed, "
+            "unknown, expired",
+            ["reason"],
+            registry=r,
+        )
+        self.notifications_silenced = Counter(
+            "sladaemon_notifications_silenced_total",
+            "Notifications not sent because a silence matched them",
+            ["receiver"],
             registry=r,
         )
         self.escalations_sent = Counter(
@@ -236,6 +261,27 @@ class TicketCollector(Collector):
         for labels, n in self._clock_states():
             states.add_metric(list(labels), n)
         yield states
+
+
+class SilenceCollector(Collector):
+    """``sladaemon_silences{state}``: silences active, pending, and expired (kept 5 days),
+    counted at each scrape (a silence changes state with time alone)."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self.counts())]
+
+    @staticmethod
+    def _family(counts: Mapping[str, int]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily("sladaemon_silences", "Silences by state", labels=["state"])
+        for state, count in counts.items():
+            family.add_metric([state], count)
+        return family
 
 
 class KpiCollector(Collector):

@@ -96,6 +96,7 @@ class NotificationKind(enum.StrEnum):
     TEST = "test"  # notify-test
     REPORT = "report"  # a scheduled KPI report
     OVERDUE_AT_START = "overdue_at_start"  # tickets past a level when monitoring began
+    GROUP = "group"  # a digest of the notifications of one group (routing tree)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from sladaemon.config.models import (
     weekly_hours,
 )
 from sladaemon.config.oncall import PersonConfig, ScheduleConfig, build_roster
+from sladaemon.config.routing import RootRouteConfig
 from sladaemon.config.yamlfile import (
     LineMap,
     Path_,
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
     schedules: dict[str, ScheduleConfig] = {}
     daemon: DaemonConfig = DaemonConfig()
     predict: PredictConfig = PredictConfig()
+    route: RootRouteConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -421,6 +423,8 @@ def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
     refs.check_slack_urls(_mapping(data.get("receivers")), _mapping(data.get("daemon")))
     refs.check_people(_mapping(data.get("people")))
     refs.check_schedules(_mapping(data.get("schedules")))
+    if "route" in data:
+        refs.check_route(("route",), _mapping(data.get("route")))
     for name, chain in _mapping(data.get("chains")).items():
         for j, step in enumerate(_list(_mapping(chain).get("steps"))):
             notify = _mapping(step).get("notify")
@@ -464,21 +468,23 @@ class _References:
         """``receiver:NAME`` (or a plain receiver name), ``person:NAME``, ``oncall:SCHEDULE``,
         ``ticket:assignee`` or ``ticket:group``."""
         for k, target in enumerate(targets):
-            if not isinstance(target, str):
-                continue
-            kind, name = split_target(target)
-            if kind == "person":
-                self.check((*path, k), name, self.people, "person")
-            elif kind == "oncall":
-                self.check((*path, k), name, self.schedules, "schedule")
-            elif kind == "ticket":
-                if name not in ("assignee", "group"):
-                    self.report(
-                        (*path, k),
-                        f"unknown ticket target {target!r} (ticket:assignee or ticket:group)",
-                    )
-            else:
-                self.check_receiver((*path, k), name)
+            self.check_target((*path, k), target)
+
+    def check_target(self, path: Path_, target: object) -> None:
+        if not isinstance(target, str):
+            return
+        kind, name = split_target(target)
+        if kind == "person":
+            self.check(path, name, self.people, "person")
+        elif kind == "oncall":
+            self.check(path, name, self.schedules, "schedule")
+        elif kind == "ticket":
+            if name not in ("assignee", "group"):
+                self.report(
+                    path, f"unknown ticket target {target!r} (ticket:assignee or ticket:group)"
+                )
+        else:
+            self.check_receiver(path, name)
 
     def check_slack_urls(self, receivers: dict[str, Any], daemon: dict[str, Any]) -> None:
         """``slack-app://`` URLs are sent by the Slack app of ``daemon.slack``."""
@@ -496,6 +502,18 @@ class _References:
         for name, person in people.items():
             quiet = _mapping(person).get("quiet_hours")
             self.check_calendar(("people", name, "quiet_hours"), quiet)
+
+    def check_route(self, path: Path_, route: dict[str, Any]) -> None:
+        """A routing tree's targets and time-interval calendars, all the way down."""
+        self.check_target((*path, "receiver"), route.get("receiver"))
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            names = route.get(key)
+            if isinstance(names, str):
+                self.check_calendar((*path, key), names)
+            for k, name in enumerate(_list(names)):
+                self.check_calendar((*path, key, k), name)
+        for i, child in enumerate(_list(route.get("routes"))):
+            self.check_route((*path, "routes", i), _mapping(child))
 
     def check_schedules(self, schedules: dict[str, Any]) -> None:
         for name, schedule in schedules.items():
@@ -544,6 +562,12 @@ class _References:
         for j, level in enumerate(_list(policy.get("escalation"))):
             notify = level.get("notify") if isinstance(level, dict) else None
             self.check_targets((*base, "escalation", j, "notify"), _list(notify))
+            if notify and "route" in self.doc.data:
+                self.report(
+                    (*base, "escalation", j, "notify"),
+                    "with a route: section the routing tree picks who is told: drop notify "
+                    "here (route on the level label instead, e.g. matchers: ['level=\"breach\"'])",
+                )
             chain = level.get("chain") if isinstance(level, dict) else None
             self.check((*base, "escalation", j, "chain"), chain, self.chains, "chain")
 

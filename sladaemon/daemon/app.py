@@ -44,9 +44,11 @@ from sladaemon.escalate.book import Fired
 from sladaemon.escalate.chain_runner import ChainRunner
 from sladaemon.escalate.chain_store import ChainStore
 from sladaemon.escalate.deliver import Deliverer
+from sladaemon.escalate.group_runner import GroupRunner
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.overdue import OverdueAtStart
 from sladaemon.escalate.route import Router
+from sladaemon.escalate.silence_store import SilenceBook, SilenceStore
 from sladaemon.logs import REDACTOR, get_logger
 from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, TicketCollector
 from sladaemon.notify.apprise_notifier import AppriseNotifier
@@ -94,9 +96,17 @@ class App:
             ChainStore(self.store), self.outbox, config, self.clock, self.metrics,
             self.tickets.replays, self.alert,
         )  # fmt: skip
+        self.silences = SilenceStore(self.store)
+        self.groups = GroupRunner(
+            self.store, self.outbox, self.clock, self.metrics, self.chains.resolve,
+            SilenceBook(self.silences),
+        )  # fmt: skip
+        self.groups.use(config.calendars)
+        self.chains.on_acked.append(self.groups.resolve_items)  # an owner: no more repeats
         self.router = Router(
-            config, self.outbox, self.notifier, self.metrics, self.overdue, self.chains
-        )
+            config, self.outbox, self.notifier, self.metrics, self.overdue, self.chains,
+            self.groups,
+        )  # fmt: skip
         self.deliverer = Deliverer(
             self.store,
             self.notifier,
@@ -120,7 +130,7 @@ class App:
             self.status,
         )  # fmt: skip
         self.responders = Responders(
-            config, self.chains, self.slack, self.metrics, self.clock, self.alert
+            config, self.chains, self.slack, self.metrics, self.clock, self.alert, self.silences
         )
         routes, listen = self.responders.routes, self.responders.listen
         apart = listen not in (None, config.daemon.http.listen)
@@ -168,6 +178,7 @@ class App:
         loops: dict[str, LoopFactory] = {
             "timer": lambda: self.tickets.run_timers(lambda f: self.apply(Changes(fired=f))),
             "chains": self.chains.run,
+            "groups": self.groups.run,
             "delivery": self.deliverer.run,
             "housekeeping": self.housekeeping.run,
             "reports": self.reports.run,
@@ -213,6 +224,7 @@ class App:
         self.reports.run_due()
         self.kpis.write()
         self.chains.fire_due(to_us(self.clock.now()))
+        self.groups.fire_due(to_us(self.clock.now()))
         sent, failed = await self.deliverer.drain()
         counts = {
             "tickets": len(self.tickets),
@@ -392,8 +404,9 @@ class App:
         self.outbox.use(self.notifier)
         self.deliverer.use(self.notifier, new.daemon.delivery)
         self.chains.use(new)
+        self.groups.use(new.calendars)
         self.router = Router(
-            new, self.outbox, self.notifier, self.metrics, self.overdue, self.chains
+            new, self.outbox, self.notifier, self.metrics, self.overdue, self.chains, self.groups
         )
         for name in _changed_sources(old, new):
             await self._remove_source(name)

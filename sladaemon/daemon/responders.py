@@ -1,6 +1,7 @@
-"""Where people answer pages: the ack page and API (``ack:``), and Slack's Acknowledge and
-Escalate buttons — clicks posted to the interactivity route, or received over Socket Mode
-(``daemon.slack.socket_mode``). All of them act through the ChainRunner (the AckDesk).
+"""Where people answer pages: the ack page and API (``ack:``) with the silences API beside it,
+and Slack's Acknowledge and Escalate buttons — clicks posted to the interactivity route, or
+received over Socket Mode (``daemon.slack.socket_mode``). All of them act through the
+ChainRunner (the AckDesk).
 
 The routes are served beside ``/metrics`` on ``daemon.http.listen``, or on their own address
 (``ack.listen``); the App owns the listeners. Socket Mode connects at start: a connection that
@@ -17,11 +18,13 @@ from aiohttp import web
 from sladaemon.clock import Clock
 from sladaemon.config import Config
 from sladaemon.daemon.ack_http import AckPages
+from sladaemon.daemon.silence_http import silence_routes
 from sladaemon.daemon.slack_interactions import SlackClicks, slack_routes
 from sladaemon.daemon.slack_socket import SlackSocket
 from sladaemon.escalate.chain_runner import ChainRunner, OperatorAlert
+from sladaemon.escalate.silence_store import SilenceStore
 from sladaemon.logs import get_logger
-from sladaemon.metrics import DaemonMetrics
+from sladaemon.metrics import DaemonMetrics, SilenceCollector
 from sladaemon.notify.slack_app import SlackApp
 
 
@@ -34,6 +37,7 @@ class Responders:
         metrics: DaemonMetrics,
         clock: Clock,
         operator_alert: OperatorAlert,
+        silences: SilenceStore,
     ) -> None:
         self.chains = chains
         self.operator_alert = operator_alert
@@ -41,6 +45,11 @@ class Responders:
         ack = config.settings.ack
         self.listen = ack.listen if ack is not None else None  # None: beside /metrics
         self.routes: list[web.RouteDef] = AckPages(chains, metrics).routes() if ack else []
+        self.silences = silences
+        metrics.add_collector(SilenceCollector(lambda: self.silences.counts(clock.now())))
+        if ack:
+            tokens = lambda: chains.config.settings.ack  # noqa: E731 - the config of the moment
+            self.routes += silence_routes(tokens, self.silences, metrics, clock)
         self.clicks: SlackClicks | None = None
         self.socket: SlackSocket | None = None
         cfg = config.daemon.slack

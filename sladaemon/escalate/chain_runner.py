@@ -80,6 +80,7 @@ class ChainRunner:
         self.live: dict[str, tuple[Chain, dict[str, Any]]] = {}
         self.timers: TimerQueue[str] = TimerQueue()
         self.wake = asyncio.Event()
+        self.on_acked: list[Callable[[str], None]] = []  # told the acked metric's cycle prefix
         self.use(config)
 
     def use(self, config: Config) -> None:
@@ -294,6 +295,8 @@ class ChainRunner:
         self._keep(acked, payload)
         self.metrics.chain_acks.labels("ack", via).inc()
         self.log.info("chain_acked", chain=chain, by=by, via=via, note=note or None)
+        for told in self.on_acked:
+            told(chain.rsplit("/", 1)[0] + "/")
         return AckOutcome(True, f"acknowledged by {by}", (chain,))
 
     async def unacknowledge(self, chain: str, by: str, via: str) -> AckOutcome:

@@ -35,8 +35,11 @@ from sladaemon.config import Config
 from sladaemon.config.models import ReportConfig
 from sladaemon.escalate.book import Fired
 from sladaemon.escalate.chain_runner import ChainRunner
-from sladaemon.escalate.outbox import Outbox, sla_key
+from sladaemon.escalate.group_runner import GroupRunner
+from sladaemon.escalate.labels import sla_labels
+from sladaemon.escalate.outbox import Outbox, cycle_prefix, sla_key
 from sladaemon.escalate.overdue import OverdueAtStart
+from sladaemon.escalate.routing import RouteTree
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import NotificationKind, SlaEventKind
@@ -68,9 +71,12 @@ class Router:
     metrics: DaemonMetrics
     overdue: OverdueAtStart = field(default_factory=OverdueAtStart)  # outlives reloads
     chains: ChainRunner | None = None  # escalation chains and target resolution
+    groups: GroupRunner | None = None  # digests of what the routing tree (``route:``) routes
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.route")
+        route = self.config.settings.route
+        self.tree = RouteTree.from_config(route) if route is not None else None
         self._skipped_since_alert = 0
         self._skip_alerted_at = -SKIP_ALERT_EVERY
 
@@ -80,9 +86,8 @@ class Router:
         with self.outbox.batch():
             for f in fired:
                 self._count(f)
-                if self.chains is not None and f.event.kind in _MET:  # however old
-                    e = f.event
-                    self.chains.met(f.source, e.ticket_id, e.metric, e.cycle, e.at)
+                if f.event.kind in _MET:  # however old
+                    self._met(f)
                 at_start = self.overdue.take(f, horizon)
                 if f.event.kind in ALERTING or f.event.kind is SlaEventKind.MET_LATE:
                     if f.event.at < horizon:
@@ -92,7 +97,12 @@ class Router:
                         continue
                     self._log(f)
                 e = f.event
+                if self.tree is not None and e.kind in ALERTING:
+                    self._route(f)
+                    continue
                 receivers = self._receivers(f)
+                if receivers and e.kind in ALERTING and self._silenced(f, receivers):
+                    receivers = {}
                 chain = self.chains is not None and e.kind in ALERTING and e.details.get("chain")
                 if receivers or chain:
                     key = sla_key(f.source, e)
@@ -103,6 +113,51 @@ class Router:
                         self.chains.start(f.source, e, key, payload)
             if skipped:
                 self._skipped(skipped, now)
+
+    def _met(self, f: Fired) -> None:
+        """A metric's cycle was met: its chains end, its items in groups stop firing."""
+        e = f.event
+        if self.chains is not None:
+            self.chains.met(f.source, e.ticket_id, e.metric, e.cycle, e.at)
+        if self.groups is not None:
+            self.groups.resolve_items(cycle_prefix(f.source, e.ticket_id, e.metric, e.cycle))
+
+    def _labels(self, f: Fired) -> dict[str, str]:
+        e = f.event
+        replay = self.chains.replays.get((f.source, e.ticket_id)) if self.chains else None
+        fields = replay.fields if replay is not None else {}
+        return sla_labels(f.source, e, notification_kind(e), fields)
+
+    def _silenced(self, f: Fired, receivers: Mapping[datetime, list[str]]) -> bool:
+        """Without a routing tree, a level's message a silence matches is not sent (counted
+        and logged); there is no group to hold it for later."""
+        book = self.groups.silences if self.groups is not None else None
+        if book is None:
+            return False
+        silence = book.silencing(self._labels(f), f.event.at)
+        if silence is None:
+            return False
+        for names in receivers.values():
+            for name in names:
+                self.metrics.notifications_silenced.labels(name).inc()
+        self.log.info("sla_event_silenced", ticket=f.event.ticket_id, silence=silence.id)
+        return True
+
+    def _route(self, f: Fired) -> None:
+        """With a routing tree: the event's labels pick its routes; each takes it into a group
+        (sent as digests, escalate/grouping.py). A level's chain starts as without a tree."""
+        assert self.tree is not None
+        e = f.event
+        key = sla_key(f.source, e)
+        payload = sla_payload(key, f.source, e, self._link(f.source, e.ticket_id))
+        labels = self._labels(f)
+        if self.groups is not None:
+            for match in self.tree.match(labels):
+                group_labels = match.group_labels(labels)
+                group_key = match.group_key(labels)
+                self.groups.take(match, group_key, group_labels, key, payload, labels, e.at)
+        if self.chains is not None and e.details.get("chain"):
+            self.chains.start(f.source, e, key, payload)
 
     def _skipped(self, skipped: list[Fired], now: datetime) -> None:
         """SLA events too old to send are never dropped silently: logged each time, and told

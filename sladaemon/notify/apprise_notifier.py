@@ -55,6 +55,7 @@ _NOTIFY_TYPE = {
     NotificationKind.TEST: apprise.NotifyType.INFO,
     NotificationKind.REPORT: apprise.NotifyType.INFO,
     NotificationKind.OVERDUE_AT_START: apprise.NotifyType.WARNING,
+    NotificationKind.GROUP: apprise.NotifyType.WARNING,
 }
 _BODY_FORMAT = {"text": apprise.NotifyFormat.TEXT, "html": apprise.NotifyFormat.HTML}
 

@@ -47,10 +47,11 @@ HEADLINE = {
     NotificationKind.TEST: "sladaemon test",
     NotificationKind.REPORT: "sladaemon report",
     NotificationKind.OVERDUE_AT_START: "SLA overdue at start",
+    NotificationKind.GROUP: "SLA",
 }
 _SUMMARY_ONLY = (NotificationKind.OPERATOR, NotificationKind.TEST, NotificationKind.QUEUE)
 # A KPI report, a summary of the tickets overdue when monitoring began: sent as written.
-_WRITTEN = (NotificationKind.REPORT, NotificationKind.OVERDUE_AT_START)
+_WRITTEN = (NotificationKind.REPORT, NotificationKind.OVERDUE_AT_START, NotificationKind.GROUP)
 MAX_TEMPLATE = 10_000  # characters of a receiver template
 MAX_SPEC_WIDTH = 1000  # width or precision in a template's format spec, e.g. {ticket_id:>30}
 MAX_TEMPLATED_BODY = 64 * 1024  # characters of a body rendered through a template

@@ -20,7 +20,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.e2e.conftest import Receivers, WebhookReceiver, free_port, wait_until
+from tests.e2e.conftest import Receivers, WebhookReceiver, free_port, outbox_states, wait_until
 from tests.e2e.daemon_process import DaemonProcess, EventFile, body_fields, http_get
 
 SECRET = "a-long-enough-ack-secret-for-tests"
@@ -208,6 +208,8 @@ def test_kill_9_between_steps_sends_the_next_step_once_and_an_ack_survives_it(
 ) -> None:
     desk = Desk(tmp_path, receivers, daemons)
     desk.page_one("K1")
+    state = tmp_path / "state.sqlite"  # the first page's delivery recorded: between the steps
+    wait_until(lambda: outbox_states(state) == {"delivered": 1}, "page 1 is recorded delivered")
     desk.daemon.kill()  # SIGKILL between the two steps
     desk.daemon.start()
     (second,) = desk.second.wait_for(1, timeout=30, accepted_only=True)

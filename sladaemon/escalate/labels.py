@@ -1,0 +1,30 @@
+"""The labels of a notification, what routes, silences and inhibition rules match on:
+``source``, ``policy``, ``metric``, ``level``, ``kind``, ``ticket``, and every ticket field a
+connector provides (``queue``, ``priority``, ``channel``, ``organization``, ``assignee``,
+``group``, ...). Field names that are not label names (``due:resolution``) are left out. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from sladaemon.model import NotificationKind, SlaEvent
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+OWN = ("source", "policy", "metric", "level", "kind", "ticket")  # set by sladaemon, not fields
+
+
+def sla_labels(
+    source: str, event: SlaEvent, kind: NotificationKind, fields: Mapping[str, str]
+) -> dict[str, str]:
+    labels = {k: v for k, v in fields.items() if v and _LABEL_NAME.match(k) and k not in OWN}
+    labels.update(
+        source=source,
+        policy=event.policy,
+        metric=event.metric.value,
+        level=event.level or event.kind.value,
+        kind=kind.value,
+        ticket=event.ticket_id,
+    )
+    return labels
