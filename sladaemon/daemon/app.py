@@ -99,7 +99,7 @@ class App:
         self.silences = SilenceStore(self.store)
         self.groups = GroupRunner(
             self.store, self.outbox, self.clock, self.metrics, self.chains.resolve,
-            SilenceBook(self.silences),
+            SilenceBook(self.silences), self.chains.store,
         )  # fmt: skip
         self.groups.use(config.calendars)
         self.chains.on_acked.append(self.groups.resolve_items)  # an owner: no more repeats

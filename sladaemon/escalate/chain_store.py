@@ -118,6 +118,17 @@ class ChainStore:
         )
         return [(_chain(r[:-1]), json.loads(r[-1])) for r in rows]
 
+    def note(self, source: str, ticket_id: str, entry: AuditEntry) -> None:
+        """Something that happened to a ticket's notifications outside a chain (a silence
+        held it): into the same audit trail."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO audit (source, ticket_id, chain, at_us, action, actor, via, detail) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (source, ticket_id, entry.chain, entry.at_us, entry.action, entry.actor,
+                 entry.via, entry.detail),
+            )  # fmt: skip
+
     def of_ticket(self, source: str | None, ticket_id: str) -> list[Chain]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM chains WHERE ticket_id=? AND (? IS NULL OR source=?) "

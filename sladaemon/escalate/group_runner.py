@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from sladaemon.calendar import BusinessCalendar, from_us, to_us
 from sladaemon.clock import Clock
+from sladaemon.escalate.chain_store import AuditEntry, ChainStore
 from sladaemon.escalate.grouping import Digest, Group, Item, digest_payload
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.silence_store import SilenceBook
@@ -72,6 +73,7 @@ class GroupRunner:
         metrics: DaemonMetrics,
         resolve: Resolve,
         silences: SilenceBook | None = None,
+        audit: ChainStore | None = None,
     ) -> None:
         self._db: sqlite3.Connection = store.connection
         self._db.executescript(SCHEMA)
@@ -80,6 +82,7 @@ class GroupRunner:
         self.metrics = metrics
         self.resolve = resolve
         self.silences = silences
+        self.audit = audit  # the tickets' audit trail (shared with the escalation chains)
         self.log = get_logger("sladaemon.groups")
         self.groups: dict[str, Group] = {}
         self.mutes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -167,6 +170,8 @@ class GroupRunner:
         if silenced:
             self.metrics.notifications_silenced.labels(group.receiver).inc(len(silenced))
             self.log.info("group_items_silenced", group=group.key, items=[i.key for i in silenced])
+            for item in silenced:
+                self._note_silenced(item, group.receiver, now_us)
         if digest is not None:
             self._send(group, digest, now_us)
         if group.done:
@@ -195,6 +200,17 @@ class GroupRunner:
             repeat=digest.repeat,
             to=receivers,
         )
+
+    def _note_silenced(self, item: Item, receiver: str, now_us: int) -> None:
+        """The audit trail (``explain``) says which silence held the item."""
+        if self.audit is None or self.silences is None:
+            return
+        silence = self.silences.silencing(item.labels, from_us(now_us))
+        if silence is None:
+            return
+        source, ticket = _ticket_of(item.key)
+        why = f"silence {silence.id} by {silence.created_by}: {silence.comment}"
+        self.audit.note(source, ticket, AuditEntry(item.key, now_us, "silenced", "", receiver, why))
 
     def _silenced(self, labels: Mapping[str, str], now_us: int) -> bool:
         return self.silences is not None and (

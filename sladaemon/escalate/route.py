@@ -30,11 +30,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from sladaemon.calendar import from_us
+from sladaemon.calendar import from_us, to_us
 from sladaemon.config import Config
 from sladaemon.config.models import ReportConfig
 from sladaemon.escalate.book import Fired
 from sladaemon.escalate.chain_runner import ChainRunner
+from sladaemon.escalate.chain_store import AuditEntry
 from sladaemon.escalate.group_runner import GroupRunner
 from sladaemon.escalate.labels import sla_labels
 from sladaemon.escalate.outbox import Outbox, cycle_prefix, sla_key
@@ -141,6 +142,12 @@ class Router:
             for name in names:
                 self.metrics.notifications_silenced.labels(name).inc()
         self.log.info("sla_event_silenced", ticket=f.event.ticket_id, silence=silence.id)
+        if self.chains is not None:  # the audit trail (``explain``) says which silence
+            why = f"silence {silence.id} by {silence.created_by}: {silence.comment}"
+            told = ", ".join(n for names in receivers.values() for n in names)
+            key, at = sla_key(f.source, f.event), to_us(f.event.at)
+            entry = AuditEntry(key, at, "silenced", "", told, why)
+            self.chains.store.note(f.source, f.event.ticket_id, entry)
         return True
 
     def _route(self, f: Fired) -> None:

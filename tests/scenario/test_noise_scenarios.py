@@ -166,6 +166,8 @@ async def test_a_silence_added_mid_flood_holds_its_queue_and_its_expiry_lets_it_
     assert during and all('queue="billing"' not in k for _, k, _ in during)
     held = app.metrics.notifications_silenced.labels("desk")._value.get()
     assert held > 0
+    trail = [e for _, e in app.chains.store.audit("desk", "T0")]  # a billing ticket
+    assert any(e.action == "silenced" and "billing migration" in e.detail for e in trail)
     await flood.advance(20, step_minutes=0.5)  # 08:42: the silence ended at 08:32
     after = [
         p for _, k, p in flood.messages() if 'queue="billing"' in k and p["at"] > "2024-01-08T07:32"
@@ -201,6 +203,12 @@ async def test_without_a_route_a_silence_drops_the_level_messages_it_matches(
         await h.advance(75, step_minutes=1)  # both breach at 07:10
         assert [k for _, k, _ in h.messages()] == ["desk/S1/first_response/0/breach"]
         assert app.metrics.notifications_silenced.labels("desk")._value.get() == 1
+        (entry,) = [e for _, e in app.chains.store.audit("desk", "B1")]  # what explain shows
+        assert (entry.action, entry.via, entry.detail) == (
+            "silenced",
+            "desk",
+            "silence s2 by lead: migration",
+        )
     finally:
         await h.stop()
 
