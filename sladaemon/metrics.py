@@ -96,6 +96,12 @@ class DaemonMetrics:
             ["receiver"],
             registry=r,
         )
+        self.notifications_inhibited = Counter(
+            "sladaemon_notifications_inhibited_total",
+            "Notifications of groups held because a firing alert inhibits them",
+            ["receiver"],
+            registry=r,
+        )
         self.escalations_sent = Counter(
             "sladaemon_escalations_sent_total",
             "Notifications a receiver accepted",

@@ -43,7 +43,7 @@ from sladaemon.config.models import (
     weekly_hours,
 )
 from sladaemon.config.oncall import PersonConfig, ScheduleConfig, build_roster
-from sladaemon.config.routing import RootRouteConfig
+from sladaemon.config.routing import InhibitRuleConfig, RootRouteConfig
 from sladaemon.config.yamlfile import (
     LineMap,
     Path_,
@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     daemon: DaemonConfig = DaemonConfig()
     predict: PredictConfig = PredictConfig()
     route: RootRouteConfig | None = None
+    inhibit_rules: list[InhibitRuleConfig] = []
+    inhibit_defaults: bool = True  # the built-in inhibition rules (escalate/inhibition.py)
 
     @classmethod
     def settings_customise_sources(
@@ -425,6 +427,11 @@ def _reference_issues(doc: YamlDocument) -> list[ConfigIssue]:
     refs.check_schedules(_mapping(data.get("schedules")))
     if "route" in data:
         refs.check_route(("route",), _mapping(data.get("route")))
+    elif _list(data.get("inhibit_rules")):
+        refs.report(
+            ("inhibit_rules",),
+            "inhibit_rules hold notifications of the routing tree's groups: add a route: section",
+        )
     for name, chain in _mapping(data.get("chains")).items():
         for j, step in enumerate(_list(_mapping(chain).get("steps"))):
             notify = _mapping(step).get("notify")

@@ -106,3 +106,25 @@ class RootRouteConfig(RouteConfig):
         if self.continue_:
             raise _custom("route", "the root route has no siblings: no continue")
         return self
+
+
+class InhibitRuleConfig(StrictModel):
+    """One of ``inhibit_rules:``, Alertmanager's: while a firing alert matches
+    ``source_matchers``, notifications matching ``target_matchers`` with the same ``equal``
+    labels are held."""
+
+    source_matchers: Annotated[list[MatcherText], Field(max_length=100)] = Field(
+        [], description="what the inhibiting alert matches, e.g. kind=breach"
+    )
+    target_matchers: Annotated[list[MatcherText], Field(max_length=100)] = Field(
+        [], description="what the held notifications match, e.g. kind=warning"
+    )
+    equal: list[str] = Field([], description="labels whose values both must share")
+
+    @field_validator("equal")
+    @classmethod
+    def _equal(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _LABEL_NAME.match(name):
+                raise _custom("equal", f"invalid label name {name!r} in equal")
+        return value

@@ -45,6 +45,7 @@ from sladaemon.escalate.chain_runner import ChainRunner
 from sladaemon.escalate.chain_store import ChainStore
 from sladaemon.escalate.deliver import Deliverer
 from sladaemon.escalate.group_runner import GroupRunner
+from sladaemon.escalate.inhibition import Inhibitor, QueueForecasts, stale_source_alert
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.overdue import OverdueAtStart
 from sladaemon.escalate.route import Router
@@ -97,11 +98,12 @@ class App:
             self.tickets.replays, self.alert,
         )  # fmt: skip
         self.silences = SilenceStore(self.store)
+        self.queue_forecasts = QueueForecasts()
         self.groups = GroupRunner(
             self.store, self.outbox, self.clock, self.metrics, self.chains.resolve,
-            SilenceBook(self.silences), self.chains.store,
+            SilenceBook(self.silences), self.chains.store, self.inhibiting_alerts,
         )  # fmt: skip
-        self.groups.use(config.calendars)
+        self.groups.use(config.calendars, _inhibitor(config))
         self.chains.on_acked.append(self.groups.resolve_items)  # an owner: no more repeats
         self.router = Router(
             config, self.outbox, self.notifier, self.metrics, self.overdue, self.chains,
@@ -404,7 +406,7 @@ class App:
         self.outbox.use(self.notifier)
         self.deliverer.use(self.notifier, new.daemon.delivery)
         self.chains.use(new)
-        self.groups.use(new.calendars)
+        self.groups.use(new.calendars, _inhibitor(new))
         self.router = Router(
             new, self.outbox, self.notifier, self.metrics, self.overdue, self.chains, self.groups
         )
@@ -501,6 +503,14 @@ class App:
 
     def queue_alerts(self, alerts: list[QueueAlert]) -> None:
         self.router.queue_alerts(alerts)
+        self.queue_forecasts.note(alerts, self.config.predict.horizon)
+
+    def inhibiting_alerts(self) -> list[dict[str, str]]:
+        """The daemon's own alerts that inhibit notifications: each stale source (as
+        ``/healthz`` judges it) and each queue with an active forecast alert."""
+        now = time.monotonic()
+        stale = [stale_source_alert(n) for n, p in self.pollers.items() if not p.health.fresh(now)]
+        return stale + self.queue_forecasts.active(to_us(self.clock.now()))
 
     def alert(self, kind: str, subject: str, summary: str, since: float) -> None:
         """Tell the operator about the daemon itself (see Router.operator)."""
@@ -522,6 +532,11 @@ class App:
         stale = [name for name, p in self.pollers.items() if p.health.stale]
         text = f"{len(self.tickets)} open tickets from {len(self.pollers)} sources"
         return text + (f"; stale: {', '.join(stale)}" if stale else "")
+
+
+def _inhibitor(config: Config) -> Inhibitor:
+    settings = config.settings
+    return Inhibitor.from_config(settings.inhibit_rules, settings.inhibit_defaults)
 
 
 def _requests_of(poller: SourcePoller) -> int | None:

@@ -6,7 +6,10 @@ so a restart neither loses a group waiting for its ``group_wait`` nor repeats a 
 message is posted under its own key before the group notes it as sent. A group's message is
 held while its route is muted (``mute_time_intervals``: a calendar is open;
 ``active_time_intervals``: no calendar is open) and goes out when that ends. A met metric
-stops its items firing, and so does an acknowledged chain of the same metric.
+stops its items firing, and so does an acknowledged chain of the same metric. At a flush,
+items a silence matches or an inhibition rule holds (escalate/inhibition.py: against every
+firing item of every group and the daemon's ``extra_sources``) are held, unsent, and go out
+if that ends while they still fire.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sladaemon.calendar import BusinessCalendar, from_us, to_us
 from sladaemon.clock import Clock
 from sladaemon.escalate.chain_store import AuditEntry, ChainStore
 from sladaemon.escalate.grouping import Digest, Group, Item, digest_payload
+from sladaemon.escalate.inhibition import Inhibition, Inhibitor
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.silence_store import SilenceBook
 from sladaemon.escalate.targets import Resolution
@@ -74,6 +78,7 @@ class GroupRunner:
         resolve: Resolve,
         silences: SilenceBook | None = None,
         audit: ChainStore | None = None,
+        extra_sources: Callable[[], list[dict[str, str]]] = list,
     ) -> None:
         self._db: sqlite3.Connection = store.connection
         self._db.executescript(SCHEMA)
@@ -83,6 +88,8 @@ class GroupRunner:
         self.resolve = resolve
         self.silences = silences
         self.audit = audit  # the tickets' audit trail (shared with the escalation chains)
+        self.inhibitor = Inhibitor()
+        self.extra_sources = extra_sources  # inhibiting alerts besides the firing items
         self.log = get_logger("sladaemon.groups")
         self.groups: dict[str, Group] = {}
         self.mutes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -91,8 +98,11 @@ class GroupRunner:
         self.wake = asyncio.Event()
         self.resume()
 
-    def use(self, calendars: Mapping[str, BusinessCalendar]) -> None:
+    def use(
+        self, calendars: Mapping[str, BusinessCalendar], inhibitor: Inhibitor | None = None
+    ) -> None:
         self.calendars = calendars
+        self.inhibitor = inhibitor or Inhibitor()
         self.wake.set()
 
     def resume(self) -> None:
@@ -165,8 +175,21 @@ class GroupRunner:
             self.metrics.muted.labels(group.receiver).inc()
             return
         was = {k for k, i in group.items.items() if i.silenced}
-        digest = group.due(now_us, lambda labels: self._silenced(labels, now_us))
-        silenced = [i for k, i in group.items.items() if i.silenced and k not in was]
+        inhibition = self._inhibition()
+        digest = group.due(
+            now_us,
+            lambda labels: self._silenced(labels, now_us) or bool(inhibition.inhibited(labels)),
+        )  # an inhibited item is held as a silenced one is
+        held = [i for k, i in group.items.items() if i.silenced and k not in was]
+        by_silence = {i.key for i in held if self._silenced(i.labels, now_us)}
+        silenced = [i for i in held if i.key in by_silence]
+        inhibited = [i for i in held if i.key not in by_silence]
+        if inhibited:
+            rules = {i.key: self._inhibiting_rule(inhibition, i) for i in inhibited}
+            self.metrics.notifications_inhibited.labels(group.receiver).inc(len(inhibited))
+            self.log.info("group_items_inhibited", group=group.key, items=rules)
+            for item in inhibited:
+                self._note(item, now_us, "inhibited", group.receiver, f"rule {rules[item.key]}")
         if silenced:
             self.metrics.notifications_silenced.labels(group.receiver).inc(len(silenced))
             self.log.info("group_items_silenced", group=group.key, items=[i.key for i in silenced])
@@ -211,6 +234,24 @@ class GroupRunner:
         source, ticket = _ticket_of(item.key)
         why = f"silence {silence.id} by {silence.created_by}: {silence.comment}"
         self.audit.note(source, ticket, AuditEntry(item.key, now_us, "silenced", "", receiver, why))
+
+    def _inhibition(self) -> Inhibition:
+        """The inhibitor against what fires now: every firing item of every group, and the
+        daemon's own alerts (a stale source, a queue forecast)."""
+        if not self.inhibitor.rules:
+            return self.inhibitor.against(())
+        items = [i.labels for g in self.groups.values() for i in g.items.values() if i.firing]
+        return self.inhibitor.against([*items, *self.extra_sources()])
+
+    def _note(self, item: Item, now_us: int, action: str, receiver: str, why: str) -> None:
+        if self.audit is not None:
+            source, ticket = _ticket_of(item.key)
+            self.audit.note(source, ticket, AuditEntry(item.key, now_us, action, "", receiver, why))
+
+    @staticmethod
+    def _inhibiting_rule(inhibition: Inhibition, item: Item) -> str:
+        rule = inhibition.inhibited(item.labels)
+        return rule.name if rule is not None else ""
 
     def _silenced(self, labels: Mapping[str, str], now_us: int) -> bool:
         return self.silences is not None and (

@@ -1,5 +1,6 @@
 """The labels of a notification, what routes, silences and inhibition rules match on:
-``source``, ``policy``, ``metric``, ``level``, ``kind``, ``ticket``, and every ticket field a
+``source``, ``policy``, ``metric``, ``level``, ``kind``, ``ticket``, ``cycle`` (the metric's
+clock cycle: 0, then 1 after a reopen, ...), and every ticket field a
 connector provides (``queue``, ``priority``, ``channel``, ``organization``, ``assignee``,
 ``group``, ...). Field names that are not label names (``due:resolution``) are left out. Pure.
 """
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from sladaemon.model import NotificationKind, SlaEvent
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-OWN = ("source", "policy", "metric", "level", "kind", "ticket")  # set by sladaemon, not fields
+# set by sladaemon, not fields
+OWN = ("source", "policy", "metric", "level", "kind", "ticket", "cycle")
 
 
 def sla_labels(
@@ -26,5 +28,6 @@ def sla_labels(
         level=event.level or event.kind.value,
         kind=kind.value,
         ticket=event.ticket_id,
+        cycle=str(event.cycle),
     )
     return labels
