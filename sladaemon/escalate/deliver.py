@@ -36,8 +36,9 @@ from sladaemon.escalate.retry import retry_delay
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import NotificationKind
-from sladaemon.notify.apprise_notifier import AppriseNotifier, DeliveryOutcome
+from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.notify.message import Notification, render
+from sladaemon.notify.outcome import DeliveryOutcome
 from sladaemon.store.sqlite import OutboxRow, StateStore
 
 MAX_IN_FLIGHT = 32

@@ -42,7 +42,9 @@ from sladaemon.logs import (
 )
 from sladaemon.model import NotificationKind
 from sladaemon.notify.message import Notification
+from sladaemon.notify.outcome import DeliveryOutcome
 from sladaemon.notify.slack_blocks import channel_problem, is_slack_app, slack_channel
+from sladaemon.notify.webhook import describe_webhook, is_webhook, post_webhook, webhook_problem
 
 CONSOLE = "console://"
 LATE_ANSWER_MARGIN = 5.0  # seconds apprise waits for an answer beyond the receiver's timeout
@@ -77,15 +79,6 @@ class Receiver(Protocol):
     def timeout(self) -> timedelta: ...
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    delivered: bool
-    retryable: bool = True
-    error: str = ""
-    maybe_sent: bool = False  # no answer in time: the receiver may have taken it after all
-    retry_after: float = 0.0  # seconds the receiver asked us to wait before trying again
-
-
 @dataclass
 class _Target:
     label: str  # the URL's scheme and host, safe to log
@@ -95,6 +88,7 @@ class _Target:
     prefers_html: bool = False  # the plugin's own format is HTML (email)
     read_timeout: float = 0.0  # seconds apprise waits for an answer (0: its own default)
     slack_channel: str = ""  # a slack-app:// target: where the Slack app posts
+    webhook: bool = False  # a webhook+http(s):// target: our own JSON POST of the whole payload
 
     def client(self) -> apprise.Apprise:
         # A fresh client per message: apprise paces sends through one client object
@@ -116,6 +110,8 @@ def describe_url(url: str) -> str:
     never credentials."""
     if is_slack_app(url):  # a channel or user id is no secret
         return url.strip()
+    if is_webhook(url):
+        return describe_webhook(url)
     plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
     if plugin:
         private: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
@@ -147,6 +143,9 @@ def url_secrets(url: str) -> set[str]:
     found = secret_fragments(url)
     if is_slack_app(url):
         return found
+    if is_webhook(url):  # its path and query may hold a key: keep only scheme and host
+        parts = [p for p in _url_parts(url.strip().removeprefix("webhook+")) if len(p) >= 3]
+        return found | {p for p in parts if p not in describe_webhook(url)}
     plugin = apprise.Apprise.instantiate(url) if not url.lower().startswith(CONSOLE) else None
     if plugin:
         private = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
@@ -166,6 +165,8 @@ def url_problem(url: str) -> str | None:
         return None
     if is_slack_app(url):
         return channel_problem(url)
+    if is_webhook(url):
+        return webhook_problem(url)
     capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
     with capture as captured:
         usable = apprise.Apprise().add(url)
@@ -213,6 +214,9 @@ class AppriseNotifier:
                     continue
                 if is_slack_app(url):
                     targets.append(self._slack_target(label, url))
+                    continue
+                if is_webhook(url):
+                    targets.append(_Target(label, url, webhook=True))
                     continue
                 client = apprise.Apprise()
                 client.add(url)
@@ -264,6 +268,8 @@ class AppriseNotifier:
         if t.slack_channel and self._slack is not None:
             return await self._slack.send(t.slack_channel, message)
         timeout = self._receivers[receiver].timeout.total_seconds()
+        if t.webhook:
+            return await post_webhook(t.url, message, timeout)
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(
             self._executor,

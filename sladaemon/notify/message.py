@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from string import Formatter
 from typing import Any
@@ -71,6 +71,7 @@ class Notification:
     body_format: str = "text"  # text | html
     chain: str = ""  # the escalation chain this message is a step of (its key), if any
     ack_url: str = ""  # the signed link that acknowledges that chain
+    data: Mapping[str, Any] = field(default_factory=dict)  # the payload, for JSON webhooks
 
 
 def iso(t: datetime) -> str:
@@ -157,6 +158,7 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
             title=str(payload.get("title", "")),
             body=str(payload.get("body", "")),
             body_format="html" if payload.get("format") == "html" else "text",
+            data=payload,
         )
     payload = {k: _one_line(v) if isinstance(v, str) else v for k, v in payload.items()}
     fields = {name: payload.get(name, "") for name in FIELDS}
@@ -180,6 +182,7 @@ def render(payload: Mapping[str, Any], template: str | None = None) -> Notificat
         body=body,
         chain=str(payload.get("chain") or ""),
         ack_url=ack_url,
+        data=payload,
     )
 
 

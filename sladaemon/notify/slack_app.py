@@ -19,8 +19,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from sladaemon.notify.apprise_notifier import DeliveryOutcome
 from sladaemon.notify.message import Notification
+from sladaemon.notify.outcome import DeliveryOutcome
 from sladaemon.notify.slack_blocks import message_blocks, message_text, outcome_blocks
 
 SLACK_API = "https://slack.com/api/"

@@ -17,13 +17,14 @@ from tests.e2e.daemon_process import DaemonProcess, EventFile
 GROUP_WAIT = 5  # seconds
 
 
-def config(directory: Path, hook: str, mail: str) -> str:
+def config(directory: Path, hook: str, mail: str, data: str = "console://") -> str:
     return f"""
 calendars:
   always: {{timezone: Europe/Berlin, hours: {{mon-sun: "00:00-24:00"}}}}
 receivers:
   hook: {{urls: ["{hook}"], timeout: 5s}}
   mail: {{urls: ["{mail}"], timeout: 5s}}
+  data: {{urls: ["{data}"], timeout: 5s}}
 policies:
   - name: desk
     calendar: always
@@ -37,7 +38,10 @@ route:
   routes:
     - matchers: ['queue="vip"']
       receiver: mail
-      continue: true              # and on to the next route: the hook too
+      continue: true              # and on to the next routes: the hook and the data too
+    - matchers: ['queue="vip"']
+      receiver: data
+      continue: true
     - receiver: hook
 sources:
   desk: {{type: csv, path: {directory / "events.csv"}, poll_interval: 1s,
@@ -63,9 +67,10 @@ def groups_waiting(state: Path) -> int:
 def test_breaches_arriving_together_go_out_as_one_digest_with_every_ticket(
     tmp_path: Path, receivers: Receivers, daemons: list[DaemonProcess]
 ) -> None:
-    hook, smtp = receivers.webhook(), receivers.smtp()
+    hook, smtp, data = receivers.webhook(), receivers.smtp(), receivers.webhook("data")
     events = EventFile(tmp_path / "events.csv")
-    daemon = DaemonProcess(tmp_path, config(tmp_path, hook.url, smtp.url))
+    structured = f"webhook+http://127.0.0.1:{data.port}/sla"  # sladaemon's own JSON
+    daemon = DaemonProcess(tmp_path, config(tmp_path, hook.url, smtp.url, structured))
     daemons.append(daemon)
     daemon.start()
     for n in range(12):
@@ -81,6 +86,13 @@ def test_breaches_arriving_together_go_out_as_one_digest_with_every_ticket(
         assert f"- V{n} https://desk.example.com/t/V{n}: first_response breach" in text
         assert f"- V{n} https://desk.example.com/t/V{n}" in str(mail["body"])
     assert mail["subject"] == title
+    (posted,) = data.wait_for(1, timeout=30, accepted_only=True)
+    body = posted["body"]
+    assert (body["kind"], body["title"]) == ("group", title)
+    items = body["data"]["items"]
+    assert sorted(i["ticket_id"] for i in items) == sorted(f"V{n}" for n in range(12))
+    assert all(i["link"] == f"https://desk.example.com/t/{i['ticket_id']}" for i in items)
+    assert body["data"]["group_labels"] == {"queue": "vip"}
 
 
 def test_kill_9_while_a_group_waits_sends_it_once_after_the_restart(

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sladaemon.notify.apprise_notifier import AppriseNotifier, DeliveryOutcome
+from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.notify.message import Notification
+from sladaemon.notify.outcome import DeliveryOutcome
 from tests.scenario import harness as harness_module
 from tests.scenario.harness import DaemonHarness
 

@@ -22,8 +22,9 @@ from sladaemon.clock import FakeClock
 from sladaemon.config.models import DeliveryConfig
 from sladaemon.escalate.deliver import CRASH_RETRY, MAX_IN_FLIGHT, PER_RECEIVER, Deliverer
 from sladaemon.metrics import DaemonMetrics
-from sladaemon.notify.apprise_notifier import AppriseNotifier, DeliveryOutcome
+from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.notify.message import Notification, render
+from sladaemon.notify.outcome import DeliveryOutcome
 from sladaemon.store.sqlite import OutboxItem, OutboxRow, StateStore
 
 START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)
