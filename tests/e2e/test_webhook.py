@@ -13,7 +13,7 @@ from sladaemon.notify.webhook import post_webhook
 from tests.e2e.conftest import Receivers
 
 PAYLOAD = {
-    "id": "group/desk/{}:{queue=\"vip\"}/1",
+    "id": 'group/desk/{}:{queue="vip"}/1',
     "kind": NotificationKind.GROUP.value,
     "title": "vip / first_response: 2 tickets breached",
     "body": "- V1\n- V2",
