@@ -791,7 +791,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 def _label_set(given: list[str]) -> dict[str, str]:
     """``name=value`` arguments (Alertmanager's matcher syntax, ``=`` only) as labels."""
-    from sladaemon.escalate.matchers import MatcherError, parse_matcher
+    from sladaemon.matchers import MatcherError, parse_matcher
 
     labels = {}
     for text in given:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sladaemon.escalate.matchers import Matcher, parse_matchers
+from sladaemon.matchers import Matcher, parse_matchers
 from sladaemon.predict.results import QueueAlert
 
 SOURCE_STALE = "source_stale"

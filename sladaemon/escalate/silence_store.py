@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from sladaemon.escalate.matchers import parse_matcher
 from sladaemon.escalate.silences import (
     RETENTION,
     STATES,
@@ -21,6 +20,7 @@ from sladaemon.escalate.silences import (
     expired,
     silencing,
 )
+from sladaemon.matchers import parse_matcher
 from sladaemon.store.sqlite import StateStore
 
 SCHEMA = """

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sladaemon.durations import format_duration, parse_period
-from sladaemon.escalate.matchers import Matcher, MatcherError, matches_all, parse_matchers
+from sladaemon.matchers import Matcher, MatcherError, matches_all, parse_matchers
 
 State = Literal["pending", "active", "expired"]
 STATES: tuple[State, ...] = ("active", "pending", "expired")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sladaemon.escalate.matchers import (
+from sladaemon.matchers import (
     Matcher,
     MatcherError,
     format_matchers,
