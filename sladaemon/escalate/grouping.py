@@ -126,7 +126,7 @@ def digest_payload(group: Group, digest: Digest, at: str) -> dict[str, Any]:
     verbs = sorted({_VERB.get(str(i.payload.get("kind")), "new") for i in items})
     verb = "still firing" if digest.repeat else " or ".join(verbs)
     title = f"{_subject(group, items)}: {count} {noun} {verb}"
-    lines = [title, ""]
+    lines: list[str] = []  # the title is the message's subject: the body lists the tickets
     for item in items:
         p = item.payload
         link = f" {p['link']}" if p.get("link") else ""
