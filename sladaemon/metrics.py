@@ -102,6 +102,12 @@ class DaemonMetrics:
             ["receiver"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "sladaemon_notifications_rate_limited_total",
+            "Ladder-level messages beyond their receiver's rate_limit, sent in one digest",
+            ["receiver"],
+            registry=r,
+        )
         self.escalations_sent = Counter(
             "sladaemon_escalations_sent_total",
             "Notifications a receiver accepted",

@@ -314,6 +314,13 @@ class PolicyConfig(StrictModel):
 # ---------------------------------------------------------------------------- receivers
 
 
+class RateLimitConfig(StrictModel):
+    """At most ``count`` ladder-level messages per ``per``; the rest go out as one digest."""
+
+    count: int = Field(ge=1, le=10_000)
+    per: Annotated[Duration, within(MINUTE, DAY)]
+
+
 class ReceiverConfig(StrictModel):
     """Where alerts go: apprise URLs (mailto://, slack://, json://, ...) or ``console://``."""
 
@@ -321,6 +328,9 @@ class ReceiverConfig(StrictModel):
     template: str | None = Field(None, description="message body; fields like {ticket_id}")
     timeout: Annotated[Duration, within(ABOVE_ZERO, HOUR)] = timedelta(seconds=20)
     send_resolved: bool = Field(False, description="say so when a breached metric is met")
+    rate_limit: RateLimitConfig | None = Field(
+        None, description="{count: 20, per: 10m}: beyond it, one digest when there is room"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -48,6 +48,7 @@ from sladaemon.escalate.group_runner import GroupRunner
 from sladaemon.escalate.inhibition import Inhibitor, QueueForecasts, stale_source_alert
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.overdue import OverdueAtStart
+from sladaemon.escalate.rate_caps import RateCaps
 from sladaemon.escalate.route import Router
 from sladaemon.escalate.silence_store import SilenceBook, SilenceStore
 from sladaemon.logs import REDACTOR, get_logger
@@ -105,9 +106,10 @@ class App:
         )  # fmt: skip
         self.groups.use(config.calendars, _inhibitor(config))
         self.chains.on_acked.append(self.groups.resolve_items)  # an owner: no more repeats
+        self.caps = RateCaps()  # receivers' rate limits: outlive reloads
         self.router = Router(
             config, self.outbox, self.notifier, self.metrics, self.overdue, self.chains,
-            self.groups,
+            self.groups, self.caps,
         )  # fmt: skip
         self.deliverer = Deliverer(
             self.store,
@@ -408,8 +410,9 @@ class App:
         self.chains.use(new)
         self.groups.use(new.calendars, _inhibitor(new))
         self.router = Router(
-            new, self.outbox, self.notifier, self.metrics, self.overdue, self.chains, self.groups
-        )
+            new, self.outbox, self.notifier, self.metrics, self.overdue, self.chains, self.groups,
+            self.caps,
+        )  # fmt: skip
         for name in _changed_sources(old, new):
             await self._remove_source(name)
             if name in new.sources:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +40,7 @@ from sladaemon.escalate.group_runner import GroupRunner
 from sladaemon.escalate.labels import sla_labels
 from sladaemon.escalate.outbox import Outbox, cycle_prefix, sla_key
 from sladaemon.escalate.overdue import OverdueAtStart
+from sladaemon.escalate.rate_caps import RateCaps
 from sladaemon.escalate.routing import RouteTree
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
@@ -64,6 +65,18 @@ _MET = frozenset({SlaEventKind.MET, SlaEventKind.MET_LATE})
 _TOLD_OF_BREACH = (NotificationKind.BREACH.value, NotificationKind.ESCALATION.value)
 
 
+@dataclass(frozen=True)
+class CappedRoute:
+    """The digest of what a receiver's rate cap held: sent when its window has room."""
+
+    receiver: str
+    group_wait: timedelta
+    group_interval: timedelta
+    repeat_interval: timedelta = timedelta(days=3650)  # held messages are sent once
+    mute_calendars: tuple[str, ...] = ()
+    active_calendars: tuple[str, ...] = ()
+
+
 @dataclass(eq=False)
 class Router:
     config: Config
@@ -73,6 +86,7 @@ class Router:
     overdue: OverdueAtStart = field(default_factory=OverdueAtStart)  # outlives reloads
     chains: ChainRunner | None = None  # escalation chains and target resolution
     groups: GroupRunner | None = None  # digests of what the routing tree (``route:``) routes
+    caps: RateCaps = field(default_factory=RateCaps)  # per receiver; outlives reloads
 
     def __post_init__(self) -> None:
         self.log = get_logger("sladaemon.route")
@@ -109,6 +123,7 @@ class Router:
                     key = sla_key(f.source, e)
                     payload = sla_payload(key, f.source, e, self._link(f.source, e.ticket_id))
                     for due, names in receivers.items():
+                        names = self._within_caps(f, key, payload, due, names)
                         self.outbox.post(key, notification_kind(e), payload, due, names)
                     if chain and self.chains is not None:
                         self.chains.start(f.source, e, key, payload)
@@ -122,6 +137,29 @@ class Router:
             self.chains.met(f.source, e.ticket_id, e.metric, e.cycle, e.at)
         if self.groups is not None:
             self.groups.resolve_items(cycle_prefix(f.source, e.ticket_id, e.metric, e.cycle))
+
+    def _within_caps(
+        self, f: Fired, key: str, payload: Mapping[str, Any], due: datetime, names: list[str]
+    ) -> list[str]:
+        """The receivers whose rate cap has room; the others get the message in their
+        ``rate_limited`` digest, sent when their window has room again."""
+        if self.groups is None:
+            return names
+        kept = []
+        now_us = to_us(due)
+        for name in names:
+            cfg = self.config.receivers.get(name)
+            cap = cfg.rate_limit if cfg is not None else None
+            per_us = int(cap.per.total_seconds() * 1_000_000) if cap else 0
+            if cap is None or self.caps.allow(name, cap.count, per_us, now_us):
+                kept.append(name)
+                continue
+            wait = timedelta(microseconds=max(0, self.caps.free_at(name, per_us, now_us) - now_us))
+            route = CappedRoute(name, wait, cap.per)
+            labels = {"receiver": name, "rate_limited": "true"}
+            self.groups.take(route, "rate_limited", labels, key, payload, self._labels(f), due)
+            self.metrics.rate_limited.labels(name).inc()
+        return kept
 
     def _labels(self, f: Fired) -> dict[str, str]:
         e = f.event

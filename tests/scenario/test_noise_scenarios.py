@@ -254,3 +254,32 @@ route:
         assert due <= first <= due + timedelta(minutes=5), first  # within the clock's step
     finally:
         await h.stop()
+
+
+async def test_a_receivers_rate_limit_sends_the_rest_as_one_digest_when_there_is_room(
+    tmp_path: Path,
+) -> None:
+    text = config_text(tmp_path, "").replace(
+        "escalation: [{at: breach}, {at: breach+30m}]", "escalation: [{at: breach, notify: [desk]}]"
+    )
+    text = text.replace(
+        'desk: {urls: ["console://"]}',
+        'desk: {urls: ["console://"], rate_limit: {count: 5, per: 10m}}',
+    )
+    h = Harness(tmp_path, text, MONDAY - timedelta(hours=1))
+    for n in range(30):  # 30 breaches within 3 minutes
+        h.add(f"R{n}", MONDAY - timedelta(hours=1) + timedelta(seconds=6 * n), "created", "new")
+    try:
+        app = await h.start()
+        await h.advance(60 + 20, step_minutes=0.5)  # to 08:20
+        sent = h.messages()
+        one_by_one = [k for _, k, _ in sent if k.startswith("desk/")]
+        digests = [p for _, k, p in sent if k.startswith("group/desk/rate_limited")]
+        assert len(one_by_one) == 5, "the cap: 5 per 10 minutes"
+        assert len(digests) == 1, "the rest in one digest, when the window had room"
+        held = {i["ticket_id"] for i in digests[0]["items"]}
+        assert len(held) == 25 and held.isdisjoint(k.split("/")[1] for k in one_by_one)
+        assert str(digests[0]["at"]) >= "2024-01-08T07:10"  # the first message + 10 minutes
+        assert app.metrics.rate_limited.labels("desk")._value.get() == 25
+    finally:
+        await h.stop()
