@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -52,6 +53,20 @@ class ScaledClock:
     async def wait(self, wake: asyncio.Event, until: datetime | None) -> None:
         delay = None if until is None else (until - self.now()).total_seconds() / self.speed
         await _wait(wake, delay)
+
+
+async def run_at_instants(
+    clock: Clock,
+    wake: asyncio.Event,
+    next_instant: Callable[[], datetime | None],
+    fire: Callable[[], None],
+) -> None:
+    """The loop of every timer queue: ``fire`` whenever the clock reaches ``next_instant()``
+    (None: nothing is scheduled) or ``wake`` is set (the schedule changed), until cancelled."""
+    while True:
+        await clock.wait(wake, next_instant())
+        wake.clear()
+        fire()
 
 
 async def _wait(wake: asyncio.Event, delay: float | None) -> None:

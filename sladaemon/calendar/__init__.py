@@ -5,6 +5,7 @@ from sladaemon.calendar.business import (
     BusinessCalendar,
     CalendarSpec,
     from_us,
+    span_us,
     to_us,
 )
 from sladaemon.calendar.hours import TimeRange, WeeklyHours, parse_breaks, parse_weekly_hours
@@ -18,5 +19,6 @@ __all__ = [
     "from_us",
     "parse_breaks",
     "parse_weekly_hours",
+    "span_us",
     "to_us",
 ]

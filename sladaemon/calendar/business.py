@@ -64,6 +64,11 @@ def to_us(t: datetime) -> int:
     return (t - _EPOCH) // _ONE_US  # far from the epoch: exact, slower
 
 
+def span_us(d: timedelta) -> int:
+    """A duration in integer microseconds, exactly."""
+    return (d.days * 86_400 + d.seconds) * US + d.microseconds
+
+
 def from_us(us: int) -> datetime:
     if -_FLOAT_EXACT < us < _FLOAT_EXACT:
         return datetime.fromtimestamp(us / US, UTC)

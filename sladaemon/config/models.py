@@ -348,17 +348,22 @@ class ReceiverConfig(StrictModel):
     @field_validator("urls")
     @classmethod
     def _usable_urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
-        # apprise is slow to import: only when receivers are configured
-        from sladaemon.notify.apprise_notifier import url_problem
+        return usable_urls(urls)
 
-        for secret in urls:
-            url = secret.get_secret_value().strip()
-            if not url:
-                raise _custom("url", "empty URL")
-            problem = url_problem(url)
-            if problem:
-                raise _custom("url", problem)
+
+def usable_urls(urls: list[SecretStr]) -> list[SecretStr]:
+    """``urls`` if apprise (or sladaemon itself) can send to every one; else the reason."""
+    if not urls:
         return urls
+    # apprise is slow to import: only when receivers are configured
+    from sladaemon.notify.apprise_notifier import url_problem
+
+    for secret in urls:
+        url = secret.get_secret_value().strip()
+        problem = url_problem(url) if url else "empty URL"
+        if problem:
+            raise _custom("url", problem)
+    return urls
 
 
 # ---------------------------------------------------------------------------- sources

@@ -20,7 +20,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from sladaemon.calendar import BusinessCalendar
 from sladaemon.config.durations import HOUR, MINUTE, YEAR, Duration, Period, within
-from sladaemon.config.models import StrictModel, _custom, _secret_from_file, known_zone
+from sladaemon.config.models import (
+    StrictModel,
+    _custom,
+    _secret_from_file,
+    known_zone,
+    usable_urls,
+)
 from sladaemon.oncall.roster import Layer, Override, Person, Roster, Schedule
 
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
@@ -59,16 +65,7 @@ class PersonConfig(StrictModel):
     @field_validator("urls")
     @classmethod
     def _usable_urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
-        if not urls:
-            return urls
-        from sladaemon.notify.apprise_notifier import url_problem  # apprise is slow to import
-
-        for secret in urls:
-            url = secret.get_secret_value().strip()
-            problem = url_problem(url) if url else "empty URL"
-            if problem:
-                raise _custom("url", problem)
-        return urls
+        return usable_urls(urls)
 
     @model_validator(mode="after")
     def _reachable(self) -> PersonConfig:

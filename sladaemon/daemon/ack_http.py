@@ -28,7 +28,7 @@ from aiohttp import web
 from sladaemon.config.chains import AckConfig
 from sladaemon.escalate.acks import AckOutcome
 from sladaemon.escalate.chain_runner import ChainRunner
-from sladaemon.escalate.links import AckLinks, LinkRefused
+from sladaemon.escalate.links import AckLinks, LinkClaim, LinkRefused
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import Metric
@@ -96,16 +96,22 @@ class AckPages:
             return None
         return self._refuse("rate_limited", 429, "too many requests: try again shortly", page=page)
 
-    async def _page(self, request: web.Request) -> web.Response:
+    def _claim(self, request: web.Request) -> LinkClaim | web.Response:
+        """What the request's link claims, or the page refusing it (rate, forgery, expiry)."""
         if (limited := self._limited(request, page=True)) is not None:
             return limited
         links = self._links()
         if links is None:
             return self._refuse("disabled", 404, "acknowledgement is not configured", page=True)
         try:
-            claim = links.verify(request.match_info["token"], time.time())
+            return links.verify(request.match_info["token"], time.time())
         except LinkRefused as exc:
             return self._refuse(exc.reason, 403, str(exc), page=True)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        claim = self._claim(request)
+        if isinstance(claim, web.Response):
+            return claim
         found = self.runner.store.get(claim.chain)
         if found is None:
             return self._refuse("unknown", 404, "this escalation is not known here", page=True)
@@ -131,15 +137,9 @@ class AckPages:
         return _html(200, "Acknowledge this escalation?", body)
 
     async def _ack_by_link(self, request: web.Request) -> web.Response:
-        if (limited := self._limited(request, page=True)) is not None:
-            return limited
-        links = self._links()
-        if links is None:
-            return self._refuse("disabled", 404, "acknowledgement is not configured", page=True)
-        try:
-            claim = links.verify(request.match_info["token"], time.time())
-        except LinkRefused as exc:
-            return self._refuse(exc.reason, 403, str(exc), page=True)
+        claim = self._claim(request)
+        if isinstance(claim, web.Response):
+            return claim
         store = self.runner.store
         if store.link_used(claim.link_id):
             return self._refuse("replayed", 409, "this link was used already", page=True)

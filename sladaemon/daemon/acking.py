@@ -4,11 +4,10 @@ the ack is committed before the command answers."""
 
 from __future__ import annotations
 
-import aiohttp
-
 from sladaemon.clock import SystemClock
 from sladaemon.config import Config
-from sladaemon.errors import AckSetupError, StateLockedError
+from sladaemon.daemon.daemon_api import call_daemon
+from sladaemon.errors import StateLockedError
 from sladaemon.escalate.acks import AckOutcome
 from sladaemon.escalate.chain_runner import ChainRunner
 from sladaemon.escalate.chain_store import ChainStore
@@ -18,8 +17,6 @@ from sladaemon.model import Metric
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.store.lock import StateLock
 from sladaemon.store.sqlite import StateStore
-
-API_TIMEOUT = 10.0  # seconds the CLI waits for the daemon
 
 
 async def ack_ticket(
@@ -63,33 +60,11 @@ async def _through_api(
     note: str,
     undo: bool,
 ) -> AckOutcome:
-    ack = cfg.settings.ack
-    if ack is None or not ack.api_tokens:
-        raise AckSetupError(
-            "a daemon holds the state file: give the config an ack: section with api_tokens "
-            "so that ack can reach it"
-        )
-    host, _, port = (ack.listen or cfg.daemon.http.listen).rpartition(":")
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    url = f"http://{host}:{port}/api/v1/{'unacks' if undo else 'acks'}"
     body = {"ticket": ticket, "source": source, "by": by, "note": note}
     if metric is not None:
         body["metric"] = metric.value
-    headers = {
-        "Authorization": f"Bearer {ack.api_tokens[0].get_secret_value()}",
-        "User-Agent": "sladaemon-cli",
-    }
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)) as session,
-            session.post(url, json=body, headers=headers) as response,
-        ):
-            answer = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise StateLockedError(
-            f"a daemon holds the state file, but its API at {url} did not answer: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+    path = f"/api/v1/{'unacks' if undo else 'acks'}"
+    _, answer = await call_daemon(cfg, "POST", path, body, command="ack")
     return AckOutcome(
         bool(answer.get("ok")), str(answer.get("message", "")), tuple(answer.get("chains", ()))
     )

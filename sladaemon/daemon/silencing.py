@@ -10,11 +10,9 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from sladaemon.config import Config
-from sladaemon.daemon.acking import API_TIMEOUT
-from sladaemon.errors import AckSetupError, StateLockedError
+from sladaemon.daemon.daemon_api import call_daemon
+from sladaemon.errors import StateLockedError
 from sladaemon.escalate.silence_store import SilenceStore
 from sladaemon.escalate.silences import SilenceError, silence_from_request, silence_json
 from sladaemon.store.lock import StateLock
@@ -79,33 +77,7 @@ async def _api(
     body: Mapping[str, object] | None,
     params: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    ack = cfg.settings.ack
-    if ack is None or not ack.api_tokens:
-        raise AckSetupError(
-            "a daemon holds the state file: give the config an ack: section with api_tokens "
-            "so that silence can reach it"
-        )
-    host, _, port = (ack.listen or cfg.daemon.http.listen).rpartition(":")
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    url = f"http://{host}:{port}{path}"
-    headers = {
-        "Authorization": f"Bearer {ack.api_tokens[0].get_secret_value()}",
-        "User-Agent": "sladaemon-cli",
-    }
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)) as session,
-            session.request(method, url, json=body, params=params, headers=headers) as response,
-        ):
-            answer = await response.json(content_type=None)
-            status = response.status
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise StateLockedError(
-            f"a daemon holds the state file, but its API at {url} did not answer: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-    if not isinstance(answer, dict):
-        raise StateLockedError(f"the daemon's API at {url} answered {status} without JSON")
+    status, answer = await call_daemon(cfg, method, path, body, params, command="silence")
     if status >= 400:
         raise SilenceError(str(answer.get("message") or f"the daemon answered {status}"))
     return answer

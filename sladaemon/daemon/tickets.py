@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sladaemon.calendar import from_us, to_us
-from sladaemon.clock import Clock
+from sladaemon.calendar import to_us
+from sladaemon.clock import Clock, run_at_instants
 from sladaemon.config.models import SourceConfig
 from sladaemon.escalate.book import Fired, IngestResult, TicketBook
 from sladaemon.escalate.route import ALERTING
@@ -127,11 +127,9 @@ class TicketTracker:
         return fired
 
     async def run_timers(self, on_fired: Callable[[list[Fired]], None]) -> None:
-        while True:
-            nxt = self.book.next_instant()
-            await self.clock.wait(self.wake, from_us(nxt) if nxt is not None else None)
-            self.wake.clear()
-            on_fired(self.fire_due())
+        await run_at_instants(
+            self.clock, self.wake, self.book.timers.next_at, lambda: on_fired(self.fire_due())
+        )
 
     def replace_policies(self, policies: Sequence[SlaPolicy]) -> Changes:
         """Every ticket re-evaluated under a reloaded config's policies."""

@@ -17,15 +17,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sladaemon.calendar import from_us, to_us
-from sladaemon.clock import Clock
+from sladaemon.calendar import from_us, span_us, to_us
+from sladaemon.clock import Clock, run_at_instants
 from sladaemon.config import Config
 from sladaemon.escalate.acks import AckOutcome
 from sladaemon.escalate.chain_store import AuditEntry, ChainStore
-from sladaemon.escalate.chains import ENDED, Chain, pages, still_needs_owner
+from sladaemon.escalate.chains import ENDED, Chain, Page, pages, still_needs_owner
 from sladaemon.escalate.links import AckLinks
 from sladaemon.escalate.outbox import Outbox
 from sladaemon.escalate.targets import PERSON, Resolution, RosterView, resolve
@@ -46,17 +46,13 @@ _RESOLVED_FOR = (
 )
 
 
-def chain_pages(config: Config, name: str) -> tuple[Any, int]:
+def chain_pages(config: Config, name: str) -> tuple[tuple[Page, ...], int]:
     """The pages of the config's chain ``name`` and its ack timeout in µs."""
     cfg = config.settings.chains[name]
     steps = [
-        (tuple(s.notify) if s.notify else None, _us(s.wait) if s.wait else 0) for s in cfg.steps
+        (tuple(s.notify) if s.notify else None, span_us(s.wait) if s.wait else 0) for s in cfg.steps
     ]
-    return pages(steps, cfg.loops), _us(cfg.ack_timeout)
-
-
-def _us(d: timedelta) -> int:
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    return pages(steps, cfg.loops), span_us(cfg.ack_timeout)
 
 
 class ChainRunner:
@@ -126,11 +122,12 @@ class ChainRunner:
 
     async def run(self) -> None:
         """Send pages and lapse acks at their instants, until cancelled."""
-        while True:
-            nxt = self.timers.next_instant()
-            await self.clock.wait(self.wake, from_us(nxt) if nxt is not None else None)
-            self.wake.clear()
-            self.fire_due(to_us(self.clock.now()))
+        await run_at_instants(
+            self.clock,
+            self.wake,
+            self.timers.next_at,
+            lambda: self.fire_due(to_us(self.clock.now())),
+        )
 
     def fire_due(self, now_us: int) -> None:
         for key, _ in self.timers.pop_due(now_us):
@@ -277,6 +274,27 @@ class ChainRunner:
     def _find(self, key: str) -> tuple[Chain, dict[str, Any]] | None:
         return self.live.get(key) or self.store.get(key)
 
+    def _change(
+        self,
+        c: Chain,
+        payload: dict[str, Any],
+        change: Callable[[int], Chain],
+        action: str,
+        by: str,
+        via: str,
+        note: str = "",
+    ) -> None:
+        """Someone changed chain ``c`` (acked, unacked, escalated): saved with its audit
+        entry before anyone is answered, scheduled anew, counted and logged."""
+        now_us = to_us(self.clock.now())
+        after = change(now_us)
+        self.store.save(after, [AuditEntry(c.key, now_us, action, by, via, note)])
+        self._keep(after, payload)
+        self.metrics.chain_acks.labels(_COUNTED_AS[action], via).inc()
+        noted = {"note": note or None} if action == "acked" else {}
+        self.log.info(f"chain_{action}", chain=c.key, by=by, via=via, **noted)
+        self.wake.set()
+
     async def acknowledge(self, chain: str, by: str, via: str, note: str = "") -> AckOutcome:
         found = self._find(chain)
         if found is None:
@@ -289,12 +307,7 @@ class ChainRunner:
             )
         if c.state == "met":
             return AckOutcome(False, f"ticket {c.ticket_id} {c.metric.value} was met already")
-        now_us = to_us(self.clock.now())
-        acked = c.acked(by, via, now_us)
-        self.store.save(acked, [AuditEntry(chain, now_us, "acked", by, via, note)])
-        self._keep(acked, payload)
-        self.metrics.chain_acks.labels("ack", via).inc()
-        self.log.info("chain_acked", chain=chain, by=by, via=via, note=note or None)
+        self._change(c, payload, lambda now: c.acked(by, via, now), "acked", by, via, note)
         for told in self.on_acked:
             told(chain.rsplit("/", 1)[0] + "/")
         return AckOutcome(True, f"acknowledged by {by}", (chain,))
@@ -306,13 +319,7 @@ class ChainRunner:
         c, payload = found
         if c.state != "acked":
             return AckOutcome(False, f"chain {chain} is not acknowledged ({c.state})")
-        now_us = to_us(self.clock.now())
-        after = c.unacked(now_us)
-        self.store.save(after, [AuditEntry(chain, now_us, "unacked", by, via, "")])
-        self._keep(after, payload)
-        self.metrics.chain_acks.labels("unack", via).inc()
-        self.log.info("chain_unacked", chain=chain, by=by, via=via)
-        self.wake.set()
+        self._change(c, payload, c.unacked, "unacked", by, via)
         return AckOutcome(True, f"unacknowledged by {by}: the chain goes on", (chain,))
 
     async def escalate(self, chain: str, by: str, via: str) -> AckOutcome:
@@ -322,13 +329,7 @@ class ChainRunner:
         c, payload = found
         if c.state in ENDED or c.next_page >= len(c.pages):
             return AckOutcome(False, f"chain {chain} has no further step")
-        now_us = to_us(self.clock.now())
-        after = c.escalated(now_us)
-        self.store.save(after, [AuditEntry(chain, now_us, "escalated", by, via, "")])
-        self._keep(after, payload)
-        self.metrics.chain_acks.labels("escalate", via).inc()
-        self.log.info("chain_escalated", chain=chain, by=by, via=via)
-        self.wake.set()
+        self._change(c, payload, c.escalated, "escalated", by, via)
         return AckOutcome(True, f"escalated by {by}: the next step is sent now", (chain,))
 
     def chains_of(self, source: str | None, ticket_id: str, metric: Metric | None) -> list[Chain]:
@@ -348,19 +349,24 @@ class ChainRunner:
         note: str = "",
     ) -> AckOutcome:
         """Every chain of the ticket (of one metric) that is not over, acknowledged."""
-        open_chains = [c for c in self.chains_of(source, ticket_id, metric) if c.state != "met"]
-        if not open_chains:
+        chains = [c for c in self.chains_of(source, ticket_id, metric) if c.state != "met"]
+        if not chains:
             return AckOutcome(False, f"ticket {ticket_id} has no escalation chain to acknowledge")
-        outcomes = [await self.acknowledge(c.key, by, via, note) for c in open_chains]
-        keys = tuple(k for o in outcomes for k in o.chains)
-        return AckOutcome(any(o.ok for o in outcomes), "; ".join(o.message for o in outcomes), keys)
+        return _together([await self.acknowledge(c.key, by, via, note) for c in chains])
 
     async def unacknowledge_ticket(
         self, source: str | None, ticket_id: str, metric: Metric | None, by: str, via: str
     ) -> AckOutcome:
-        acked = [c for c in self.chains_of(source, ticket_id, metric) if c.state == "acked"]
-        if not acked:
+        chains = [c for c in self.chains_of(source, ticket_id, metric) if c.state == "acked"]
+        if not chains:
             return AckOutcome(False, f"ticket {ticket_id} has no acknowledged chain")
-        outcomes = [await self.unacknowledge(c.key, by, via) for c in acked]
-        keys = tuple(k for o in outcomes for k in o.chains)
-        return AckOutcome(any(o.ok for o in outcomes), "; ".join(o.message for o in outcomes), keys)
+        return _together([await self.unacknowledge(c.key, by, via) for c in chains])
+
+
+_COUNTED_AS = {"acked": "ack", "unacked": "unack", "escalated": "escalate"}  # chain_acks' action
+
+
+def _together(outcomes: list[AckOutcome]) -> AckOutcome:
+    """The outcome of acting on several chains of a ticket."""
+    keys = tuple(k for o in outcomes for k in o.chains)
+    return AckOutcome(any(o.ok for o in outcomes), "; ".join(o.message for o in outcomes), keys)

@@ -22,8 +22,8 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sladaemon.calendar import BusinessCalendar, from_us, to_us
-from sladaemon.clock import Clock
+from sladaemon.calendar import BusinessCalendar, from_us, span_us, to_us
+from sladaemon.clock import Clock, run_at_instants
 from sladaemon.escalate.chain_store import AuditEntry, ChainStore
 from sladaemon.escalate.grouping import Digest, Group, Item, digest_payload
 from sladaemon.escalate.inhibition import Inhibition, Inhibitor
@@ -62,10 +62,6 @@ class RouteSettings(Protocol):
     def mute_calendars(self) -> Sequence[str]: ...
     @property
     def active_calendars(self) -> Sequence[str]: ...
-
-
-def _us(d: timedelta) -> int:
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 class GroupRunner:
@@ -131,9 +127,9 @@ class GroupRunner:
                 key,
                 route.receiver,
                 dict(group_labels),
-                _us(route.group_wait),
-                _us(route.group_interval),
-                _us(route.repeat_interval),
+                span_us(route.group_wait),
+                span_us(route.group_interval),
+                span_us(route.repeat_interval),
                 to_us(at),
             )
             self.groups[key] = group
@@ -154,19 +150,24 @@ class GroupRunner:
     # ------------------------------------------------------------------ sending
 
     async def run(self) -> None:
-        while True:
-            nxt = self.timers.next_instant()
-            await self.clock.wait(self.wake, from_us(nxt) if nxt is not None else None)
-            self.wake.clear()
-            self.fire_due(to_us(self.clock.now()))
+        await run_at_instants(
+            self.clock,
+            self.wake,
+            self.timers.next_at,
+            lambda: self.fire_due(to_us(self.clock.now())),
+        )
 
     def fire_due(self, now_us: int) -> None:
-        for key, _ in self.timers.pop_due(now_us):
+        due = self.timers.pop_due(now_us)
+        if not due:
+            return
+        inhibition = self._inhibition()  # what fires now: once for every group due
+        for key, _ in due:
             group = self.groups.get(key)
             if group is not None:
-                self._flush(group, now_us)
+                self._flush(group, now_us, inhibition)
 
-    def _flush(self, group: Group, now_us: int) -> None:
+    def _flush(self, group: Group, now_us: int, inhibition: Inhibition) -> None:
         muted_until = self._held_until(group, now_us)
         if muted_until is not None:
             group.next_us = muted_until
@@ -175,26 +176,33 @@ class GroupRunner:
             self.metrics.muted.labels(group.receiver).inc()
             return
         was = {k for k, i in group.items.items() if i.silenced}
-        inhibition = self._inhibition()
-        digest = group.due(
-            now_us,
-            lambda labels: self._silenced(labels, now_us) or bool(inhibition.inhibited(labels)),
-        )  # an inhibited item is held as a silenced one is
-        held = [i for k, i in group.items.items() if i.silenced and k not in was]
-        by_silence = {i.key for i in held if self._silenced(i.labels, now_us)}
-        silenced = [i for i in held if i.key in by_silence]
-        inhibited = [i for i in held if i.key not in by_silence]
+        why: dict[str, tuple[str, str]] = {}  # item key -> (silenced | inhibited, by what)
+
+        def held(item: Item) -> bool:  # an inhibited item is held as a silenced one is
+            silence = (
+                self.silences.silencing(item.labels, from_us(now_us)) if self.silences else None
+            )
+            rule = inhibition.inhibited(item.labels) if silence is None else None
+            if silence is not None:
+                why[item.key] = ("silenced", silence.describe())
+            elif rule is not None:
+                why[item.key] = ("inhibited", rule.name)
+            return item.key in why
+
+        digest = group.due(now_us, held)
+        newly = [i for k, i in group.items.items() if i.silenced and k not in was]
+        inhibited = {i.key: why[i.key][1] for i in newly if why[i.key][0] == "inhibited"}
+        silenced = {i.key: why[i.key][1] for i in newly if why[i.key][0] == "silenced"}
         if inhibited:
-            rules = {i.key: self._inhibiting_rule(inhibition, i) for i in inhibited}
             self.metrics.notifications_inhibited.labels(group.receiver).inc(len(inhibited))
-            self.log.info("group_items_inhibited", group=group.key, items=rules)
-            for item in inhibited:
-                self._note(item, now_us, "inhibited", group.receiver, f"rule {rules[item.key]}")
+            self.log.info("group_items_inhibited", group=group.key, items=inhibited)
+            for key, rule in inhibited.items():
+                self._note(key, now_us, "inhibited", group.receiver, f"rule {rule}")
         if silenced:
             self.metrics.notifications_silenced.labels(group.receiver).inc(len(silenced))
-            self.log.info("group_items_silenced", group=group.key, items=[i.key for i in silenced])
-            for item in silenced:
-                self._note_silenced(item, group.receiver, now_us)
+            self.log.info("group_items_silenced", group=group.key, items=list(silenced))
+            for key, silence in silenced.items():
+                self._note(key, now_us, "silenced", group.receiver, silence)
         if digest is not None:
             self._send(group, digest, now_us)
         if group.done:
@@ -224,17 +232,6 @@ class GroupRunner:
             to=receivers,
         )
 
-    def _note_silenced(self, item: Item, receiver: str, now_us: int) -> None:
-        """The audit trail (``explain``) says which silence held the item."""
-        if self.audit is None or self.silences is None:
-            return
-        silence = self.silences.silencing(item.labels, from_us(now_us))
-        if silence is None:
-            return
-        source, ticket = _ticket_of(item.key)
-        why = f"silence {silence.id} by {silence.created_by}: {silence.comment}"
-        self.audit.note(source, ticket, AuditEntry(item.key, now_us, "silenced", "", receiver, why))
-
     def _inhibition(self) -> Inhibition:
         """The inhibitor against what fires now: every firing item of every group, and the
         daemon's own alerts (a stale source, a queue forecast)."""
@@ -243,20 +240,12 @@ class GroupRunner:
         items = [i.labels for g in self.groups.values() for i in g.items.values() if i.firing]
         return self.inhibitor.against([*items, *self.extra_sources()])
 
-    def _note(self, item: Item, now_us: int, action: str, receiver: str, why: str) -> None:
+    def _note(self, item_key: str, now_us: int, action: str, receiver: str, why: str) -> None:
+        """The audit trail (``explain``) says what held the item."""
         if self.audit is not None:
-            source, ticket = _ticket_of(item.key)
-            self.audit.note(source, ticket, AuditEntry(item.key, now_us, action, "", receiver, why))
-
-    @staticmethod
-    def _inhibiting_rule(inhibition: Inhibition, item: Item) -> str:
-        rule = inhibition.inhibited(item.labels)
-        return rule.name if rule is not None else ""
-
-    def _silenced(self, labels: Mapping[str, str], now_us: int) -> bool:
-        return self.silences is not None and (
-            self.silences.silencing(labels, from_us(now_us)) is not None
-        )
+            source, ticket = _ticket_of(item_key)
+            entry = AuditEntry(item_key, now_us, action, "", receiver, why)
+            self.audit.note(source, ticket, entry)
 
     def _held_until(self, group: Group, now_us: int) -> int | None:
         """While the group's route is muted: when that ends (µs); else None."""

@@ -13,7 +13,7 @@ posts the messages; times are integer µs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,17 +67,16 @@ class Group:
     def firing(self) -> list[Item]:
         return [i for i in self.items.values() if i.firing]
 
-    def due(
-        self, now_us: int, silenced: Callable[[Mapping[str, str]], bool] = lambda _: False
-    ) -> Digest | None:
+    def due(self, now_us: int, held: Callable[[Item], bool] = lambda _: False) -> Digest | None:
         """What to send at ``now_us`` (the group's instant has come): new items, or a repeat
         of what still fires; None when nothing is to be sent now (``next_us`` is moved on).
-        Items ``silenced`` are held, unsent: when the silence ends they go out as new."""
+        Firing items ``held`` (by a silence or an inhibition) stay unsent: when that ends they
+        go out as new."""
         for item in self.items.values():
-            item.silenced = item.firing and silenced(item.labels)
+            item.silenced = item.firing and held(item)
         new = [i for i in self.items.values() if not i.sent and i.firing and not i.silenced]
         firing = [i for i in self.firing if not i.silenced]
-        held = any(i.silenced and not i.sent for i in self.items.values())
+        waiting = any(i.silenced and not i.sent for i in self.items.values())
         repeat = (
             not new
             and bool(firing)
@@ -85,7 +84,7 @@ class Group:
             and now_us >= self.last_sent_us + self.repeat_us
         )
         if not new and not repeat:
-            later = [now_us + self.interval_us] if held else []  # a silence may end
+            later = [now_us + self.interval_us] if waiting else []  # a silence may end
             if firing and self.last_sent_us is not None:
                 later.append(self.last_sent_us + self.repeat_us)
             self.next_us = min(later) if later else None

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sladaemon.calendar import from_us, to_us
+from sladaemon.calendar import from_us, span_us, to_us
 from sladaemon.config import Config
 from sladaemon.config.models import ReportConfig
 from sladaemon.escalate.book import Fired
@@ -150,7 +150,7 @@ class Router:
         for name in names:
             cfg = self.config.receivers.get(name)
             cap = cfg.rate_limit if cfg is not None else None
-            per_us = int(cap.per.total_seconds() * 1_000_000) if cap else 0
+            per_us = span_us(cap.per) if cap else 0
             if cap is None or self.caps.allow(name, cap.count, per_us, now_us):
                 kept.append(name)
                 continue
@@ -181,7 +181,7 @@ class Router:
                 self.metrics.notifications_silenced.labels(name).inc()
         self.log.info("sla_event_silenced", ticket=f.event.ticket_id, silence=silence.id)
         if self.chains is not None:  # the audit trail (``explain``) says which silence
-            why = f"silence {silence.id} by {silence.created_by}: {silence.comment}"
+            why = silence.describe()
             told = ", ".join(n for names in receivers.values() for n in names)
             key, at = sla_key(f.source, f.event), to_us(f.event.at)
             entry = AuditEntry(key, at, "silenced", "", told, why)

@@ -38,6 +38,10 @@ class Silence:
     expired_at: datetime | None = None
     expired_by: str = ""
 
+    def describe(self) -> str:
+        """What the audit trail says held a notification."""
+        return f"silence {self.id} by {self.created_by}: {self.comment}"
+
     @property
     def ended_at(self) -> datetime:
         """When it stops (or stopped) silencing."""

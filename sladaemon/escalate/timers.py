@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
+from datetime import datetime
 from typing import Generic, TypeVar
+
+from sladaemon.calendar import from_us
 
 K = TypeVar("K", bound=Hashable)
 
@@ -38,6 +41,11 @@ class TimerQueue(Generic[K]):
     def next_instant(self) -> int | None:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
+
+    def next_at(self) -> datetime | None:
+        """The next instant as a datetime (what a clock waits for)."""
+        nxt = self.next_instant()
+        return from_us(nxt) if nxt is not None else None
 
     def pop_due(self, now: int) -> list[tuple[K, int]]:
         """Tickets whose instant is at or before ``now``, with that instant, earliest first."""

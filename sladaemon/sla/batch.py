@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from sladaemon.calendar import BusinessCalendar
+from sladaemon.calendar import BusinessCalendar, span_us
 from sladaemon.model import Metric
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.policy import LadderLevel
@@ -85,10 +84,6 @@ class OpenEvaluation:
         return int((self.state == state).sum())
 
 
-def _us(d: timedelta) -> int:
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
-
-
 def evaluate_open(clocks: OpenClocks, now: int) -> OpenEvaluation:
     n = len(clocks)
     since = np.array(clocks.since, np.int64)
@@ -118,7 +113,7 @@ def evaluate_open(clocks: OpenClocks, now: int) -> OpenEvaluation:
                 labels.append(level.label)
                 # Same rounding as LadderLevel.threshold_us (half to even on the float product).
                 threshold = np.rint(target[idx] * level.fraction).astype(np.int64)
-                threshold += _us(level.after_breach)
+                threshold += span_us(level.after_breach)
                 need = np.maximum(threshold - elapsed0[idx], 0)
                 if level.before_breach:
                     at = calendar.reach_many(since[idx], need)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sladaemon.calendar import from_us, to_us
+from sladaemon.calendar import from_us, span_us, to_us
 from sladaemon.model import (
     IMPLIED_CATEGORY,
     EventKind,
@@ -65,7 +65,7 @@ _SHARED: dict[object, object] = {}
 def _us(d: timedelta) -> int:
     """Microseconds of a target; the same int object for equal targets (thousands of clocks
     share a handful of targets)."""
-    us = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    us = span_us(d)
     return _SHARED.setdefault(us, us)  # type: ignore[return-value]
 
 
