@@ -13,7 +13,9 @@ and for the 75 % instants:
 * median lead — over the breached metrics warned before their deadline;
 
 and whether prediction met the goal there: no more alerts, more breaches caught at least 1 h
-ahead, and a longer median lead.
+ahead, and a longer median lead. Then, per log, prediction against every fixed threshold
+(``sladaemon.predict.curves``): the operating point and the fixed rule of equal precision, in
+the tune and report parts of the history.
 
 A second workload measures the daemon's side: 100,000 open tickets (the fleet of bench/sla.py,
 300,000 open SLA cycles) handed to the predictor once, then one full tick (every running metric
@@ -21,7 +23,8 @@ judged, queues forecast) and one tick after a model refresh, timed; and what a r
 with 300,000 learnt cycles of closed tickets in the state file.
 
 Run ``python -m bench.predict`` (``--quick``: the bundled demo history only; ``--json PATH``
-saves the figures).
+saves the figures, the curves with every point included; ``--curve DIR`` writes one HTML page of
+curves per log).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from sladaemon.config import load_config
 from sladaemon.eventlog import read_events
 from sladaemon.eventlog.importers import convert
 from sladaemon.predict.backtest import predictive_backtest
+from sladaemon.predict.curves import CurveReport, curve_html, format_curves, prediction_curves
 from sladaemon.predict.learnt import LearntCycle
 from sladaemon.predict.predictor import BreachPredictor
 from sladaemon.predict.quality import WarningQuality
@@ -59,11 +63,16 @@ LOGS = {
 }
 
 
+CURVES: dict[str, CurveReport] = {}  # per log, for the text and the pages
+
+
 def run_log(name: str, config: Path, events: Path) -> dict[str, Any]:
     cfg = load_config(config, environ={})
     log = read_events(events, cfg.status_map())
     plain_s, _ = timed(lambda: backtest(log.tickets, cfg.policies))
     predict_s, result = timed(lambda: predictive_backtest(log.tickets, cfg.policies, cfg.predict))
+    curves_s, curves = timed(lambda: prediction_curves(result))
+    CURVES[name] = curves
     q = result.quality
     return {
         "log": name,
@@ -74,6 +83,8 @@ def run_log(name: str, config: Path, events: Path) -> dict[str, Any]:
         "baseline_75": q.baseline.as_json(),
         "wins": wins(q.predicted, q.baseline),
         "by_policy_metric": q.as_json()["by_policy_metric"],
+        "curves_s": curves_s,
+        "curves": curves.as_json(),
     }
 
 
@@ -210,9 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.predict", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--curve", type=Path, metavar="DIR", help="one HTML page per log")
     args = parser.parse_args(argv)
+    if args.curve is not None and not args.curve.is_dir():
+        parser.error(f"--curve {args.curve}: no such directory")
     figures = run(args.quick)
     print(table(figures))
+    for name, curves in CURVES.items():
+        print(f"\n{name}: {format_curves(curves)}")
+        if args.curve is not None:
+            page = args.curve / f"{name}.html"
+            page.write_text(
+                curve_html(f"{name}: breach prediction against fixed thresholds", curves)
+            )
+            print(f"wrote {page}")
     fleet = bench_fleet(5_000 if args.quick else 100_000)
     print(
         f"daemon: {fleet['tickets']:,} open tickets ({fleet['rows']:,} open SLA cycles): handed "
@@ -231,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"{f['log']}: {f['tickets']:,} tickets; backtest {f['replay_s']:.1f}s without "
                 f"prediction, {f['replay_with_prediction_s']:.1f}s with it "
-                f"({f['replay_with_prediction_s'] / f['replay_s']:.1f}x)"
+                f"({f['replay_with_prediction_s'] / f['replay_s']:.1f}x); curves "
+                f"{f['curves_s']:.2f}s"
             )
     if args.json:
         summary = {"logs": figures, "daemon": fleet, "restart": learnt}

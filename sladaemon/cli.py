@@ -42,6 +42,8 @@ from sladaemon.sla.explain import explain_json, explain_text, iso
 
 if TYPE_CHECKING:
     from sladaemon.escalate.routing import Route, RouteMatch
+    from sladaemon.predict.backtest import PredictiveBacktest
+    from sladaemon.predict.curves import CurveReport
     from sladaemon.report.kpi import KpiReport
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -210,14 +212,23 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--tree", action="store_true", help="also print the matching routes")
     _json_option(a, "the matches with their group keys")
 
-    p = sub.add_parser("backtest", help="replay a history: SLA events and compliance table")
+    p = sub.add_parser(
+        "backtest",
+        help="replay a history: SLA events, compliance table, prediction against fixed thresholds",
+    )
     _config_option(p)
     _events_option(p, "normalized event CSV, - for stdin", required=True)
     _file_option(p, "--out", "write the SLA events as JSON lines to FILE (- for stdout)")
+    _file_option(
+        p,
+        "--curve",
+        "write breach prediction against every fixed threshold (precision and lead curves) "
+        "as an HTML page to FILE",
+    )
     p.add_argument("--until", metavar="ISO", help="stop the replay at this ISO 8601 instant")
     p.add_argument("--source", metavar="NAME", help="csv source whose status mapping applies")
     p.add_argument("--strict", action="store_true", help="reject the file if any row is bad")
-    _json_option(p, "the summary (SLA events, compliance, prediction quality)")
+    _json_option(p, "the summary (SLA events, compliance, prediction quality and curves)")
     p.add_argument("--no-predict", action="store_true", help="skip breach prediction")
     p.set_defaults(func=cmd_backtest)
 
@@ -864,22 +875,30 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """SLA events as JSON lines to ``--out``; the summary as text, or as JSON with ``--json``
-    (the text then goes to stderr, as it does when ``--out -`` takes stdout)."""
+    (the text then goes to stderr, as it does when ``--out -`` takes stdout). With prediction,
+    the summary compares it with every fixed threshold; ``--curve`` draws that as a page."""
     if args.json and args.out == STDIN:
         raise UsageError("--out - and --json both write to stdout: give --out FILE")
     cfg = _load(args, secrets=False)
     if not cfg.policies:
         raise UsageError(f"{cfg.path} defines no policies: nothing to evaluate")
+    predicting = _predicting(args, cfg)
     started = time.perf_counter()
     log = _read_log(cfg, args, strict=args.strict)
     until = _instant(args.until, "--until")
-    with _output(args.out, "--out") as out:
+    curves = None
+    with _output(args.out, "--out") as out, _output(args.curve, "--curve") as page:
         predicted = None
-        if cfg.predict.enabled and not args.no_predict:
+        if predicting:
             from sladaemon.predict.backtest import predictive_backtest
+            from sladaemon.predict.curves import curve_html, prediction_curves
 
             predicted = predictive_backtest(log.tickets, cfg.policies, cfg.predict, until)
             result = predicted.result
+            curves = prediction_curves(predicted)
+            if page is not None:
+                title = f"Breach prediction against fixed thresholds, up to {iso(result.until)}"
+                page.write(curve_html(title, curves))
             events = sorted(
                 [*result.events, *predicted.predictions],
                 key=lambda e: (e.at, e.ticket_id, e.metric.value, e.cycle),
@@ -903,15 +922,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if result.unmatched_tickets:
         print(f"{result.unmatched_tickets} tickets matched no policy", file=text)
     print(f"\n{format_compliance(result.compliance)}", file=text)
-    if predicted is not None:
-        from sladaemon.predict.quality import format_quality
-
-        print(
-            "\nprediction quality (a metric = ticket × metric × cycle; lead = deadline − "
-            "warning, wall clock; the 75 % baseline is that level's instant on the same "
-            f"replay):\n{format_quality(predicted.quality)}",
-            file=text,
-        )
+    if predicted is not None and curves is not None:
+        _print_prediction(predicted, curves, text)
+        if args.curve is not None:
+            print(f"wrote {args.curve}", file=sys.stderr)
     if args.json:
         summary_json = {
             "tickets": result.tickets,
@@ -934,9 +948,35 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 for r in result.compliance
             ],
             "prediction": predicted.quality.as_json() if predicted is not None else None,
+            "curves": curves.as_json() if curves is not None else None,
         }
         print(json.dumps(summary_json, indent=2))
     return EXIT_OK
+
+
+def _predicting(args: argparse.Namespace, cfg: Config) -> bool:
+    """Whether the backtest predicts breaches; ``--curve`` needs it, and a file."""
+    predicting = cfg.predict.enabled and not args.no_predict
+    if args.curve == STDIN:
+        raise UsageError("--curve -: give a FILE for the HTML page")
+    if args.curve is not None and not predicting:
+        reason = "--no-predict" if args.no_predict else f"{cfg.path} disables predict"
+        raise UsageError(f"--curve draws breach prediction, and {reason}")
+    return predicting
+
+
+def _print_prediction(predicted: PredictiveBacktest, curves: CurveReport, text: TextIO) -> None:
+    """The quality table, then prediction against every fixed threshold."""
+    from sladaemon.predict.curves import format_curves
+    from sladaemon.predict.quality import format_quality
+
+    print(
+        "\nprediction quality (a metric = ticket × metric × cycle; lead = deadline − "
+        "warning, wall clock; the 75 % baseline is that level's instant on the same "
+        f"replay):\n{format_quality(predicted.quality)}",
+        file=text,
+    )
+    print(f"\n{format_curves(curves)}", file=text)
 
 
 def _write_sla_events(events: Sequence[SlaEvent], out: TextIO) -> None:

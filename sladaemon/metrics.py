@@ -18,6 +18,7 @@ from sladaemon.report.kpi import (
 )
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TRAINING_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 class DaemonMetrics:
@@ -202,6 +203,21 @@ class DaemonMetrics:
             "sladaemon_predicted_breaches_total",
             "Running SLA metrics predicted to breach (each ticket × metric × cycle once)",
             ["source", "policy", "metric"],
+            registry=r,
+        )
+        self.prediction_trainings = Counter(
+            "sladaemon_prediction_trainings_total",
+            "Trainings of the boosted breach model by outcome (ok, failed: the model in force "
+            "stays)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("ok", "failed"):
+            self.prediction_trainings.labels(outcome)
+        self.prediction_training_seconds = Histogram(
+            "sladaemon_prediction_training_seconds",
+            "Real seconds a successful training of the boosted breach model took (worker process)",
+            buckets=TRAINING_BUCKETS,
             registry=r,
         )
         self.queue_alerts = Counter(
@@ -512,3 +528,59 @@ class QueueCollector(Collector):
                 forecast.add_metric(key, ahead)
                 misses.add_metric(key, miss)
         return [backlog, arrivals, throughput, forecast, misses]
+
+
+@dataclass(frozen=True)
+class PredictionFigures:
+    """What the breach predictor shows on /metrics: per policy × metric the threshold in force
+    and its measured precision (None: not measured yet), and the boosted model in force (None:
+    the life tables judge)."""
+
+    thresholds: tuple[tuple[str, str, float, float | None], ...] = ()
+    model_trained_at_s: float | None = None  # Unix time of its training, on the daemon's clock
+    model_snapshots: int | None = None  # labelled snapshots it learnt from
+
+
+class PredictionCollector(Collector):
+    """The breach predictor's operating point and model, as ``figures`` last noted them."""
+
+    def __init__(self, figures: Callable[[], PredictionFigures]) -> None:
+        self._figures = figures
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(PredictionFigures()))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._figures()))
+
+    @staticmethod
+    def _families(figures: PredictionFigures) -> Iterable[Metric]:
+        labels = ["policy", "metric"]
+        threshold = GaugeMetricFamily(
+            "sladaemon_prediction_threshold",
+            "Breach probability that warns, in force per policy and metric (predict.precision)",
+            labels=labels,
+        )
+        precision = GaugeMetricFamily(
+            "sladaemon_prediction_threshold_precision",
+            "Share of the warnings of that threshold that came true on recent finished metrics "
+            "(once measured)",
+            labels=labels,
+        )
+        trained = GaugeMetricFamily(
+            "sladaemon_prediction_model_trained_timestamp_seconds",
+            "Unix time the boosted model in force was trained (absent: life tables judge)",
+        )
+        snapshots = GaugeMetricFamily(
+            "sladaemon_prediction_model_snapshots",
+            "Labelled snapshots the boosted model in force learnt from",
+        )
+        for policy, metric, value, measured in figures.thresholds:
+            threshold.add_metric([policy, metric], value)
+            if measured is not None:
+                precision.add_metric([policy, metric], measured)
+        if figures.model_trained_at_s is not None:
+            trained.add_metric([], figures.model_trained_at_s)
+        if figures.model_snapshots is not None:
+            snapshots.add_metric([], figures.model_snapshots)
+        return [threshold, precision, trained, snapshots]

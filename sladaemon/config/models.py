@@ -61,6 +61,7 @@ from sladaemon.predict.settings import (
     DEFAULT_HORIZON,
     DEFAULT_LEAD,
     DEFAULT_MIN_HISTORY,
+    DEFAULT_PRECISION,
     DEFAULT_THRESHOLD,
     PredictSettings,
 )
@@ -618,6 +619,13 @@ class PredictConfig(StrictModel):
     predicted`` ladder levels, queue forecasts and queue alerts."""
 
     enabled: bool = True
+    precision: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="share of warnings that must come true; picks the threshold "
+        f"(default {DEFAULT_PRECISION} unless threshold or early are given)",
+    )
     threshold: float = Field(
         DEFAULT_THRESHOLD,
         gt=0,
@@ -657,9 +665,24 @@ class PredictConfig(StrictModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _one_way_to_warn(self) -> PredictConfig:
+        fixed = {"threshold", "early"} & self.model_fields_set
+        if self.precision is not None and fixed:
+            raise _custom(
+                "warning_rule",
+                f"precision and {' and '.join(sorted(fixed))} are two ways to choose when to "
+                "warn: give one",
+            )
+        return self
+
     def settings(self) -> PredictSettings:
+        precision = self.precision
+        if precision is None and not {"threshold", "early"} & self.model_fields_set:
+            precision = DEFAULT_PRECISION
         return PredictSettings(
             enabled=self.enabled,
+            precision=precision,
             threshold=self.threshold,
             early=self.early,
             lead=self.lead,

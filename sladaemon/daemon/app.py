@@ -52,7 +52,13 @@ from sladaemon.escalate.rate_caps import RateCaps
 from sladaemon.escalate.route import Router
 from sladaemon.escalate.silence_store import SilenceBook, SilenceStore
 from sladaemon.logs import REDACTOR, get_logger
-from sladaemon.metrics import DaemonMetrics, KpiCollector, QueueCollector, TicketCollector
+from sladaemon.metrics import (
+    DaemonMetrics,
+    KpiCollector,
+    PredictionCollector,
+    QueueCollector,
+    TicketCollector,
+)
 from sladaemon.notify.apprise_notifier import AppriseNotifier
 from sladaemon.predict.results import QueueAlert
 from sladaemon.report.ledger import KpiLedger
@@ -121,7 +127,7 @@ class App:
             self.alert,
         )
         self.prediction = PredictionLoop(
-            config, self.tickets.replays, self.clock, self.route, self.queue_alerts
+            config, self.tickets.replays, self.clock, self.route, self.queue_alerts, self.metrics
         )
         self.kpis = KpiFacts(self.ledger, self.tickets.replays, config, self.clock)
         self.reports = ReportScheduler(
@@ -154,6 +160,7 @@ class App:
         self.metrics.add_collector(TicketCollector(gauges.open_tickets, gauges.open_clocks))
         self.metrics.add_collector(KpiCollector(self.kpis.figures))
         self.metrics.add_collector(QueueCollector(self.prediction.queue_figures))
+        self.metrics.add_collector(PredictionCollector(self.prediction.model_figures))
         self._stopping = asyncio.Event()
         self._reloads: asyncio.Queue[str | None] = asyncio.Queue()
         self._state_lost = False  # the state file was deleted and created afresh
@@ -212,6 +219,7 @@ class App:
         self.systemd.stopping()
         self.log.info("daemon_stopping", in_flight=len(self.deliverer.in_flight))
         await self.supervisor.stop()
+        await self.prediction.stop()  # a training under way is abandoned, its worker ended
         await self.deliverer.stop(STOP_GRACE)
         await self.responders.stop()
         for endpoints in (self.http, self.human_http):

@@ -2,11 +2,12 @@
 clocks as in ``sla.backtest``, and the predictor judging every running metric as time passes.
 
 The predictor sees the history only up to each instant: events are fed in time order, the model
-is refreshed at each tick of ``STEP_US`` (an hour of history; the daemon ticks every minute, so
-an early warning in the backtest comes at most an hour later than the daemon's would), every
-last call is judged at its exact instant (``next_call_us``), and a cycle that started between
-two ticks is judged at the instant it started with the model of the previous tick. Cutting the
-history at any instant therefore leaves every prediction before the cut unchanged.
+is refreshed (and retrained when due) at each tick of ``STEP_US`` (an hour of history; the
+daemon ticks every minute and judges new cycles as they arrive, so an early warning in the
+backtest comes at most an hour later than the daemon's would), every last call is judged at its
+exact instant (``next_call_us``), and a cycle that started between two ticks is first judged at
+the next one, from what is known then. Cutting the history at any instant therefore leaves
+every prediction before the cut unchanged.
 
 The 75 % baseline is measured on the same replay: policies without a ``75%`` level get one
 (notifying nobody) whose warnings are kept for the quality figures only.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sladaemon.calendar import from_us, to_us
@@ -34,6 +35,13 @@ QUEUE_STEP_US = 60 * 60 * 1_000_000  # queue forecasts, when queue alerts are co
 SOURCE = "history"
 
 
+# One ticket × metric × cycle: (ticket, metric, cycle).
+MetricKey = tuple[str, str, int]
+# A metric's scores while a warning still left ``lead``, each higher than the ones before it:
+# (instant µs, probability of breach, business time left on its clock µs).
+Trace = list[tuple[int, float, int]]
+
+
 @dataclass
 class PredictiveBacktest:
     result: BacktestResult
@@ -41,6 +49,10 @@ class PredictiveBacktest:
     quality: PredictionQuality
     queue_alerts: int
     seconds: float
+    replays: Mapping[str, TicketReplay] = field(default_factory=dict)
+    traces: Mapping[MetricKey, Trace] = field(default_factory=dict)
+    first_us: int = 0  # the first event of the history
+    end_us: int = 0  # ``until``
 
 
 def with_baseline_level(policies: Sequence[SlaPolicy]) -> tuple[tuple[SlaPolicy, ...], set[str]]:
@@ -78,7 +90,8 @@ def predictive_backtest(
     end = to_us(until)
     stream = _in_time_order(tickets, until)
     first_tick = _grid_after(stream[0][0]) if stream else end
-    replayer = _Replayer(BreachPredictor(shadow, settings), shadow, settings, first_tick)
+    predictor = BreachPredictor(shadow, settings, traces=True, judge_fresh=False)
+    replayer = _Replayer(predictor, shadow, settings, first_tick)
     total = len(stream)
     for done, (t, _, _, event) in enumerate(stream, 1):
         replayer.feed(t, event)
@@ -89,7 +102,15 @@ def predictive_backtest(
     everything, predictions = _collect(tickets, replayer.replays, until, added, policies, result)
     quality = measure(everything, replayer.queue_alerts)
     return PredictiveBacktest(
-        result, predictions, quality, replayer.queue_alerts, time.perf_counter() - started
+        result,
+        predictions,
+        quality,
+        replayer.queue_alerts,
+        time.perf_counter() - started,
+        replayer.replays,
+        replayer.predictor.traces,
+        stream[0][0] if stream else end,
+        end,
     )
 
 

@@ -353,6 +353,9 @@ class Registry:
             )
         return found
 
+    def policy_metric_ids(self) -> dict[tuple[str, Metric], int]:
+        return dict(self._policy_metric_ids)
+
     def queue(self, source: str, queue: str, metric: Metric) -> QueueMetric:
         return self.queues[self._queue_ids[(source, queue, metric)]]
 

@@ -20,22 +20,29 @@ ticket changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from sladaemon.model import TicketKey
+from sladaemon.predict.boosted import BoostedTrees
 from sladaemon.predict.calibration import Calibration
 from sladaemon.predict.columns import (
     METRICS,
     NOT_SET,
     US,
     CycleColumns,
+    Floats,
+    OpenCycles,
     Registry,
     fresh_columns,
 )
+from sladaemon.predict.features import queue_backlogs
+from sladaemon.predict.learning import Learning
 from sladaemon.predict.learnt import LearntCycle
+from sladaemon.predict.operating import Threshold
 from sladaemon.predict.queues import QueueAlerts, forecast_queues, places_in_queue
+from sladaemon.predict.reasons import top_reasons
 from sladaemon.predict.results import (
     Assessment,
     Prediction,
@@ -45,9 +52,10 @@ from sladaemon.predict.results import (
     finite,
 )
 from sladaemon.predict.risk import MIN_REACHED, CycleRisk, RiskModel, business_elapsed
-from sladaemon.predict.settings import PredictSettings
+from sladaemon.predict.settings import DEFAULT_PRECISION, PredictSettings
 from sladaemon.predict.survival import SurvivalModel
 from sladaemon.predict.tracking import CycleTracker
+from sladaemon.predict.training import TrainingSet, fit
 from sladaemon.predict.wording import prediction_reason, unknown_reason
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.policy import SlaPolicy
@@ -56,19 +64,49 @@ TABLE_REFRESH_US = 6 * 3600 * US  # life tables are rebuilt every 6 hours when c
 QUIET_REFRESH_US = 7 * 86_400 * US  # weekly when none did (only the decay moved them)
 FACTOR_REFRESH_US = 6 * 3600 * US  # hour-of-week service profiles
 NEW_GROUP_REFRESH_US = 3600 * US  # a new queue or priority waits at most this for its tables
+LEARN_EVERY_US = 6 * 3600 * US  # outcomes harvested, thresholds chosen, retraining considered
 
 
 class BreachPredictor:
     """Everything the model knows of one configuration's policies (see the module's contract)."""
 
-    def __init__(self, policies: Sequence[SlaPolicy], settings: PredictSettings) -> None:
+    def __init__(
+        self,
+        policies: Sequence[SlaPolicy],
+        settings: PredictSettings,
+        *,
+        train_inline: bool = True,
+        traces: bool = False,
+        judge_fresh: bool = True,
+    ) -> None:
+        """``train_inline``: retrain within ``tick`` (the backtest); else the owner takes
+        ``training_job`` and hands back ``adopt`` (the daemon, off its event loop).
+        ``traces``: keep every metric's rising scores (the backtest's curves).
+        ``judge_fresh``: new cycles wait in ``fresh`` to be judged as they were when seen
+        (the daemon judges them right away); else the next tick judges them as they are then
+        (the backtest: between a cycle's start and the tick, its queue and ticket move on,
+        and the features must not see that ahead of time)."""
         self.settings = settings
+        self.train_inline = train_inline
+        self._note_fresh = judge_fresh
         self.half_life_us = settings.half_life.total_seconds() * US
         self.survival = SurvivalModel(_targets_s(policies), self.half_life_us)
         self.calibration = Calibration(self.half_life_us)
         self._registry = Registry(self.half_life_us)
+        self._every_us = int(settings.every.total_seconds() * US)
+        self.learning = Learning(
+            OpenCycles(), self.half_life_us, settings.precision or DEFAULT_PRECISION, self._every_us
+        )
+        if traces:
+            self.learning.traces = {}
         self._tracker = CycleTracker(
-            policies, self.survival, self.calibration, self._registry, self._deadline_set
+            policies,
+            self.survival,
+            self.calibration,
+            self._registry,
+            self.learning,
+            self._deadline_set,
+            self.learning.rows,
         )
         self.rows = self._tracker.rows
         self._tickets = self._tracker.tickets
@@ -82,6 +120,12 @@ class BreachPredictor:
         self._judged_at: int | None = None
         self._positions_seen: list[int] = []  # business position of each calendar then
         self.forecasts: list[QueueForecast] = []
+        self._learned_at: int | None = None
+
+    @property
+    def traces(self) -> dict[tuple[str, str, int], list[tuple[int, float, int]]]:
+        """(ticket, metric, cycle) -> its rising scores while warnable (with ``traces``)."""
+        return self.learning.traces or {}
 
     # ------------------------------------------------------------------ feeding
 
@@ -93,7 +137,9 @@ class BreachPredictor:
         if not self.settings.enabled:
             return
         self._changed = True
-        self._tracker.observe(key, replay, now_us, note_fresh=self.refreshed_at is not None)
+        self._tracker.observe(
+            key, replay, now_us, note_fresh=self._note_fresh and self.refreshed_at is not None
+        )
 
     def remember(self, source: str, cycles: Iterable[LearntCycle]) -> int:
         """Count the cycles of tickets that left memory before a restart as ``observe`` counted
@@ -121,6 +167,8 @@ class BreachPredictor:
             return False
         self.settings = settings
         self._lead_us = int(settings.lead.total_seconds() * US)
+        self._every_us = self.learning.every_us = int(settings.every.total_seconds() * US)
+        self.learning.operating.retarget(settings.precision or DEFAULT_PRECISION)
         self._changed = True
         self.next_call_us = None
         self._judged_at = None
@@ -155,8 +203,8 @@ class BreachPredictor:
     # ------------------------------------------------------------------ evaluation
 
     def tick(self, now_us: int, *, queues: bool = True, window_us: int = 0) -> TickResult:
-        """Judge the cycles seen since the last tick, refresh the model, judge every running
-        cycle at ``now_us``; with ``queues``, also forecast the queues and raise alerts.
+        """Judge the cycles seen since the last tick, refresh the model, judge the running
+        cycles due at ``now_us``; with ``queues``, also forecast the queues and raise alerts.
 
         ``window_us``: the time to the next tick. A cycle whose deadline is less than ``lead``
         plus this away gets its last call now (the next tick would be too late); 0 when the
@@ -164,25 +212,23 @@ class BreachPredictor:
         if not self.settings.enabled:
             return TickResult([], [])
         predictions = self.judge_fresh(window_us)
+        self.learning.deadlines_passed(now_us)
         tables_at = self.survival.refreshed_at
         self._refresh(now_us)
         sample = self.survival.refreshed_at != tables_at  # new tables: note every probability
-        positions = [calendar.position(now_us) for calendar in self._registry.calendars]
-        moved = self._changed or positions != self._positions_seen
-        if (moved and self.rows.waiting().any()) or queues or sample or window_us:
-            # Otherwise hardly a probability moved: no event, no business time passed (the
-            # hour-of-week profiles, refreshed every 6 h, move slowly).
-            active = self._active(now_us, everything=queues or sample)
-            if sample:
-                self._keep_score(active, now_us)
-            predictions.extend(self._fire(active, None, window_us))
-            self._changed = False
-            self._positions_seen = positions
-            if queues:
-                self.forecasts = forecast_queues(
-                    now_us, self._registry, self.rows, active, self.settings.horizon
-                )
-            self._plan_calls(now_us)
+        active = self._active(now_us, everything=queues or sample)
+        if sample:
+            self._keep_score(active, now_us)
+        predictions.extend(self._fire(active, None, window_us))
+        self._changed = False
+        if queues:
+            self.forecasts = forecast_queues(
+                now_us, self._registry, self.rows, active, self.settings.horizon
+            )
+            self.learning.rates.note_backlog(
+                queue_backlogs(self.rows, len(self._registry.queues)), now_us
+            )
+        self._plan_calls(now_us)
         alerts = []
         if queues:
             alerts = self._queue_alerts.raise_alerts(
@@ -201,10 +247,11 @@ class BreachPredictor:
         rows = self.rows
         deadline = rows.deadline[: rows.capacity]
         called = deadline - self._lead_us <= now_us + window_us
-        slots = np.flatnonzero(rows.waiting() & (deadline != NOT_SET) & called)
+        open_ = rows.running() & ~rows.dormant[: rows.capacity]
+        slots = np.flatnonzero(open_ & (deadline != NOT_SET) & called)
         if slots.size:
             risk = self._evaluate(rows.columns(slots, now_us))
-            predictions.extend(self._fire(risk, None, window_us))
+            predictions.extend(self._fire(risk, None, window_us, every_one=True))
             rows.dormant[slots] = True  # their last call is over
         self._plan_calls(now_us)
         return predictions
@@ -286,14 +333,16 @@ class BreachPredictor:
 
     def _active(self, now_us: int, *, everything: bool) -> CycleRisk:
         """The running cycles that may still be warned (``everything``: all running ones, for
-        the queue forecasts); cycles found breached or too close to their deadline rest until
-        their ticket changes."""
+        the queue forecasts and calibration; else those due to be scored); cycles found
+        breached or too close to their deadline rest until their ticket changes."""
         rows = self.rows
-        chosen = rows.running() if everything else rows.waiting()
+        chosen = rows.running()
+        if not everything:
+            chosen &= ~rows.dormant[: rows.capacity]
+            chosen &= self.learning.due(np.arange(rows.capacity), np.full(rows.capacity, now_us))
         risk = self._evaluate(rows.columns(np.flatnonzero(chosen), now_us))
         late = (risk.code == ReasonCode.BREACHED.value) | (
-            (risk.code == ReasonCode.KNOWN.value)
-            & (risk.deadline - risk.cycles.now < self._lead_us)
+            (risk.deadline != NOT_SET) & (risk.deadline - risk.cycles.now < self._lead_us)
         )
         rows.dormant[risk.cycles.slots[late]] = True
         rows.deadline[risk.cycles.slots] = risk.deadline
@@ -310,68 +359,146 @@ class BreachPredictor:
                 self.calibration.resolve(slot, True, now_us)
 
     def _fire(
-        self, risk: CycleRisk, keys: list[TicketKey] | None, window_us: int
+        self,
+        risk: CycleRisk,
+        keys: list[TicketKey] | None,
+        window_us: int,
+        *,
+        every_one: bool = False,
     ) -> list[Prediction]:
-        """Predictions for the rows to warn now; each row is warned once. A row is warned as
-        soon as its probability reaches ``early``, or at its last call — the deadline ``lead``
-        away, within ``window_us`` — when it reaches ``threshold``. ``keys``: the tickets of
-        the rows (fresh rows), else the rows' own."""
+        """Score the cycles of ``risk`` that are due (fresh ones, and ``every_one``: all) and
+        warn those whose score calls for it; each row is warned once, and only while its
+        deadline is at least ``lead`` away. With ``precision``: as soon as the probability
+        reaches the threshold in force for its policy × metric. Otherwise as soon as it
+        reaches ``early``, or at its last call — the deadline ``lead`` away, within
+        ``window_us`` — when it reaches ``threshold``. ``keys``: the tickets of the rows
+        (fresh rows), else the rows' own."""
         cycles = risk.cycles
         rows = self.rows
+        learning = self.learning
         ahead = risk.deadline - cycles.now
-        last_call = ahead < self._lead_us + max(window_us, 1)
-        fire = (
-            (risk.code == ReasonCode.KNOWN.value)
-            & (ahead >= self._lead_us)
-            & (
-                (risk.probability >= self.settings.early)
-                | (last_call & (risk.probability >= self.settings.threshold))
+        warnable = (risk.deadline != NOT_SET) & (ahead >= self._lead_us)
+        judged = risk.code == ReasonCode.KNOWN.value
+        if learning.model is not None:
+            judged |= (risk.code == ReasonCode.TOO_LITTLE_HISTORY.value) | (
+                risk.code == ReasonCode.TARGET_RARELY_REACHED.value
             )
-            & ~(rows.warned[cycles.slots] & cycles.live)
-        )
-        chosen = np.flatnonzero(fire)
-        if chosen.size == 0:
+        if keys is None and not every_one:
+            judged &= learning.due(cycles.slots, cycles.now)
+        chosen = judged & warnable
+        if not chosen.any():
             return []
-        position, backlog = places_in_queue(rows, cycles.queue_metric[chosen], cycles.start[chosen])
+        probability, features = learning.score(risk, chosen, learning.context(self._registry))
+        learning.record(
+            risk, chosen, probability, features, warnable, self._trace_key(cycles, keys)
+        )
+        if self.settings.precision is not None:
+            thresholds = np.full(cycles.slots.size, np.inf)
+            thresholds[chosen] = learning.operating.values(cycles.policy_metric[chosen])
+            calls = probability >= thresholds
+        else:
+            last_call = ahead < self._lead_us + max(window_us, 1)
+            calls = (probability >= self.settings.early) | (
+                last_call & (probability >= self.settings.threshold)
+            )
+        fire = chosen & calls & ~(rows.warned[cycles.slots] & cycles.live)
+        fired = np.flatnonzero(fire)
+        if fired.size == 0:
+            return []
+        position, backlog = places_in_queue(rows, cycles.queue_metric[fired], cycles.start[fired])
         out = []
-        for k, i in enumerate(chosen.tolist()):
+        for k, i in enumerate(fired.tolist()):
             slot = int(cycles.slots[i])
             if cycles.live[i]:
                 rows.warned[slot] = True
             key = keys[i] if keys is not None else self._tickets.key(int(rows.ticket[slot]))
-            out.append(self._prediction(risk, i, key, position[k], backlog[k]))
+            row = features[i] if features is not None else None
+            out.append(
+                self._prediction(risk, i, key, float(probability[i]), row, position[k], backlog[k])
+            )
         return out
 
+    def _trace_key(
+        self, cycles: CycleColumns, keys: list[TicketKey] | None
+    ) -> Callable[[int], tuple[str, str, int]] | None:
+        """The (ticket, metric, cycle) of entry ``i`` of ``cycles``, for the traces."""
+        if self.learning.traces is None:
+            return None
+
+        def key_of(i: int) -> tuple[str, str, int]:
+            ticket = (
+                keys[i]
+                if keys is not None
+                else self._tickets.key(int(self.rows.ticket[int(cycles.slots[i])]))
+            )
+            return (ticket[1], METRICS[int(cycles.metric[i])].value, int(cycles.cycle[i]))
+
+        return key_of
+
+    def thresholds(self) -> list[tuple[str, str, Threshold]]:
+        """(policy, metric, threshold in force) for each policy × metric seen (with
+        ``precision``; empty otherwise)."""
+        if self.settings.precision is None:
+            return []
+        return [
+            (policy, metric.value, self.learning.operating.threshold(pm))
+            for (policy, metric), pm in self._registry.policy_metric_ids().items()
+        ]
+
     def _prediction(
-        self, risk: CycleRisk, i: int, key: TicketKey, position: int, backlog: int
+        self,
+        risk: CycleRisk,
+        i: int,
+        key: TicketKey,
+        probability: float,
+        features: Floats | None,
+        position: int,
+        backlog: int,
     ) -> Prediction:
         cycles = risk.cycles
         metric, _, priority, queue = self.survival.leaf_keys[int(cycles.group[i])]
+        queue_name = self._registry.queues[int(cycles.queue_metric[i])].name
+        history_reason = prediction_reason(
+            metric,
+            queue,
+            priority,
+            risk.elapsed[i] / US,
+            cycles.target[i] / US,
+            float(risk.history[i]),
+            float(risk.week_factor[i]),
+            position,
+            backlog,
+        )
+        model = self.learning.model
+        threshold = None
+        if self.settings.precision is not None:
+            threshold = self.learning.operating.threshold(int(cycles.policy_metric[i])).value
+        if model is not None and features is not None:
+            reason = top_reasons(model, features, queue_name, priority, history_reason)
+        else:
+            reason = history_reason
         return Prediction(
             key=key,
             metric=METRICS[int(cycles.metric[i])],
             cycle=int(cycles.cycle[i]),
             at_us=int(cycles.now[i]),
-            probability=float(risk.probability[i]),
+            probability=probability,
             deadline_us=int(risk.deadline[i]),
-            expected_met_us=self._risk_model.expected_met(risk, i),
-            queue=self._registry.queues[int(cycles.queue_metric[i])].name,
+            expected_met_us=(
+                self._risk_model.expected_met(risk, i)
+                if risk.code[i] == ReasonCode.KNOWN.value
+                else None  # a group the life tables do not hold yet
+            ),
+            queue=queue_name,
             position=position,
             backlog=backlog,
-            reason=prediction_reason(
-                metric,
-                queue,
-                priority,
-                risk.elapsed[i] / US,
-                cycles.target[i] / US,
-                float(risk.history[i]),
-                float(risk.week_factor[i]),
-                position,
-                backlog,
-            ),
+            reason=reason,
             history_probability=finite(risk.history[i]),
             week_factor=finite(risk.week_factor[i]),
             calibration=finite(risk.probability[i] / max(risk.raw[i], 1e-12)),
+            business_left_us=int(cycles.target[i] - risk.elapsed[i]),
+            threshold=threshold,
+            model="boosted" if model is not None and features is not None else "life tables",
         )
 
     # ------------------------------------------------------------------ refresh
@@ -392,6 +519,26 @@ class BreachPredictor:
             self._risk_model.refresh_profiles(now_us)
             self._factors_at = now_us
         self.refreshed_at = now_us
+        if self.train_inline:
+            data = self.training_job(now_us)
+            if data is not None:
+                try:
+                    self.learning.adopt(fit(data))
+                except (ValueError, RuntimeError):
+                    self.learning.adopt(None)
+
+    def training_job(self, now_us: int) -> TrainingSet | None:
+        """What to train on, when a retraining is due (checked every ``LEARN_EVERY_US``;
+        the thresholds in force are chosen again at the same time); hand the model trained
+        from it to ``adopt``."""
+        if self._learned_at is not None and now_us - self._learned_at < LEARN_EVERY_US:
+            return None
+        self._learned_at = now_us
+        return self.learning.training_due(now_us)
+
+    def adopt(self, model: BoostedTrees | None) -> None:
+        """The model trained from the last ``training_job`` (None: that training failed)."""
+        self.learning.adopt(model)
 
     def _tables_due(self, now_us: int) -> bool:
         """Whether the life tables are stale: rebuilt every 6 hours when cycles ended, weekly

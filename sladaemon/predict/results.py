@@ -47,6 +47,9 @@ class Prediction:
     history_probability: float  # from the group's history alone
     week_factor: float  # W: service expected before the deadline, relative to usual
     calibration: float  # the correction learnt from outcomes (1: none yet)
+    business_left_us: int = 0  # business time left on the metric's clock
+    threshold: float | None = None  # the threshold in force (with ``precision``)
+    model: str = "life tables"  # what judged it: "boosted" or "life tables"
 
     def details(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,9 @@ class Prediction:
             "position": self.position,
             "backlog": self.backlog,
             "reason": self.reason,
+            "business_left_us": self.business_left_us,
+            "threshold": self.threshold,
+            "model": self.model,
         }
 
 

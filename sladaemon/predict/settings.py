@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+DEFAULT_PRECISION = 0.9
 DEFAULT_THRESHOLD = 0.3
 DEFAULT_EARLY = 0.9
 DEFAULT_LEAD = timedelta(hours=1)
@@ -17,7 +18,11 @@ DEFAULT_EVERY = timedelta(minutes=1)
 
 @dataclass(frozen=True, slots=True)
 class PredictSettings:
-    """``threshold``: the breach probability that raises ``predicted_breach`` at the last
+    """``precision``: the share of warnings that must come true; the predictor then warns a
+    metric as soon as its probability reaches the threshold that met this precision on recent
+    finished metrics of its policy × metric (see ``operating``), while the deadline is at least
+    ``lead`` away. None: the fixed rule of ``threshold`` and ``early`` instead.
+    ``threshold``: the breach probability that raises ``predicted_breach`` at the last
     moment that still leaves ``lead`` before the deadline (wall clock); ``early``: the
     probability that raises it at once, however far the deadline; ``horizon``: business time the
     queue forecast looks ahead; ``half_life``: how fast old history fades; ``min_history``:
@@ -26,6 +31,7 @@ class PredictSettings:
     per-queue forecast messages (none: no queue alerts)."""
 
     enabled: bool = True
+    precision: float | None = None
     threshold: float = DEFAULT_THRESHOLD
     early: float = DEFAULT_EARLY
     lead: timedelta = DEFAULT_LEAD
@@ -36,6 +42,8 @@ class PredictSettings:
     queue_alerts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.precision is not None and not 0.0 < self.precision < 1.0:
+            raise ValueError(f"precision must be between 0 and 1, got {self.precision}")
         for name, value in (("threshold", self.threshold), ("early", self.early)):
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")

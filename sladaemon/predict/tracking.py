@@ -29,6 +29,7 @@ from sladaemon.predict.columns import (
     Registry,
     TicketSlots,
 )
+from sladaemon.predict.learning import Learning
 from sladaemon.predict.learnt import LearntCycle, queue_and_priority
 from sladaemon.predict.survival import SurvivalModel
 from sladaemon.sla.engine import TicketReplay
@@ -47,14 +48,17 @@ class CycleTracker:
         survival: SurvivalModel,
         calibration: Calibration,
         registry: Registry,
+        learning: Learning,
         on_deadline: Callable[[int], None],
+        rows: OpenCycles,
     ) -> None:
         self._policies = {policy.name: policy for policy in policies}
         self.survival = survival
         self.calibration = calibration
         self.registry = registry
+        self.learning = learning
         self.on_deadline = on_deadline
-        self.rows = OpenCycles()
+        self.rows = rows
         self.tickets = TicketSlots()
         self.fresh: list[FreshCycle] = []
         self.earliest_us: int | None = None  # the first arrival seen: rates count from it
@@ -71,6 +75,7 @@ class CycleTracker:
         if number is None:
             number = self.tickets.add(key)
         queue, priority = queue_and_priority(replay, policy)
+        self.learning.ticket(number, priority, replay.fields.get("channel", ""), replay)
         present = set()
         for clock in replay.clocks:
             metric_index = METRICS.index(clock.metric)
@@ -129,6 +134,7 @@ class CycleTracker:
         if number is None:
             return False
         self._drop_rows(number)
+        self.learning.forget_ticket(number)
         self.tickets.release(number)
         return True
 
@@ -162,6 +168,7 @@ class CycleTracker:
                 number, metric_index, current.number, current.start, now_us, True, note_fresh
             )
         self._update_row(slot, clock, current, ids)
+        self.learning.changed(slot)
         fresh = self.fresh
         if fresh and fresh[-1].slot == slot and fresh[-1].seen == now_us:
             fresh[-1] = self.rows.snapshot(key, slot, now_us)
@@ -197,6 +204,7 @@ class CycleTracker:
         for n in range(int(self.tickets.counted[number, metric_index]) + 1, len(cycles)):
             cycle = cycles[n]
             arrivals.observe(series, cycle.start)
+            self.learning.rates.arrival(queue_metric, cycle.start)
             if self.earliest_us is None or cycle.start < self.earliest_us:
                 self.earliest_us = cycle.start
             if cycle.ended is not None:  # started and ended between two looks
@@ -251,6 +259,7 @@ class CycleTracker:
         rows.start[slot] = start
         rows.deadline[slot] = 0  # not computed yet
         rows.reopened[slot] = reopened
+        self.learning.register(slot, now_us)
         self.tickets.slot[number, metric_index] = slot
         key = self.tickets.key(number)
         if note_fresh:
@@ -260,9 +269,12 @@ class CycleTracker:
     def _finish(self, slot: int, elapsed_us: int, ended_us: int) -> None:
         rows = self.rows
         queue_metric, policy_metric = int(rows.queue_metric[slot]), int(rows.policy_metric[slot])
-        self.calibration.resolve(slot, elapsed_us > int(rows.target[slot]), ended_us)
+        breached = elapsed_us > int(rows.target[slot])
+        self.calibration.resolve(slot, breached, ended_us)
+        self.learning.finish(slot, breached)
         if rows.reopened[slot]:  # its first resolution is in the tables already
             self.registry.count_service(queue_metric, policy_metric, ended_us)
+            self.learning.rates.service(queue_metric, ended_us)
             return
         self._count_finished(
             int(rows.group[slot]), queue_metric, policy_metric, elapsed_us, ended_us
@@ -273,11 +285,13 @@ class CycleTracker:
     ) -> None:
         self.survival.add_finished(group, elapsed_us / US, ended_us)
         self.registry.count_service(queue_metric, policy_metric, ended_us)
+        self.learning.rates.service(queue_metric, ended_us)
 
     def _drop(self, number: int, metric_index: int) -> None:
         slot = int(self.tickets.slot[number, metric_index])
         if slot >= 0:
             self.calibration.discard(slot)
+            self.learning.drop(slot)
             self.rows.drop(slot)
             self.tickets.slot[number, metric_index] = -1
 

@@ -1,5 +1,7 @@
 """``explain``: why a ticket got the policy and deadlines it has, with the business-time
-accounting behind every figure."""
+accounting behind every figure, and each breach predicted in its timeline: when, how likely,
+against which threshold, by which model and why (JSON: ``predictions``, present when there are
+any)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 
 from sladaemon.calendar import BusinessCalendar
 from sladaemon.durations import format_duration
-from sladaemon.model import Metric
+from sladaemon.model import Metric, SlaEvent, SlaEventKind
 from sladaemon.sla.engine import MetricStatus, TicketEvaluation
 from sladaemon.sla.native import native_deadlines
 
@@ -41,11 +43,41 @@ def explain_json(ev: TicketEvaluation) -> dict[str, Any]:
         if native:  # the helpdesk's own deadline, where the source reports one
             entry["helpdesk_deadline"] = native
         metrics[metric.value] = entry
-    return {
+    out: dict[str, Any] = {
         "ticket_id": ev.ticket_id,
         "policy": ev.policy.name if ev.policy else None,
         "metrics": metrics,
     }
+    predictions = [_prediction_json(e) for e in predicted_breaches(ev)]
+    if predictions:
+        out["predictions"] = predictions
+    return out
+
+
+def predicted_breaches(ev: TicketEvaluation) -> list[SlaEvent]:
+    """The ``predicted_breach`` events of the evaluation's timeline, in time order."""
+    found = [e for e in ev.timeline if e.kind is SlaEventKind.PREDICTED_BREACH]
+    return sorted(found, key=lambda e: e.at)
+
+
+def _prediction_json(e: SlaEvent) -> dict[str, Any]:
+    details = e.details
+    left = details.get("business_left_us")
+    return {
+        "metric": e.metric.value,
+        "cycle": e.cycle,
+        "at": iso(e.at),
+        "deadline": iso(e.deadline),
+        "probability": _number(details.get("probability")),
+        "threshold": _number(details.get("threshold")),
+        "model": details.get("model"),
+        "business_left_s": left / 1e6 if isinstance(left, int) else None,
+        "reason": str(details.get("reason") or ""),
+    }
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def explain_text(ev: TicketEvaluation, calendars: Mapping[str, BusinessCalendar]) -> str:
@@ -69,7 +101,17 @@ def explain_text(ev: TicketEvaluation, calendars: Mapping[str, BusinessCalendar]
         if native:
             lines.insert(min(len(lines), 5), _native_line(native, status.deadline))
         out.extend(lines)
+    for event in predicted_breaches(ev):
+        out.extend(_prediction_lines(event, _zone_of(ev, event.metric, calendars)))
     return "\n".join(out)
+
+
+def _zone_of(
+    ev: TicketEvaluation, metric: Metric, calendars: Mapping[str, BusinessCalendar]
+) -> tzinfo:
+    status = ev.metrics.get(metric)
+    calendar = calendars.get(status.calendar) if status is not None else None
+    return calendar.zone if calendar is not None else UTC
 
 
 def _metric_lines(st: MetricStatus, now: datetime, calendar: BusinessCalendar | None) -> list[str]:
@@ -146,6 +188,34 @@ def _level_lines(st: MetricStatus, zone: tzinfo) -> list[str]:
         at = f" at {_when(level.at, zone)}" if level.at and not level.reached else ""
         notify = f" -> {', '.join(level.notify)}" if level.notify else ""
         lines.append(f"  level     {level.label}: {state}{at}{notify}")
+    return lines
+
+
+def _prediction_lines(e: SlaEvent, zone: tzinfo) -> list[str]:
+    """A predicted breach: when, how likely against which threshold, the model, why."""
+    entry = _prediction_json(e)
+    probability, threshold = entry["probability"], entry["threshold"]
+    # as the notifications say it: 1 % to 99 %, a prediction is never certain
+    likely = (
+        f"{min(99, max(1, round(100 * probability)))}%" if probability is not None else "unknown"
+    )
+    rule = (
+        f"threshold in force {threshold:.0%}"
+        if threshold is not None
+        else "fixed rule: predict.threshold and early"
+    )
+    lines = [
+        f"\npredicted breach of {e.metric.value} (cycle {e.cycle})",
+        f"  at        {_when(e.at, zone)}",
+        f"  deadline  {_when(e.deadline, zone)}",
+        f"  likely    {likely} ({rule})",
+        f"  model     {entry['model'] or 'unknown'}",
+    ]
+    if entry["business_left_s"] is not None:
+        left = format_duration(entry["business_left_s"], exact=False)
+        lines.append(f"  left      {left} of business time")
+    if entry["reason"]:
+        lines.append(f"  why       {entry['reason']}")
     return lines
 
 

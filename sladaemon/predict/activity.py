@@ -1,0 +1,165 @@
+"""What a ticket and its queue have been doing: the signals a fixed share of the target cannot
+see, kept up to date as events arrive.
+
+* ``TicketActivity`` — per ticket number: reassignments (queue, group or assignee changed from
+  one set value to another), agent and customer replies, waiting periods (entries into a
+  pending or on-hold status), and the last agent action. Counted incrementally from the
+  replay's events; a replay that was rebuilt with fewer events is counted afresh.
+* ``RecentRates`` — per queue × metric, arrivals and services over the last day (exponentially
+  decayed, time constant ``DAY_US``) and the backlog's day average, whose difference from the
+  backlog now is its trend.
+
+Pure: events and instants in, numbers out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sladaemon.model import EventKind, StatusCategory
+from sladaemon.predict.columns import NOT_SET, Floats, Ints
+from sladaemon.sla.engine import TicketReplay
+
+DAY_US = 86_400 * 1_000_000
+OWNER_FIELDS = ("queue", "group", "assignee")
+AGENT_ACTIONS = frozenset(
+    {
+        EventKind.CREATED,
+        EventKind.AGENT_REPLY,
+        EventKind.INTERNAL_NOTE,
+        EventKind.STATUS_CHANGED,
+        EventKind.RESOLVED,
+        EventKind.REOPENED,
+    }
+)
+WAITING = frozenset({StatusCategory.PENDING, StatusCategory.ON_HOLD})
+
+
+class TicketActivity:
+    """Per ticket number (see ``columns.TicketSlots``) the counts named in the module."""
+
+    COUNTS = ("seen", "reassignments", "agent_replies", "customer_replies", "waits")
+
+    def __init__(self) -> None:
+        self.seen: Ints = np.zeros(0, np.int64)  # events counted
+        self.reassignments: Ints = np.zeros(0, np.int64)
+        self.agent_replies: Ints = np.zeros(0, np.int64)
+        self.customer_replies: Ints = np.zeros(0, np.int64)
+        self.waits: Ints = np.zeros(0, np.int64)
+        self.last_action: Ints = np.zeros(0, np.int64)  # NOT_SET: none yet
+        self._owners: dict[int, dict[str, str]] = {}
+        self._waiting: dict[int, bool] = {}
+
+    def reset(self, number: int) -> None:
+        self._grow(number)
+        for name in self.COUNTS:
+            getattr(self, name)[number] = 0
+        self.last_action[number] = NOT_SET
+        self._owners.pop(number, None)
+        self._waiting.pop(number, None)
+
+    def observe(self, number: int, replay: TicketReplay) -> None:
+        """Count the replay's events not counted yet."""
+        self._grow(number)
+        events = replay.events
+        if len(events) < self.seen[number]:
+            self.reset(number)
+        owners = self._owners.setdefault(number, {})
+        waiting = self._waiting.get(number, False)
+        for event in events[int(self.seen[number]) :]:
+            for name in OWNER_FIELDS:
+                value = event.fields.get(name)
+                if value is None:
+                    continue
+                if owners.get(name) and value and value != owners[name]:
+                    self.reassignments[number] += 1
+                owners[name] = value
+            kind = event.kind
+            if kind is EventKind.AGENT_REPLY:
+                self.agent_replies[number] += 1
+            elif kind is EventKind.CUSTOMER_REPLY:
+                self.customer_replies[number] += 1
+            if kind in AGENT_ACTIONS:
+                self.last_action[number] = int(event.at.timestamp() * 1_000_000)
+            if event.category is not None:
+                now_waiting = event.category in WAITING
+                if now_waiting and not waiting:
+                    self.waits[number] += 1
+                waiting = now_waiting
+        self._waiting[number] = waiting
+        self.seen[number] = len(events)
+
+    def _grow(self, number: int) -> None:
+        size = self.seen.size
+        if number < size:
+            return
+        new = max(64, size * 2, number + 1)
+        for name in (*self.COUNTS, "last_action"):
+            array = getattr(self, name)
+            grown = np.zeros(new, np.int64)
+            grown[:size] = array
+            if name == "last_action":
+                grown[size:] = NOT_SET
+            setattr(self, name, grown)
+
+
+class RecentRates:
+    """Per queue × metric id: arrivals and services in the last day (decayed), and the backlog's
+    day average. Instants only move forward; an older instant counts as the latest seen."""
+
+    def __init__(self) -> None:
+        self.at = 0
+        self.arrivals: Floats = np.zeros(0)
+        self.services: Floats = np.zeros(0)
+        self.backlog_average: Floats = np.zeros(0)
+        self._backlog_at = 0
+
+    def arrival(self, queue: int, at_us: int) -> None:
+        self._decay_to(at_us)
+        self._grow(queue)
+        self.arrivals[queue] += self._weight(at_us)
+
+    def service(self, queue: int, at_us: int) -> None:
+        self._decay_to(at_us)
+        self._grow(queue)
+        self.services[queue] += self._weight(at_us)
+
+    def note_backlog(self, backlogs: Floats, now_us: int) -> None:
+        """Move the backlog's day average towards ``backlogs`` (one entry per queue id)."""
+        self._grow(backlogs.size - 1)
+        average = self.backlog_average[: backlogs.size]
+        if self._backlog_at == 0:
+            average[:] = backlogs
+        else:
+            keep = math.exp(-max(0, now_us - self._backlog_at) / DAY_US)
+            average[:] = keep * average + (1.0 - keep) * backlogs
+        self._backlog_at = max(self._backlog_at, now_us)
+
+    def per_day(self, queues: Ints, now_us: int) -> tuple[Floats, Floats]:
+        """Arrivals and services of the last day at ``now_us``, for each entry of ``queues``."""
+        self._grow(int(queues.max(initial=0)))
+        scale = math.exp(-max(0, now_us - self.at) / DAY_US)
+        return self.arrivals[queues] * scale, self.services[queues] * scale
+
+    def _weight(self, at_us: int) -> float:
+        return math.exp(-max(0, self.at - at_us) / DAY_US)
+
+    def _decay_to(self, at_us: int) -> None:
+        if at_us > self.at:
+            if self.at:
+                keep = math.exp(-(at_us - self.at) / DAY_US)
+                self.arrivals *= keep
+                self.services *= keep
+            self.at = at_us
+
+    def _grow(self, queue: int) -> None:
+        size = self.arrivals.size
+        if queue < size:
+            return
+        new = max(16, size * 2, queue + 1)
+        for name in ("arrivals", "services", "backlog_average"):
+            grown = np.zeros(new)
+            grown[:size] = getattr(self, name)
+            setattr(self, name, grown)
