@@ -4,7 +4,7 @@ see, kept up to date as events arrive.
 * ``TicketActivity`` — per ticket number: reassignments (queue, group or assignee changed from
   one set value to another), agent and customer replies, waiting periods (entries into a
   pending or on-hold status), and the last agent action. Counted incrementally from the
-  replay's events; a replay that was rebuilt with fewer events is counted afresh.
+  replay's events; a replay rebuilt around a late event is counted afresh.
 * ``RecentRates`` — per queue × metric, arrivals and services over the last day (exponentially
   decayed, time constant ``DAY_US``) and the backlog's day average, whose difference from the
   backlog now is its trend.
@@ -40,7 +40,8 @@ WAITING = frozenset({StatusCategory.PENDING, StatusCategory.ON_HOLD})
 class TicketActivity:
     """Per ticket number (see ``columns.TicketSlots``) the counts named in the module."""
 
-    COUNTS = ("seen", "reassignments", "agent_replies", "customer_replies", "waits")
+    COUNTS = ("seen", "reassignments", "agent_replies", "customer_replies", "waits", "waiting")
+    OWNERS = tuple(f"owner_{name}" for name in OWNER_FIELDS)  # hash of the value; 0: unset
 
     def __init__(self) -> None:
         self.seen: Ints = np.zeros(0, np.int64)  # events counted
@@ -48,34 +49,37 @@ class TicketActivity:
         self.agent_replies: Ints = np.zeros(0, np.int64)
         self.customer_replies: Ints = np.zeros(0, np.int64)
         self.waits: Ints = np.zeros(0, np.int64)
+        self.waiting: Ints = np.zeros(0, np.int64)  # 1 while pending or on hold
+        self.last_counted: Ints = np.zeros(0, np.int64)  # id() of the last event counted
         self.last_action: Ints = np.zeros(0, np.int64)  # NOT_SET: none yet
-        self._owners: dict[int, dict[str, str]] = {}
-        self._waiting: dict[int, bool] = {}
+        self.owner_queue: Ints = np.zeros(0, np.int64)
+        self.owner_group: Ints = np.zeros(0, np.int64)
+        self.owner_assignee: Ints = np.zeros(0, np.int64)
 
     def reset(self, number: int) -> None:
         self._grow(number)
-        for name in self.COUNTS:
+        for name in (*self.COUNTS, *self.OWNERS):
             getattr(self, name)[number] = 0
         self.last_action[number] = NOT_SET
-        self._owners.pop(number, None)
-        self._waiting.pop(number, None)
 
     def observe(self, number: int, replay: TicketReplay) -> None:
         """Count the replay's events not counted yet."""
         self._grow(number)
         events = replay.events
-        if len(events) < self.seen[number]:
-            self.reset(number)
-        owners = self._owners.setdefault(number, {})
-        waiting = self._waiting.get(number, False)
+        seen = int(self.seen[number])
+        if seen and (len(events) < seen or id(events[seen - 1]) != self.last_counted[number]):
+            self.reset(number)  # rebuilt (a late event sorted in): count it afresh
+        waiting = bool(self.waiting[number])
         for event in events[int(self.seen[number]) :]:
             for name in OWNER_FIELDS:
                 value = event.fields.get(name)
                 if value is None:
                     continue
-                if owners.get(name) and value and value != owners[name]:
+                owner = getattr(self, f"owner_{name}")
+                new = hash(value) or 1 if value else 0  # hashes live as long as the process
+                if owner[number] and new and new != owner[number]:
                     self.reassignments[number] += 1
-                owners[name] = value
+                owner[number] = new
             kind = event.kind
             if kind is EventKind.AGENT_REPLY:
                 self.agent_replies[number] += 1
@@ -88,15 +92,16 @@ class TicketActivity:
                 if now_waiting and not waiting:
                     self.waits[number] += 1
                 waiting = now_waiting
-        self._waiting[number] = waiting
+        self.waiting[number] = waiting
         self.seen[number] = len(events)
+        self.last_counted[number] = id(events[-1]) if events else 0
 
     def _grow(self, number: int) -> None:
         size = self.seen.size
         if number < size:
             return
         new = max(64, size * 2, number + 1)
-        for name in (*self.COUNTS, "last_action"):
+        for name in (*self.COUNTS, *self.OWNERS, "last_counted", "last_action"):
             array = getattr(self, name)
             grown = np.zeros(new, np.int64)
             grown[:size] = array

@@ -11,6 +11,7 @@ Everything is known at the cycle's instant: nothing here looks at how the cycle 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -58,6 +59,14 @@ class FeatureContext:
     priority: Ints  # per ticket number: priority id (-1: none)
     channel: Ints  # per ticket number: channel id (-1: none)
 
+    @cached_property
+    def queue_order(self) -> tuple[Ints, Ints]:
+        """The open cycles' queue × metric ids and starts, sorted by both (for places)."""
+        rows = self.rows
+        used = np.flatnonzero(rows.used[: rows.capacity])
+        order = used[np.lexsort((rows.start[used], rows.queue_metric[used]))]
+        return rows.queue_metric[order].astype(np.int64), rows.start[order]
+
 
 def queue_backlogs(rows: OpenCycles, queues: int) -> Floats:
     """Open cycles per queue × metric id."""
@@ -104,7 +113,7 @@ def feature_matrix(risk: CycleRisk, context: FeatureContext, backlogs: Floats) -
     arrivals, services = rates.per_day(queue, int(now.max()))
     out[:, column["arrivals_day"]] = arrivals
     out[:, column["services_day"]] = services
-    out[:, column["position"]] = _positions(context.rows, queue, cycles.start)
+    out[:, column["position"]] = _positions(context.queue_order, queue, cycles.start)
     ticket = context.rows.ticket[cycles.slots].astype(np.int64)
     activity = context.activity
     if activity.seen.size:
@@ -126,12 +135,9 @@ def feature_matrix(risk: CycleRisk, context: FeatureContext, backlogs: Floats) -
     return out
 
 
-def _positions(rows: OpenCycles, queues: Ints, starts: Ints) -> Floats:
+def _positions(order: tuple[Ints, Ints], queues: Ints, starts: Ints) -> Floats:
     """Place in queue by start among the open cycles of the same queue × metric."""
-    used = np.flatnonzero(rows.used[: rows.capacity])
-    order = used[np.lexsort((rows.start[used], rows.queue_metric[used]))]
-    sorted_queue = rows.queue_metric[order]
-    sorted_start = rows.start[order]
+    sorted_queue, sorted_start = order
     lo = np.searchsorted(sorted_queue, queues, side="left")
     hi = np.searchsorted(sorted_queue, queues, side="right")
     positions = np.empty(queues.size)

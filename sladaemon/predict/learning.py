@@ -28,7 +28,16 @@ import numpy as np
 
 from sladaemon.predict.activity import RecentRates, TicketActivity
 from sladaemon.predict.boosted import BoostedTrees
-from sladaemon.predict.columns import NOT_SET, US, Bools, Floats, Ints, OpenCycles, Registry
+from sladaemon.predict.columns import (
+    NOT_SET,
+    US,
+    Bools,
+    Float32s,
+    Floats,
+    Ints,
+    OpenCycles,
+    Registry,
+)
 from sladaemon.predict.features import (
     FEATURES,
     FeatureContext,
@@ -46,6 +55,7 @@ MAX_RESCORE_US = 4 * 3600 * US
 SNAPSHOT_STEP = 0.1  # a snapshot per tenth of the target, at most
 RETRAIN_US = 14 * 86_400 * US  # retrained fortnightly, or sooner once the history doubled
 RETRAIN_GROWTH = 2.0
+CHUNK = 16_384  # rows whose features are worked out at once
 MAX_IDS = 250  # priorities and channels beyond this many share one id
 
 TraceKey = tuple[str, str, int]
@@ -151,20 +161,23 @@ class Learning:
 
     def score(
         self, risk: CycleRisk, chosen: Bools, context: FeatureContext
-    ) -> tuple[Floats, Floats]:
+    ) -> tuple[Floats, Float32s]:
         """The probability of each ``chosen`` cycle of ``risk`` (NaN elsewhere, and where no
-        probability can be given), and the features of the ``chosen`` ones."""
+        probability can be given), and the features of the ``chosen`` ones (float32: the
+        rows of a whole first tick stay small)."""
         probability = np.full(risk.cycles.slots.size, np.nan)
         backlogs = queue_backlogs(self.rows, len(context.registry.queues))
-        features = np.full((risk.cycles.slots.size, len(FEATURES)), np.nan)
+        features = np.full((risk.cycles.slots.size, len(FEATURES)), np.nan, np.float32)
         index = np.flatnonzero(chosen)
-        if index.size:
-            features[index] = storable(feature_matrix(_take(risk, index), context, backlogs))
         model = self.model
         if model is None:
             probability[chosen] = risk.probability[chosen]
-        elif index.size:
-            probability[index] = model.probability(features[index])
+        for start in range(0, index.size, CHUNK):  # a first tick judges 300,000 rows
+            part = index[start : start + CHUNK]
+            block = feature_matrix(_take(risk, part), context, backlogs)
+            features[part] = block
+            if model is not None:
+                probability[part] = model.probability(storable(block))
         return probability, features
 
     def record(
@@ -172,7 +185,7 @@ class Learning:
         risk: CycleRisk,
         chosen: Bools,
         probability: Floats,
-        features: Floats | None,
+        features: Float32s | None,
         warnable: Bools,
         key_of: Callable[[int], TraceKey] | None,
     ) -> None:
@@ -205,7 +218,8 @@ class Learning:
         )
         if snap.any():
             self.snapshot_share[slots[snap]] = share[snap]
-            self.snapshots.note(self.serial[slots[snap]], features[index[snap]], now[snap])
+            rows = storable(features[index[snap]].astype(np.float64))
+            self.snapshots.note(self.serial[slots[snap]], rows, now[snap])
 
     # ------------------------------------------------------------------ training
 
@@ -215,7 +229,7 @@ class Learning:
             return None
         self.snapshots.harvest()
         self.operating.refresh()
-        labelled = self.snapshots.labelled
+        labelled = self.snapshots.ever_labelled
         if not self.snapshots.ready():
             return None
         grown = labelled >= self._trained_labelled * RETRAIN_GROWTH

@@ -32,7 +32,7 @@ from sladaemon.predict.columns import (
     NOT_SET,
     US,
     CycleColumns,
-    Floats,
+    Float32s,
     OpenCycles,
     Registry,
     fresh_columns,
@@ -451,7 +451,7 @@ class BreachPredictor:
         i: int,
         key: TicketKey,
         probability: float,
-        features: Floats | None,
+        features: Float32s | None,
         position: int,
         backlog: int,
     ) -> Prediction:
@@ -474,7 +474,8 @@ class BreachPredictor:
         if self.settings.precision is not None:
             threshold = self.learning.operating.threshold(int(cycles.policy_metric[i])).value
         if model is not None and features is not None:
-            reason = top_reasons(model, features, queue_name, priority, history_reason)
+            row = features.astype(np.float64)
+            reason = top_reasons(model, row, queue_name, priority, history_reason)
         else:
             reason = history_reason
         return Prediction(

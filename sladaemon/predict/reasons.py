@@ -62,42 +62,58 @@ def top_reasons(
 
 
 def _say(name: str, row: Floats, queue: str, priority: str, history_reason: str) -> str:
-    def value(feature: str) -> float:
-        return float(row[COLUMN[feature]])
-
     if name == "queue":
-        backlog, trend = value("backlog"), value("backlog_trend")
-        direction = "steady"
-        if math.isfinite(trend) and abs(trend) >= max(1.0, 0.1 * backlog):
-            direction = "rising" if trend > 0 else "falling"
-        text = f"queue {queue} backlog {backlog:.0f} and {direction}"
-        if math.isfinite(value("position")):
-            text += f" (place {value('position'):.0f})"
-        return text
+        return _queue_phrase(row, queue)
     if name == "handling":
-        said = []
-        for feature, one, many in (
-            ("reassignments", "1 reassignment", "{n} reassignments"),
-            ("waits", "1 wait for the customer", "{n} waits for the customer"),
-            ("customer_replies", "1 customer reply", "{n} customer replies"),
-        ):
-            n = value(feature)
-            if math.isfinite(n) and n >= 1:
-                said.append(one if n == 1 else many.format(n=f"{n:.0f}"))
-        idle = value("since_agent_action_h")
-        if math.isfinite(idle) and idle >= 1:
-            said.append(f"no agent action for {format_duration(idle * 3600, exact=False)}")
-        return "; ".join(said[:2]) or "no reply from an agent yet"
+        return _handling_phrase(row)
     if name == "time":
-        hour = value("hour_of_week")
-        left = value("business_left_h")
-        if not (math.isfinite(hour) and math.isfinite(left)):
-            return ""
-        day, minutes = divmod(int(hour * 60), 24 * 60)
-        return (
-            f"{DAYS[day % 7]} {minutes // 60:02d}:{minutes % 60:02d} with "
-            f"{format_duration(max(left, 0.0) * 3600, exact=False)} of business time left"
-        )
+        return _time_phrase(row)
     if name == "history":
         return history_reason
     return f"priority {priority}" if priority else ""
+
+
+def _value(row: Floats, feature: str) -> float:
+    return float(row[COLUMN[feature]])
+
+
+def _queue_phrase(row: Floats, queue: str) -> str:
+    backlog, trend = _value(row, "backlog"), _value(row, "backlog_trend")
+    if not math.isfinite(backlog):
+        return f"queue {queue}"
+    direction = "steady"
+    if math.isfinite(trend) and abs(trend) >= max(1.0, 0.1 * backlog):
+        direction = "rising" if trend > 0 else "falling"
+    text = f"queue {queue} backlog {backlog:.0f} and {direction}"
+    position = _value(row, "position")
+    if math.isfinite(position):
+        text += f" (place {position:.0f})"
+    return text
+
+
+def _handling_phrase(row: Floats) -> str:
+    said = []
+    for feature, one, many in (
+        ("reassignments", "1 reassignment", "{n} reassignments"),
+        ("waits", "1 wait for the customer", "{n} waits for the customer"),
+        ("customer_replies", "1 customer reply", "{n} customer replies"),
+    ):
+        n = _value(row, feature)
+        if math.isfinite(n) and n >= 1:
+            said.append(one if n == 1 else many.format(n=f"{n:.0f}"))
+    idle = _value(row, "since_agent_action_h")
+    if math.isfinite(idle) and idle >= 1:
+        said.append(f"no agent action for {format_duration(idle * 3600, exact=False)}")
+    return "; ".join(said[:2]) or "no reply from an agent yet"
+
+
+def _time_phrase(row: Floats) -> str:
+    hour = _value(row, "hour_of_week")
+    left = _value(row, "business_left_h")
+    if not (math.isfinite(hour) and math.isfinite(left)):
+        return ""
+    day, minutes = divmod(round(hour * 60), 24 * 60)
+    return (
+        f"{DAYS[day % 7]} {minutes // 60:02d}:{minutes % 60:02d} with "
+        f"{format_duration(max(left, 0.0) * 3600, exact=False)} of business time left"
+    )

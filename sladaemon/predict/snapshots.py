@@ -10,7 +10,8 @@ snapshot, so training never looks ahead of the instant it runs at.
 Memory is bounded: at most ``PENDING`` waiting and ``LABELLED`` labelled snapshots (the
 oldest labelled go first); when the waiting ones fill up, every other one is dropped and only
 every second snapshot offered is kept from then on. Rows are stored as float16 (trees only
-compare), and the predictor rounds the rows it judges the same way.
+compare; values beyond its range are clipped to it), and the predictor rounds the rows it
+judges the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ MIN_EACH = 50  # of each outcome
 
 
 def storable(features: Floats) -> Floats:
-    """``features`` as the book stores them (float16 precision)."""
-    rounded: Floats = features.astype(np.float16).astype(np.float64)
+    """``features`` as the book stores them: float16 precision, within its range (a backlog of
+    70,000 reads as 65,504)."""
+    limit = float(np.finfo(np.float16).max)
+    rounded: Floats = np.clip(features, -limit, limit).astype(np.float16).astype(np.float64)
     return rounded
 
 
@@ -52,6 +55,11 @@ class SnapshotBook:
         self.breached = 0
 
     @property
+    def ever_labelled(self) -> int:
+        """Snapshots labelled since the start, kept or not."""
+        return self._labelled
+
+    @property
     def labelled(self) -> int:
         return min(self._labelled, LABELLED)
 
@@ -63,8 +71,10 @@ class SnapshotBook:
             keep = (np.arange(serials.size) + self._offered) % self._keep_every == 0
             self._offered += serials.size
             serials, features, at = serials[keep], features[keep], at[keep]
-        if self._pending + serials.size > PENDING:
+        while self._pending + serials.size > PENDING:
             self._thin()
+            keep = np.arange(serials.size) % 2 == 0  # the offer thinned alike
+            serials, features, at = serials[keep], features[keep], at[keep]
         self._reserve(self._pending + serials.size)
         end = self._pending + serials.size
         self._pending_x[self._pending : end] = features

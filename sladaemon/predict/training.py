@@ -51,6 +51,9 @@ def fit(data: TrainingSet) -> BoostedTrees:
     chosen = np.flatnonzero(keep)
     order = chosen[np.argsort(data.at[chosen], kind="stable")]
     features, breached = data.features[order], data.breached[order]
+    # A column nothing was ever known of (no channel in a log) splits nothing: the library
+    # cannot bin it, so it is learnt as a constant (and missing values follow it).
+    features[:, np.isnan(features).all(axis=0)] = 0.0
     n = order.size
     held = int(n * CALIBRATION_SHARE) if n * CALIBRATION_SHARE >= MIN_CALIBRATION else 0
     train = slice(0, n - held)
