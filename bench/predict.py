@@ -52,7 +52,7 @@ from sladaemon.predict.features import COLUMN
 from sladaemon.predict.learnt import LearntCycle
 from sladaemon.predict.predictor import BreachPredictor
 from sladaemon.predict.quality import WarningQuality
-from sladaemon.predict.snapshots import LABELLED
+from sladaemon.predict.snapshots import LABELLED, storable
 from sladaemon.predict.training import TrainingSet, fit
 from sladaemon.sla.backtest import backtest
 from sladaemon.sla.engine import TicketReplay
@@ -163,10 +163,10 @@ def _planted_training_set(predictor: BreachPredictor, now_us: int) -> TrainingSe
     risk = predictor._evaluate(rows.columns(slots, now_us))
     learning = predictor.learning
     chosen = np.ones(slots.size, np.bool_)
-    _, features = learning.score(risk, chosen, learning.context(predictor._registry))
+    _, judged = learning.score(risk, chosen, learning.context(predictor._registry))
     rng = np.random.default_rng(0)
     picked = rng.choice(slots.size, TRAINING_SNAPSHOTS)  # as many as the book keeps
-    features = features[picked].astype(np.float64)
+    features = storable(judged[picked].astype(np.float64))
     signal = np.nan_to_num(features[:, COLUMN["elapsed_share"]]) + 0.01 * np.nan_to_num(
         features[:, COLUMN["backlog"]]
     )
