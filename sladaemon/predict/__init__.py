@@ -7,7 +7,17 @@ Pure, like calendar/ and sla/: values and ``now`` in, values out; no clock, no I
   priority and policy), open cycles counted as censored: a life-table Kaplan–Meier;
 * calibration — the probabilities checked against the outcomes known so far;
 * predictor — ``BreachPredictor``: replays in, predictions and queue alerts out; when to warn
-  (early when nearly certain, else at the last call that still leaves ``lead``);
+  (at the threshold in force for the precision asked; or the fixed rule of ``threshold`` and
+  ``early``);
+* activity — what each ticket's handling and each queue's last day have been;
+* features — the feature rows of running metrics at an instant;
+* learning — the boosted side: scores, snapshots, outcomes, retraining, thresholds;
+* snapshots — feature rows waiting for their outcome, then labelled for training;
+* training, boosted — fitting the gradient-boosted trees (off the event loop) and judging with
+  them as plain arrays;
+* operating — the threshold whose measured precision meets the one asked;
+* reasons — why, in words: the feature groups that raise a score most;
+* curves — every fixed threshold and the predictor's own as curves, at equal precision;
 * tracking — the rows of open cycles kept in step with the replays, arrivals and services
   counted;
 * columns — open cycles as numpy columns, ticket slots, the ids of calendars, zones, queues

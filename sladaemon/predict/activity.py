@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from sladaemon.model import EventKind, StatusCategory
-from sladaemon.predict.columns import NOT_SET, Floats, Ints
+from sladaemon.predict.columns import NOT_SET, Floats, Int32s, Ints
 from sladaemon.sla.engine import TicketReplay
 
 DAY_US = 86_400 * 1_000_000
@@ -44,17 +44,17 @@ class TicketActivity:
     OWNERS = tuple(f"owner_{name}" for name in OWNER_FIELDS)  # hash of the value; 0: unset
 
     def __init__(self) -> None:
-        self.seen: Ints = np.zeros(0, np.int64)  # events counted
-        self.reassignments: Ints = np.zeros(0, np.int64)
-        self.agent_replies: Ints = np.zeros(0, np.int64)
-        self.customer_replies: Ints = np.zeros(0, np.int64)
-        self.waits: Ints = np.zeros(0, np.int64)
-        self.waiting: Ints = np.zeros(0, np.int64)  # 1 while pending or on hold
+        self.seen: Int32s = np.zeros(0, np.int32)  # events counted
+        self.reassignments: Int32s = np.zeros(0, np.int32)
+        self.agent_replies: Int32s = np.zeros(0, np.int32)
+        self.customer_replies: Int32s = np.zeros(0, np.int32)
+        self.waits: Int32s = np.zeros(0, np.int32)
+        self.waiting: Int32s = np.zeros(0, np.int32)  # 1 while pending or on hold
         self.last_counted: Ints = np.zeros(0, np.int64)  # id() of the last event counted
         self.last_action: Ints = np.zeros(0, np.int64)  # NOT_SET: none yet
-        self.owner_queue: Ints = np.zeros(0, np.int64)
-        self.owner_group: Ints = np.zeros(0, np.int64)
-        self.owner_assignee: Ints = np.zeros(0, np.int64)
+        self.owner_queue: Int32s = np.zeros(0, np.int32)
+        self.owner_group: Int32s = np.zeros(0, np.int32)
+        self.owner_assignee: Int32s = np.zeros(0, np.int32)
 
     def reset(self, number: int) -> None:
         self._grow(number)
@@ -76,7 +76,8 @@ class TicketActivity:
                 if value is None:
                     continue
                 owner = getattr(self, f"owner_{name}")
-                new = hash(value) or 1 if value else 0  # hashes live as long as the process
+                # A hash of the value (0: unset), as long-lived as the process
+                new = (hash(value) & 0x7FFFFFFF or 1) if value else 0
                 if owner[number] and new and new != owner[number]:
                     self.reassignments[number] += 1
                 owner[number] = new
@@ -100,10 +101,10 @@ class TicketActivity:
         size = self.seen.size
         if number < size:
             return
-        new = max(64, size * 2, number + 1)
+        new = max(64, size * 5 // 4, number + 1)
         for name in (*self.COUNTS, *self.OWNERS, "last_counted", "last_action"):
             array = getattr(self, name)
-            grown = np.zeros(new, np.int64)
+            grown = np.zeros(new, array.dtype)
             grown[:size] = array
             if name == "last_action":
                 grown[size:] = NOT_SET

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from sladaemon.predict.activity import RecentRates, TicketActivity
-from sladaemon.predict.columns import NOT_SET, US, Floats, Ints, OpenCycles, Registry
+from sladaemon.predict.columns import NOT_SET, US, Floats, Int32s, Ints, OpenCycles, Registry
 from sladaemon.predict.risk import CycleRisk
 from sladaemon.predict.weekly import HOURS_PER_WEEK, week_position
 
@@ -56,8 +56,8 @@ class FeatureContext:
     activity: TicketActivity
     rates: RecentRates
     registry: Registry
-    priority: Ints  # per ticket number: priority id (-1: none)
-    channel: Ints  # per ticket number: channel id (-1: none)
+    priority: Int32s  # per ticket number: priority id (-1: none)
+    channel: Int32s  # per ticket number: channel id (-1: none)
 
     @cached_property
     def queue_order(self) -> tuple[Ints, Ints]:

@@ -34,6 +34,7 @@ from sladaemon.predict.columns import (
     Bools,
     Float32s,
     Floats,
+    Int32s,
     Ints,
     OpenCycles,
     Registry,
@@ -74,16 +75,16 @@ class Learning:
         self.model: BoostedTrees | None = None
         self.training = False  # a training set was handed out and no model came back yet
         self.traces: dict[TraceKey, list[tuple[int, float, int]]] | None = None
-        self.priority: Ints = np.zeros(0, np.int64)
-        self.channel: Ints = np.zeros(0, np.int64)
+        self.priority: Int32s = np.zeros(0, np.int32)
+        self.channel: Int32s = np.zeros(0, np.int32)
         self._vocabulary: dict[str, dict[str, int]] = {"priority": {}, "channel": {}}
         self._serial = 0
         self._trained_labelled = 0
         self._trained_at: int | None = None
         self.serial: Ints = np.zeros(0, np.int64)
-        self.best: Floats = np.zeros(0)
+        self.best: Float32s = np.zeros(0, np.float32)
         self.next_score: Ints = np.zeros(0, np.int64)
-        self.snapshot_share: Floats = np.zeros(0)
+        self.snapshot_share: Float32s = np.zeros(0, np.float32)
         self.settled: Bools = np.zeros(0, np.bool_)
 
     # ------------------------------------------------------------------ rows and tickets
@@ -105,9 +106,9 @@ class Learning:
     def ticket(self, number: int, priority: str, channel: str, replay: TicketReplay) -> None:
         self.activity.observe(number, replay)
         if number >= self.priority.size:
-            size = max(64, self.priority.size * 2, number + 1)
+            size = max(64, self.priority.size * 5 // 4, number + 1)
             for name in ("priority", "channel"):
-                grown = np.full(size, -1, np.int64)
+                grown = np.full(size, -1, np.int32)
                 grown[: getattr(self, name).size] = getattr(self, name)
                 setattr(self, name, grown)
         self.priority[number] = self._id("priority", priority)

@@ -23,7 +23,7 @@ import numpy as np
 from sladaemon.predict.columns import Bools, Floats, Ints
 from sladaemon.predict.training import TrainingSet
 
-PENDING = 100_000
+PENDING = 50_000
 LABELLED = 300_000
 MIN_SNAPSHOTS = 1_000  # labelled snapshots before a first training
 MIN_EACH = 50  # of each outcome

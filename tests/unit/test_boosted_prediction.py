@@ -828,7 +828,9 @@ def test_outcomes_are_settled_once_and_feed_operating_points_and_snapshots() -> 
     learning.deadlines_passed(now)
     assert learning.settled[[met, gone, late]].all()
     assert not learning.settled[[paused, ahead, unseen]].any()
-    assert list(learning.operating._finished[4]) == [(0.7, False), (0.95, True)]
+    finished = list(learning.operating._finished[4])
+    assert [outcome for _, outcome in finished] == [False, True]
+    assert [best for best, _ in finished] == pytest.approx([0.7, 0.95]), "best kept as float32"
     assert learning.snapshots.harvest() == 2
     data = learning.snapshots.training_set(now)
     slots = data.features[:, 0].astype(int).tolist()
