@@ -608,14 +608,56 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"ticket {args.ticket_id!r} cannot be evaluated: {exc}", file=sys.stderr)
         return EXIT_FAILED
     trail = _audit_from_state(cfg, args.source, args.ticket_id) if args.events is None else []
+    predicted = (
+        _predicted_from_state(cfg, args.source, args.ticket_id) if args.events is None else []
+    )
     if args.json:
-        print(json.dumps(explain_json(evaluation) | {"escalation": trail}, indent=2))
+        extra = {"predicted": predicted} if predicted else {}
+        print(json.dumps(explain_json(evaluation) | {"escalation": trail} | extra, indent=2))
     else:
         print(explain_text(evaluation, cfg.calendars))
+        if predicted:
+            print("\npredicted breaches (as the daemon sent them):")
+            print("\n".join(_predicted_lines(predicted)))
         if trail:
             print("\nescalation (who was paged, who acknowledged):")
             print("\n".join(f"  {_audit_line(entry)}" for entry in trail))
     return EXIT_OK
+
+
+def _predicted_lines(predicted: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for p in predicted:
+        lines.append(f"  {p['at']}  {p['metric']} (cycle {p['cycle']}): {p['probability']} likely")
+        if p["threshold_why"]:
+            lines.append(f"    warns at: {p['threshold_why']}")
+        if p["reason"]:
+            lines.append(f"    why: {p['reason']}")
+    return lines
+
+
+def _predicted_from_state(cfg: Config, source: str | None, ticket_id: str) -> list[dict[str, Any]]:
+    """The ticket's predicted breaches as the daemon queued them (probability, the threshold in
+    force and how it was chosen, the reasons), oldest first."""
+    from sladaemon.model import NotificationKind
+    from sladaemon.store.sqlite import StateStore
+
+    store = StateStore(cfg.daemon.state)
+    try:
+        payloads = [
+            payload
+            for name in ([source] if source else sorted(cfg.sources))
+            for payload in store.payloads_of(
+                f"{name}/{ticket_id}/", NotificationKind.PREDICTED_BREACH.value
+            )
+        ]
+    finally:
+        store.close()
+    fields = ("at", "metric", "cycle", "probability", "threshold", "threshold_why", "reason")
+    return sorted(
+        ({name: payload.get(name, "") for name in fields} for payload in payloads),
+        key=lambda p: str(p["at"]),
+    )
 
 
 def _audit_from_state(cfg: Config, source: str | None, ticket_id: str) -> list[dict[str, str]]:

@@ -136,6 +136,8 @@ def _prediction_fields(details: Mapping[str, Any], zone: ZoneInfo) -> dict[str, 
         "probability": percent(details.get("probability")),
         "expected_met": expected_met,
         "reason": str(details.get("reason") or ""),
+        "threshold": percent(details.get("threshold")) if details.get("threshold") else "",
+        "threshold_why": str(details.get("threshold_why") or ""),
     }
 
 
@@ -242,6 +244,8 @@ def _default_body(kind: NotificationKind, p: Mapping[str, Any]) -> str:
     if kind is NotificationKind.PREDICTED_BREACH:
         lines.append(f"probability of breach: {p.get('probability') or 'unknown'}")
         lines.append(f"expected met: {p.get('expected_met') or 'not within the history seen'}")
+        if p.get("threshold_why"):
+            lines.append(f"warns at: {p['threshold_why']}")
         if p.get("reason"):
             lines.append(f"why: {p['reason']}")
     lines += [f"at: {p.get('at')}", f"source: {p.get('source')}", f"id: {p.get('id')}"]

@@ -470,9 +470,10 @@ class BreachPredictor:
             backlog,
         )
         model = self.learning.model
-        threshold = None
+        threshold, threshold_why = None, ""
         if self.settings.precision is not None:
-            threshold = self.learning.operating.threshold(int(cycles.policy_metric[i])).value
+            in_force = self.learning.operating.threshold(int(cycles.policy_metric[i]))
+            threshold, threshold_why = in_force.value, in_force.why
         if model is not None and features is not None:
             row = features.astype(np.float64)
             reason = top_reasons(model, row, queue_name, priority, history_reason)
@@ -499,6 +500,7 @@ class BreachPredictor:
             calibration=finite(risk.probability[i] / max(risk.raw[i], 1e-12)),
             business_left_us=int(cycles.target[i] - risk.elapsed[i]),
             threshold=threshold,
+            threshold_why=threshold_why,
             model="boosted" if model is not None and features is not None else "life tables",
         )
 

@@ -50,6 +50,7 @@ class Prediction:
     business_left_us: int = 0  # business time left on the metric's clock
     threshold: float | None = None  # the threshold in force (with ``precision``)
     model: str = "life tables"  # what judged it: "boosted" or "life tables"
+    threshold_why: str = ""  # how the threshold in force was chosen
 
     def details(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Prediction:
             "business_left_us": self.business_left_us,
             "threshold": self.threshold,
             "model": self.model,
+            "threshold_why": self.threshold_why,
         }
 
 

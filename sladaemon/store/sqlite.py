@@ -432,6 +432,15 @@ class StateStore:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def payloads_of(self, key_prefix: str, kind: str) -> list[dict[str, Any]]:
+        """The payload of each key of ``kind`` under a key prefix (one per key), by key."""
+        rows = self._db.execute(
+            "SELECT key, MIN(payload) FROM outbox WHERE key LIKE ? ESCAPE '\\' AND kind = ? "
+            "GROUP BY key ORDER BY key",
+            (_like_prefix(key_prefix), kind),
+        ).fetchall()
+        return [json.loads(r[1]) for r in rows]
+
 
 _INSERT_EVENT = (  # an event id already stored (an overlapping poll) is not stored twice
     "INSERT OR IGNORE INTO events "
