@@ -48,7 +48,7 @@ from sladaemon.eventlog import read_events
 from sladaemon.eventlog.importers import convert
 from sladaemon.predict.backtest import predictive_backtest
 from sladaemon.predict.curves import CurveReport, curve_html, format_curves, prediction_curves
-from sladaemon.predict.features import COLUMN
+from sladaemon.predict.features import COLUMN, feature_matrix, queue_backlogs
 from sladaemon.predict.learnt import LearntCycle
 from sladaemon.predict.predictor import BreachPredictor
 from sladaemon.predict.quality import WarningQuality
@@ -156,17 +156,16 @@ TRAINING_SNAPSHOTS = LABELLED
 
 def _planted_training_set(predictor: BreachPredictor, now_us: int) -> TrainingSet:
     """``TRAINING_SNAPSHOTS`` running rows' features now (drawn with replacement), labelled
-    breached when its elapsed share and backlog
-    (with noise) say so: what a retraining on that many snapshots costs."""
+    breached when their elapsed share and backlog (with noise) say so: what a retraining on
+    that many snapshots costs."""
     rows = predictor.rows
     slots = np.flatnonzero(rows.running())
     risk = predictor._evaluate(rows.columns(slots, now_us))
-    learning = predictor.learning
-    chosen = np.ones(slots.size, np.bool_)
-    _, judged = learning.score(risk, chosen, learning.context(predictor._registry))
+    backlogs = queue_backlogs(rows, len(predictor._registry.queues))
+    judged = feature_matrix(risk, predictor.learning.context(predictor._registry), backlogs)
     rng = np.random.default_rng(0)
     picked = rng.choice(slots.size, TRAINING_SNAPSHOTS)  # as many as the book keeps
-    features = storable(judged[picked].astype(np.float64))
+    features = storable(judged[picked])
     signal = np.nan_to_num(features[:, COLUMN["elapsed_share"]]) + 0.01 * np.nan_to_num(
         features[:, COLUMN["backlog"]]
     )

@@ -23,6 +23,7 @@ that interval so that no tick scores them all.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,7 +48,7 @@ from sladaemon.predict.features import (
 )
 from sladaemon.predict.operating import OperatingPoints
 from sladaemon.predict.risk import CycleRisk
-from sladaemon.predict.snapshots import SnapshotBook, storable
+from sladaemon.predict.snapshots import PENDING, SnapshotBook, storable
 from sladaemon.predict.training import TrainingSet
 from sladaemon.sla.engine import TicketReplay
 
@@ -57,9 +58,33 @@ SNAPSHOT_STEP = 0.1  # a snapshot per tenth of the target, at most
 RETRAIN_US = 14 * 86_400 * US  # retrained fortnightly, or sooner once the history doubled
 RETRAIN_GROWTH = 2.0
 CHUNK = 16_384  # rows whose features are worked out at once
+SNAPSHOT_BUDGET = PENDING // 4  # rows featured per judgement while the life tables judge
 MAX_IDS = 250  # priorities and channels beyond this many share one id
 
 TraceKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Featured:
+    """Feature rows of some of the cycles judged: ``index`` (sorted) into them, ``rows``."""
+
+    index: Ints
+    rows: Float32s
+
+    def position(self, entries: Ints) -> Ints:
+        """Where each of ``entries`` is in ``rows``; -1 where it was not featured."""
+        at = np.searchsorted(self.index, entries)
+        inside = at < self.index.size
+        found = np.full(entries.size, -1, np.int64)
+        hit = inside.copy()
+        hit[inside] = self.index[at[inside]] == entries[inside]
+        found[hit] = at[hit]
+        return found
+
+    def row(self, entry: int) -> Floats | None:
+        """The features of one entry, or None."""
+        at = int(self.position(np.array([entry], np.int64))[0])
+        return self.rows[at].astype(np.float64) if at >= 0 else None
 
 
 class Learning:
@@ -162,31 +187,34 @@ class Learning:
 
     def score(
         self, risk: CycleRisk, chosen: Bools, context: FeatureContext
-    ) -> tuple[Floats, Float32s]:
+    ) -> tuple[Floats, Featured]:
         """The probability of each ``chosen`` cycle of ``risk`` (NaN elsewhere, and where no
-        probability can be given), and the features of the ``chosen`` ones (float32: the
-        rows of a whole first tick stay small)."""
+        probability can be given), and the features of those it was worked out for: every
+        chosen one under the boosted model; while the life tables judge, only as many as the
+        snapshot book may take (evenly spread), so a first tick of 300,000 rows stays small."""
         probability = np.full(risk.cycles.slots.size, np.nan)
-        backlogs = queue_backlogs(self.rows, len(context.registry.queues))
-        features = np.full((risk.cycles.slots.size, len(FEATURES)), np.nan, np.float32)
         index = np.flatnonzero(chosen)
         model = self.model
         if model is None:
             probability[chosen] = risk.probability[chosen]
-        for start in range(0, index.size, CHUNK):  # a first tick judges 300,000 rows
+            if index.size > SNAPSHOT_BUDGET:
+                index = index[np.linspace(0, index.size - 1, SNAPSHOT_BUDGET).astype(np.int64)]
+        backlogs = queue_backlogs(self.rows, len(context.registry.queues))
+        rows = np.empty((index.size, len(FEATURES)), np.float32)
+        for start in range(0, index.size, CHUNK):
             part = index[start : start + CHUNK]
             block = feature_matrix(_take(risk, part), context, backlogs)
-            features[part] = block
+            rows[start : start + part.size] = block
             if model is not None:
                 probability[part] = model.probability(storable(block))
-        return probability, features
+        return probability, Featured(index, rows)
 
     def record(
         self,
         risk: CycleRisk,
         chosen: Bools,
         probability: Floats,
-        features: Float32s | None,
+        featured: Featured | None,
         warnable: Bools,
         key_of: Callable[[int], TraceKey] | None,
     ) -> None:
@@ -211,15 +239,21 @@ class Learning:
                 trace = self.traces.setdefault(key_of(int(index[i])), [])
                 trace.append((int(now[i]), float(p[i]), int(left[i])))
         self.best[slots[rising]] = p[rising]
-        if features is None:
+        if featured is None:
             return
         share = risk.elapsed[index] / np.maximum(target, 1)
-        snap = scored & (
-            (self.snapshot_share[slots] < 0) | (share >= self.snapshot_share[slots] + SNAPSHOT_STEP)
+        at = featured.position(index)
+        snap = (
+            scored
+            & (at >= 0)
+            & (
+                (self.snapshot_share[slots] < 0)
+                | (share >= self.snapshot_share[slots] + SNAPSHOT_STEP)
+            )
         )
         if snap.any():
             self.snapshot_share[slots[snap]] = share[snap]
-            rows = storable(features[index[snap]].astype(np.float64))
+            rows = storable(featured.rows[at[snap]].astype(np.float64))
             self.snapshots.note(self.serial[slots[snap]], rows, now[snap])
 
     # ------------------------------------------------------------------ training

@@ -32,7 +32,7 @@ from sladaemon.predict.columns import (
     NOT_SET,
     US,
     CycleColumns,
-    Float32s,
+    Floats,
     OpenCycles,
     Registry,
     fresh_columns,
@@ -388,9 +388,9 @@ class BreachPredictor:
         chosen = judged & warnable
         if not chosen.any():
             return []
-        probability, features = learning.score(risk, chosen, learning.context(self._registry))
+        probability, featured = learning.score(risk, chosen, learning.context(self._registry))
         learning.record(
-            risk, chosen, probability, features, warnable, self._trace_key(cycles, keys)
+            risk, chosen, probability, featured, warnable, self._trace_key(cycles, keys)
         )
         if self.settings.precision is not None:
             thresholds = np.full(cycles.slots.size, np.inf)
@@ -412,7 +412,7 @@ class BreachPredictor:
             if cycles.live[i]:
                 rows.warned[slot] = True
             key = keys[i] if keys is not None else self._tickets.key(int(rows.ticket[slot]))
-            row = features[i] if features is not None else None
+            row = featured.row(i)
             out.append(
                 self._prediction(risk, i, key, float(probability[i]), row, position[k], backlog[k])
             )
@@ -451,7 +451,7 @@ class BreachPredictor:
         i: int,
         key: TicketKey,
         probability: float,
-        features: Float32s | None,
+        features: Floats | None,
         position: int,
         backlog: int,
     ) -> Prediction:
@@ -475,8 +475,7 @@ class BreachPredictor:
             in_force = self.learning.operating.threshold(int(cycles.policy_metric[i]))
             threshold, threshold_why = in_force.value, in_force.why
         if model is not None and features is not None:
-            row = features.astype(np.float64)
-            reason = top_reasons(model, row, queue_name, priority, history_reason)
+            reason = top_reasons(model, features, queue_name, priority, history_reason)
         else:
             reason = history_reason
         return Prediction(

@@ -114,6 +114,8 @@ class SnapshotBook:
         self._pending_serial[: stay.size] = self._pending_serial[stay]
         self._pending_at[: stay.size] = self._pending_at[stay]
         self._pending = stay.size
+        while self._keep_every > 1 and self._pending * 4 < PENDING:
+            self._keep_every //= 2  # room again: keep more of what is offered
         self._outcomes = {}  # a settled or departed cycle is never judged again
         count = self.labelled
         self.breached = int(self._y[:count].sum())

@@ -588,15 +588,16 @@ class Desk:
         return feature_matrix(risk, context, backlogs)
 
     def scored(self, now_us: int) -> Floats:
-        """The rows as the learning scores them (rounded as the snapshot book stores them)."""
+        """The rows as the learning works them out (float32)."""
         predictor = self.predictor
         rows = predictor.rows
         slots = np.flatnonzero(rows.used[: rows.capacity])
         risk = predictor._evaluate(rows.columns(slots, now_us))
         context = predictor.learning.context(predictor._registry)
         chosen = np.ones(slots.size, np.bool_)
-        _, features = predictor.learning.score(risk, chosen, context)
-        return features.astype(np.float64)
+        _, featured = predictor.learning.score(risk, chosen, context)
+        assert np.array_equal(featured.index, np.arange(slots.size)), "every row featured"
+        return featured.rows.astype(np.float64)
 
 
 def berlin(day: int, hour: int, minute: int = 0) -> datetime:
