@@ -48,9 +48,9 @@ class SnapshotBook:
         self._keep_every = 1
         self._offered = 0
         self._outcomes: dict[int, bool | None] = {}  # serial -> breached; None: gone
-        self._x = np.zeros((LABELLED, width), np.float16)
-        self._y: Bools = np.zeros(LABELLED, np.bool_)
-        self._at: Ints = np.zeros(LABELLED, np.int64)
+        self._x = np.zeros((0, width), np.float16)  # grown as labels come, up to LABELLED
+        self._y: Bools = np.zeros(0, np.bool_)
+        self._at: Ints = np.zeros(0, np.int64)
         self._labelled = 0  # ever; the newest LABELLED are kept, in a ring
         self.breached = 0
 
@@ -104,6 +104,7 @@ class SnapshotBook:
         chosen = np.flatnonzero(known)
         for start in range(0, chosen.size, LABELLED):
             part = chosen[start : start + LABELLED]
+            self._make_room(min(LABELLED, self._labelled + part.size))
             ring = (self._labelled + np.arange(part.size)) % LABELLED
             self._x[ring] = self._pending_x[part]
             self._y[ring] = labels[part]
@@ -138,6 +139,20 @@ class SnapshotBook:
             at=at,
             trained_at=now_us,
         )
+
+    def _make_room(self, size: int) -> None:
+        """The labelled arrays hold at least ``size`` rows (at most LABELLED)."""
+        have = self._y.size
+        if size <= have:
+            return
+        new = min(LABELLED, max(size, 2 * have, 1024))
+        x = np.zeros((new, self.width), np.float16)
+        x[:have] = self._x
+        y = np.zeros(new, np.bool_)
+        y[:have] = self._y
+        at = np.zeros(new, np.int64)
+        at[:have] = self._at
+        self._x, self._y, self._at = x, y, at
 
     def _thin(self) -> None:
         n = self._pending
