@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from sladaemon.model import EventKind, StatusCategory
-from sladaemon.predict.columns import NOT_SET, Floats, Int32s, Ints
+from sladaemon.predict.columns import Floats, Int32s, Ints, UInt32s
 from sladaemon.sla.engine import TicketReplay
 
+Int8s = npt.NDArray[np.int8]
 DAY_US = 86_400 * 1_000_000
 OWNER_FIELDS = ("queue", "group", "assignee")
 AGENT_ACTIONS = frozenset(
@@ -49,9 +51,9 @@ class TicketActivity:
         self.agent_replies: Int32s = np.zeros(0, np.int32)
         self.customer_replies: Int32s = np.zeros(0, np.int32)
         self.waits: Int32s = np.zeros(0, np.int32)
-        self.waiting: Int32s = np.zeros(0, np.int32)  # 1 while pending or on hold
+        self.waiting: Int8s = np.zeros(0, np.int8)  # 1 while pending or on hold
         self.last_counted: Ints = np.zeros(0, np.int64)  # id() of the last event counted
-        self.last_action: Ints = np.zeros(0, np.int64)  # NOT_SET: none yet
+        self.last_action: UInt32s = np.zeros(0, np.uint32)  # whole seconds; 0: none yet
         self.owner_queue: Int32s = np.zeros(0, np.int32)
         self.owner_group: Int32s = np.zeros(0, np.int32)
         self.owner_assignee: Int32s = np.zeros(0, np.int32)
@@ -60,7 +62,7 @@ class TicketActivity:
         self._grow(number)
         for name in (*self.COUNTS, *self.OWNERS):
             getattr(self, name)[number] = 0
-        self.last_action[number] = NOT_SET
+        self.last_action[number] = 0
 
     def observe(self, number: int, replay: TicketReplay) -> None:
         """Count the replay's events not counted yet."""
@@ -87,7 +89,7 @@ class TicketActivity:
             elif kind is EventKind.CUSTOMER_REPLY:
                 self.customer_replies[number] += 1
             if kind in AGENT_ACTIONS:
-                self.last_action[number] = int(event.at.timestamp() * 1_000_000)
+                self.last_action[number] = max(1, int(event.at.timestamp()))
             if event.category is not None:
                 now_waiting = event.category in WAITING
                 if now_waiting and not waiting:
@@ -106,8 +108,6 @@ class TicketActivity:
             array = getattr(self, name)
             grown = np.zeros(new, array.dtype)
             grown[:size] = array
-            if name == "last_action":
-                grown[size:] = NOT_SET
             setattr(self, name, grown)
 
 

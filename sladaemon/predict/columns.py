@@ -29,6 +29,7 @@ from sladaemon.predict.weekly import WeekExposure, WeeklyCounts, open_hours
 
 Floats = npt.NDArray[np.float64]
 Float32s = npt.NDArray[np.float32]
+UInt32s = npt.NDArray[np.uint32]
 Ints = npt.NDArray[np.int64]
 Int32s = npt.NDArray[np.int32]
 Bools = npt.NDArray[np.bool_]

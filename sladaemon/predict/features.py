@@ -121,8 +121,8 @@ def feature_matrix(risk: CycleRisk, context: FeatureContext, backlogs: Floats) -
         t = ticket[ticket_known]
         for name in ("reassignments", "agent_replies", "customer_replies", "waits"):
             out[ticket_known, column[name]] = getattr(activity, name)[t]
-        last = activity.last_action[t]
-        has_last = last != NOT_SET
+        last = activity.last_action[t].astype(np.int64) * US
+        has_last = last != 0
         chosen = np.flatnonzero(ticket_known)[has_last]
         out[chosen, column["since_agent_action_h"]] = (now[chosen] - last[has_last]) / HOUR_US
     for name, ids in (("priority", context.priority), ("channel", context.channel)):

@@ -39,6 +39,7 @@ from sladaemon.predict.columns import (
     Ints,
     OpenCycles,
     Registry,
+    UInt32s,
 )
 from sladaemon.predict.features import (
     FEATURES,
@@ -106,9 +107,9 @@ class Learning:
         self._serial = 0
         self._trained_labelled = 0
         self._trained_at: int | None = None
-        self.serial: Ints = np.zeros(0, np.int64)
+        self.serial: Int32s = np.zeros(0, np.int32)  # wraps after 2**31 cycles: harmless
         self.best: Float32s = np.zeros(0, np.float32)
-        self.next_score: Ints = np.zeros(0, np.int64)
+        self.next_score: UInt32s = np.zeros(0, np.uint32)  # whole seconds; 0: due now
         self.snapshot_share: Float32s = np.zeros(0, np.float32)
         self.settled: Bools = np.zeros(0, np.bool_)
 
@@ -117,7 +118,7 @@ class Learning:
     def register(self, slot: int, now_us: int) -> None:
         """A new row: a fresh serial, no score yet, due at once."""
         self._grow(slot)
-        self._serial += 1
+        self._serial = self._serial % (2**31 - 1) + 1
         self.serial[slot] = self._serial
         self.best[slot] = np.nan
         self.next_score[slot] = 0
@@ -177,7 +178,7 @@ class Learning:
 
     def due(self, slots: Ints, now: Ints) -> Bools:
         self._grow(int(slots.max(initial=0)))
-        is_due: Bools = self.next_score[slots] <= now
+        is_due: Bools = self.next_score[slots] <= now // US
         return is_due
 
     def context(self, registry: Registry) -> FeatureContext:
@@ -229,7 +230,8 @@ class Learning:
         interval = np.clip((target * RESCORE_SHARE).astype(np.int64), self.every_us, MAX_RESCORE_US)
         first = self.next_score[slots] == 0
         spread = np.where(first, (slots * 0.618034) % 1.0, 1.0)  # first scores spread out
-        self.next_score[slots] = now + np.maximum(1, (interval * spread).astype(np.int64))
+        due = now + np.maximum(1, (interval * spread).astype(np.int64))
+        self.next_score[slots] = np.maximum(1, due // US)
         p = probability[index]
         scored = np.isfinite(p) & warnable[index]
         rising = scored & ~(p <= self.best[slots])  # NaN best: the first score rises
@@ -254,7 +256,7 @@ class Learning:
         if snap.any():
             self.snapshot_share[slots[snap]] = share[snap]
             rows = storable(featured.rows[at[snap]].astype(np.float64))
-            self.snapshots.note(self.serial[slots[snap]], rows, now[snap])
+            self.snapshots.note(self.serial[slots[snap]].astype(np.int64), rows, now[snap])
 
     # ------------------------------------------------------------------ training
 

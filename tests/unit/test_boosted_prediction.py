@@ -124,13 +124,15 @@ def test_activity_counts_reassignments_replies_waits_and_the_last_agent_action()
         "agent_replies": 1,
         "customer_replies": 3,
         "waits": 2,
-        "last_action": to_us(minutes(65)),  # a status change by an agent
+        "last_action": to_us(minutes(65)) // 1_000_000,  # a status change by an agent (s)
     }
-    assert counts(activity, 3)["last_action"] == NOT_SET, "another ticket: nothing yet"
+    assert counts(activity, 3)["last_action"] == 0, "another ticket: nothing yet"
     without_last = replay_of(HANDLED[:-1])
     fresh = TicketActivity()
     fresh.observe(0, without_last)
-    assert fresh.last_action[0] == to_us(minutes(55)), "a customer reply is no agent action"
+    assert fresh.last_action[0] == to_us(minutes(55)) // 1_000_000, (
+        "a customer reply is no agent action"
+    )
 
 
 def test_activity_counted_event_by_event_equals_counted_at_once() -> None:
@@ -154,7 +156,7 @@ def test_a_replay_rebuilt_with_fewer_events_is_counted_afresh() -> None:
     assert counts(activity, 2) == counts(expected, 0)
     assert counts(activity, 2)["waits"] == 0 and counts(activity, 2)["reassignments"] == 2
     activity.reset(2)
-    assert counts(activity, 2)["agent_replies"] == 0 and activity.last_action[2] == NOT_SET
+    assert counts(activity, 2)["agent_replies"] == 0 and activity.last_action[2] == 0
 
 
 def test_a_replay_rebuilt_with_a_late_event_in_the_middle_is_counted_afresh() -> None:
@@ -803,7 +805,8 @@ def learning_with_rows(slots: int) -> tuple[Learning, OpenCycles, list[int]]:
 
 def note_snapshot(learning: Learning, slot: int, at: int) -> None:
     features = np.full((1, len(FEATURES)), float(slot))
-    learning.snapshots.note(learning.serial[[slot]], features, np.array([at], np.int64))
+    serial = learning.serial[[slot]].astype(np.int64)
+    learning.snapshots.note(serial, features, np.array([at], np.int64))
 
 
 def test_outcomes_are_settled_once_and_feed_operating_points_and_snapshots() -> None:
