@@ -67,6 +67,7 @@ class PredictionLoop:
     figures: PredictionFigures = field(default_factory=PredictionFigures, init=False)
     wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
+    _workers: list[BaseProcess] = field(default_factory=list, init=False)
     _training: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -177,6 +178,8 @@ class PredictionLoop:
         try:
             pool = self._worker()
             future = asyncio.get_running_loop().run_in_executor(pool, self.train, data)
+            # Known now (the pool starts its worker on submit), whatever the pool does later.
+            self._workers = list((pool._processes or {}).values())
             model = await asyncio.wait_for(future, self.training_timeout_s)
         except Exception as exc:  # the fit raised, its worker died or hung: never silent
             seconds = time.monotonic() - started
@@ -226,6 +229,7 @@ class PredictionLoop:
         """The training is over: the worker exits (a retraining is hours away, and the
         trainer's libraries should not sit in memory until then)."""
         pool, self._pool = self._pool, None
+        self._workers = []
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, wait=True)
 
@@ -235,7 +239,9 @@ class PredictionLoop:
         pool, self._pool = self._pool, None
         if pool is None:
             return []
-        processes: list[BaseProcess] = list((pool._processes or {}).values())  # gone once shut down
+        current = list((pool._processes or {}).values())  # gone once shut down
+        processes = [*self._workers, *(p for p in current if p not in self._workers)]
+        self._workers = []
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             if process.is_alive():
