@@ -16,8 +16,8 @@ Two families of rules are measured on those outcomes:
 Per rule: alerts, breaches, warned breaches (warned at or before the breach), precision (warned
 breaches / alerts), recall (warned breaches / breaches), warned breaches with a wall lead of at
 least an hour, and the median leads over warned breaches. Everything is measured per part of
-the history — *tune*: cycles started before 60 % of the span from the first event to
-``until``; *report*: the rest — and per metric ("all" and each one present).
+the history — *tune*: the first 60 % of the cycles (with a known outcome) in order of start;
+*report*: the rest — and per metric ("all" and each one present).
 
 At equal precision, a predictor point faces the fixed rule of the same precision: linear
 between the two fixed points (the first adjacent pair in order of f) whose precisions bracket
@@ -53,7 +53,7 @@ from sladaemon.texttable import aligned, short_duration
 
 FRACTIONS: npt.NDArray[np.float64] = np.arange(30, 100) / 100  # the fixed rules
 PROBABILITIES: npt.NDArray[np.float64] = np.arange(5, 100) / 100  # the predictor's thresholds
-TUNE_SHARE = 0.6  # the first 60 % of the span tunes, the rest reports
+TUNE_SHARE = 0.6  # the first 60 % of the cycles tune, the rest report
 HOUR_S = 3600.0
 US = 1_000_000
 ALL = "all"
@@ -867,7 +867,7 @@ def curve_html(title: str, report: CurveReport) -> str:
     intro = (
         f"History from {_iso(report.first_us)} to {_iso(report.end_us)}; the curves are "
         f"measured on the report part, the metrics whose cycle started after "
-        f"{_iso(report.split_us)} (the last {100 - round(100 * TUNE_SHARE)} % of the span). "
+        f"{_iso(report.split_us)} (the last {100 - round(100 * TUNE_SHARE)} % of the cycles). "
         "A metric is one cycle of one ticket's metric with a known outcome. The fixed rule "
         "warns when business time reaches a fraction of the target (30 % to 99 %); the "
         "predictor warns at the first breach probability at or above a threshold (0.05 to "
