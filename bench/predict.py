@@ -57,7 +57,7 @@ from sladaemon.predict.training import TrainingSet, fit
 from sladaemon.sla.backtest import backtest
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.store.sqlite import StateStore
-from sladaemon.texttable import aligned, short_duration
+from sladaemon.texttable import aligned, percent, short_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -246,18 +246,14 @@ def table(figures: Sequence[dict[str, Any]]) -> str:
                     f["log"] if key == "predicted" else "",
                     label,
                     str(q["alerts"]),
-                    _pct(q["precision"]),
-                    f"{_pct(q['share_30m'])} ({q['caught_30m']})",
-                    f"{_pct(q['share_1h'])} ({q['caught_1h']})",
+                    percent(q["precision"]),
+                    f"{percent(q['share_30m'])} ({q['caught_30m']})",
+                    f"{percent(q['share_1h'])} ({q['caught_1h']})",
                     short_duration(q["median_lead_s"]),
                     verdict,
                 )
             )
     return "\n".join(aligned(lines, left=(0, 1, 7)))
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.1f}%"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

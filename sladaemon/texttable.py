@@ -23,6 +23,11 @@ def aligned(
     return out
 
 
+def percent(value: float | None, digits: int = 1) -> str:
+    """A share as ``88.2%``; ``-`` for none."""
+    return "-" if value is None else f"{100.0 * value:.{digits}f}%"
+
+
 def short_duration(seconds: float | None) -> str:
     """``15m`` below an hour, ``3.2h`` above; ``-`` for none."""
     if seconds is None:

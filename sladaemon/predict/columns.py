@@ -212,6 +212,27 @@ def fresh_columns(fresh: Sequence[FreshCycle], live: Sequence[bool]) -> CycleCol
     )
 
 
+def queue_order(rows: OpenCycles) -> tuple[Ints, Ints]:
+    """The open cycles' queue × metric ids and starts, sorted by both (for places in queue)."""
+    used = np.flatnonzero(rows.used[: rows.capacity])
+    order = used[np.lexsort((rows.start[used], rows.queue_metric[used]))]
+    return rows.queue_metric[order].astype(np.int64), rows.start[order]
+
+
+def places(order: tuple[Ints, Ints], queues: Ints, starts: Ints) -> tuple[Ints, Ints]:
+    """For each (queue × metric, start): its place among the open cycles of that queue in
+    ``order`` (1 = longest waiting) and the queue's backlog."""
+    sorted_queue, sorted_start = order
+    lo = np.searchsorted(sorted_queue, queues, side="left")
+    hi = np.searchsorted(sorted_queue, queues, side="right")
+    positions = np.zeros(queues.size, np.int64)
+    for queue in np.unique(queues):
+        mine = queues == queue
+        a, b = int(lo[mine][0]), int(hi[mine][0])
+        positions[mine] = np.searchsorted(sorted_start[a:b], starts[mine], side="left") + 1
+    return positions, (hi - lo).astype(np.int64)
+
+
 def calendar_groups(calendars: Ints, chosen: Bools | None = None) -> Iterator[tuple[int, Ints]]:
     """Each calendar id among the ``chosen`` entries (default: all), with their indices."""
     # The caller holds each group's indices; nothing else large stays alive in between.

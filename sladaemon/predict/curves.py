@@ -49,7 +49,7 @@ from sladaemon.model import EventKind, Metric, MetricState, SlaEvent, StatusCate
 from sladaemon.predict.backtest import MetricKey, PredictiveBacktest, Trace
 from sladaemon.sla.clocks import ClockCycle, MetricClock
 from sladaemon.sla.engine import TicketReplay, next_category
-from sladaemon.texttable import aligned, short_duration
+from sladaemon.texttable import aligned, percent, short_duration
 
 FRACTIONS: npt.NDArray[np.float64] = np.arange(30, 100) / 100  # the fixed rules
 PROBABILITIES: npt.NDArray[np.float64] = np.arange(5, 100) / 100  # the predictor's thresholds
@@ -765,9 +765,9 @@ def format_curves(report: CurveReport, *, metrics: bool = True) -> str:
                 "",
                 _fixed_label(eq),
                 "",
-                _pct(eq.fixed_precision),
-                _pct(eq.recall),
-                _pct(eq.share_1h_of_breaches),
+                percent(eq.fixed_precision),
+                percent(eq.recall),
+                percent(eq.share_1h_of_breaches),
                 short_duration(eq.median_business_lead_s),
                 short_duration(eq.median_wall_lead_s),
             )
@@ -795,7 +795,7 @@ def _curve_rows(g: CurveGroup) -> list[Sequence[str]]:
     rows: list[Sequence[str]] = [
         ("rule", "alerts", "precision", "recall", ">=1h", "business lead", "wall lead")
     ]
-    rows += [(f"fixed {_pct(p.threshold, 0)}", *_cells(p)) for p in _shown(g.fixed, True)]
+    rows += [(f"fixed {percent(p.threshold, 0)}", *_cells(p)) for p in _shown(g.fixed, True)]
     rows += [(f"predicted >= {p.threshold:.2f}", *_cells(p)) for p in _shown(g.predicted, False)]
     return rows
 
@@ -808,9 +808,9 @@ def _shown(points: Sequence[CurvePoint], fixed: bool) -> list[CurvePoint]:
 def _cells(p: CurvePoint) -> tuple[str, ...]:
     return (
         str(p.alerts),
-        _pct(p.precision),
-        _pct(p.recall),
-        _pct(p.share_1h_of_breaches),
+        percent(p.precision),
+        percent(p.recall),
+        percent(p.share_1h_of_breaches),
         short_duration(p.median_business_lead_s),
         short_duration(p.median_wall_lead_s),
     )
@@ -822,11 +822,7 @@ def _fixed_label(eq: EqualPrecision) -> str:
         "below": "nearest: precision below its range",
         "above": "nearest: precision above its range",
     }[eq.clamped]
-    return f"fixed {_pct(eq.fraction)} ({where})"
-
-
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{100.0 * value:.{digits}f}%"
+    return f"fixed {percent(eq.fraction)} ({where})"
 
 
 def _times(value: float | None) -> str:
@@ -1020,12 +1016,12 @@ def _chart_description(g: CurveGroup) -> str:
     op, eq = g.operating, g.operating_vs_fixed
     text = (
         f"{g.breaches} breaches among {g.outcomes} metrics. The operating point warns "
-        f"{op.alerts} metrics at precision {_pct(op.precision)} with a median business lead "
+        f"{op.alerts} metrics at precision {percent(op.precision)} with a median business lead "
         f"of {short_duration(op.median_business_lead_s)}."
     )
     if eq is not None:
         text += (
-            f" The fixed rule of equal precision ({_pct(eq.fraction)} of the target) has a "
+            f" The fixed rule of equal precision ({percent(eq.fraction)} of the target) has a "
             f"median business lead of {short_duration(eq.median_business_lead_s)}: lead ratio "
             f"{_times(eq.lead_ratio)}, recall ratio {_times(eq.recall_ratio)}."
         )
@@ -1069,8 +1065,8 @@ def _comparison_table(report: CurveReport) -> str:
         )  # fmt: skip
         if eq is not None:
             rows.append(
-                ("", "", "", _fixed_label(eq), "", _pct(eq.fixed_precision), _pct(eq.recall),
-                 _pct(eq.share_1h_of_breaches), short_duration(eq.median_business_lead_s),
+                ("", "", "", _fixed_label(eq), "", percent(eq.fixed_precision), percent(eq.recall),
+                 percent(eq.share_1h_of_breaches), short_duration(eq.median_business_lead_s),
                  short_duration(eq.median_wall_lead_s), _times(eq.lead_ratio),
                  _times(eq.recall_ratio), _times(eq.wall_lead_ratio))
             )  # fmt: skip

@@ -16,7 +16,17 @@ from functools import cached_property
 import numpy as np
 
 from sladaemon.predict.activity import RecentRates, TicketActivity
-from sladaemon.predict.columns import NOT_SET, US, Floats, Int32s, Ints, OpenCycles, Registry
+from sladaemon.predict.columns import (
+    NOT_SET,
+    US,
+    Floats,
+    Int32s,
+    Ints,
+    OpenCycles,
+    Registry,
+    places,
+    queue_order,
+)
 from sladaemon.predict.risk import CycleRisk
 from sladaemon.predict.weekly import HOURS_PER_WEEK, week_position
 
@@ -61,11 +71,7 @@ class FeatureContext:
 
     @cached_property
     def queue_order(self) -> tuple[Ints, Ints]:
-        """The open cycles' queue × metric ids and starts, sorted by both (for places)."""
-        rows = self.rows
-        used = np.flatnonzero(rows.used[: rows.capacity])
-        order = used[np.lexsort((rows.start[used], rows.queue_metric[used]))]
-        return rows.queue_metric[order].astype(np.int64), rows.start[order]
+        return queue_order(self.rows)
 
 
 def queue_backlogs(rows: OpenCycles, queues: int) -> Floats:
@@ -113,7 +119,7 @@ def feature_matrix(risk: CycleRisk, context: FeatureContext, backlogs: Floats) -
     arrivals, services = rates.per_day(queue, int(now.max()))
     out[:, column["arrivals_day"]] = arrivals
     out[:, column["services_day"]] = services
-    out[:, column["position"]] = _positions(context.queue_order, queue, cycles.start)
+    out[:, column["position"]] = places(context.queue_order, queue, cycles.start)[0]
     ticket = context.rows.ticket[cycles.slots].astype(np.int64)
     activity = context.activity
     if activity.seen.size:
@@ -133,17 +139,3 @@ def feature_matrix(risk: CycleRisk, context: FeatureContext, backlogs: Floats) -
         column_values[values < 0] = np.nan
         out[:, column[name]] = column_values
     return out
-
-
-def _positions(order: tuple[Ints, Ints], queues: Ints, starts: Ints) -> Floats:
-    """Place in queue by start among the open cycles of the same queue × metric."""
-    sorted_queue, sorted_start = order
-    lo = np.searchsorted(sorted_queue, queues, side="left")
-    hi = np.searchsorted(sorted_queue, queues, side="right")
-    positions = np.empty(queues.size)
-    # Within each queue's run the starts are sorted: search each cycle's start in its run.
-    for queue in np.unique(queues):
-        mine = queues == queue
-        a, b = int(lo[mine][0]), int(hi[mine][0])
-        positions[mine] = np.searchsorted(sorted_start[a:b], starts[mine], side="left") + 1
-    return positions

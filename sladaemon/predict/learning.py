@@ -176,6 +176,12 @@ class Learning:
 
     # ------------------------------------------------------------------ scoring
 
+    def due_now(self, capacity: int, now_us: int) -> Bools:
+        """Which of the first ``capacity`` slots are due to be scored at ``now_us``."""
+        self._grow(capacity - 1)
+        is_due: Bools = self.next_score[:capacity] <= now_us // US
+        return is_due
+
     def due(self, slots: Ints, now: Ints) -> Bools:
         self._grow(int(slots.max(initial=0)))
         is_due: Bools = self.next_score[slots] <= now // US

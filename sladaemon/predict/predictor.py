@@ -93,9 +93,11 @@ class BreachPredictor:
         self.survival = SurvivalModel(_targets_s(policies), self.half_life_us)
         self.calibration = Calibration(self.half_life_us)
         self._registry = Registry(self.half_life_us)
-        self._every_us = int(settings.every.total_seconds() * US)
         self.learning = Learning(
-            OpenCycles(), self.half_life_us, settings.precision or DEFAULT_PRECISION, self._every_us
+            OpenCycles(),
+            self.half_life_us,
+            settings.precision or DEFAULT_PRECISION,
+            int(settings.every.total_seconds() * US),
         )
         if traces:
             self.learning.traces = {}
@@ -114,11 +116,9 @@ class BreachPredictor:
         self._queue_alerts = QueueAlerts()
         self.refreshed_at: int | None = None
         self._factors_at: int | None = None
-        self._changed = True  # rows changed since the last full evaluation
         self._lead_us = int(settings.lead.total_seconds() * US)
         self.next_call_us: int | None = None  # the next instant a deadline is ``lead`` away
         self._judged_at: int | None = None
-        self._positions_seen: list[int] = []  # business position of each calendar then
         self.forecasts: list[QueueForecast] = []
         self._learned_at: int | None = None
 
@@ -136,7 +136,6 @@ class BreachPredictor:
         """Bring the rows of one ticket up to date with its replay (after new events)."""
         if not self.settings.enabled:
             return
-        self._changed = True
         self._tracker.observe(
             key, replay, now_us, note_fresh=self._note_fresh and self.refreshed_at is not None
         )
@@ -147,14 +146,11 @@ class BreachPredictor:
         policy or metric no longer configured are passed over. Returns how many counted."""
         if not self.settings.enabled:
             return 0
-        counted = self._tracker.remember(source, cycles)
-        self._changed = True
-        return counted
+        return self._tracker.remember(source, cycles)
 
     def forget(self, key: TicketKey) -> None:
         """The ticket left the book: its open rows go without counting as met."""
-        if self._tracker.forget(key):
-            self._changed = True
+        self._tracker.forget(key)
 
     def forget_source(self, source: str) -> None:
         for key in [k for k in self._tickets.numbers if k[0] == source]:
@@ -167,9 +163,8 @@ class BreachPredictor:
             return False
         self.settings = settings
         self._lead_us = int(settings.lead.total_seconds() * US)
-        self._every_us = self.learning.every_us = int(settings.every.total_seconds() * US)
+        self.learning.every_us = int(settings.every.total_seconds() * US)
         self.learning.operating.retarget(settings.precision or DEFAULT_PRECISION)
-        self._changed = True
         self.next_call_us = None
         self._judged_at = None
         return True
@@ -220,7 +215,6 @@ class BreachPredictor:
         if sample:
             self._keep_score(active, now_us)
         predictions.extend(self._fire(active, None, window_us))
-        self._changed = False
         if queues:
             self.forecasts = forecast_queues(
                 now_us, self._registry, self.rows, active, self.settings.horizon
@@ -339,7 +333,7 @@ class BreachPredictor:
         chosen = rows.running()
         if not everything:
             chosen &= ~rows.dormant[: rows.capacity]
-            chosen &= self.learning.due(np.arange(rows.capacity), np.full(rows.capacity, now_us))
+            chosen &= self.learning.due_now(rows.capacity, now_us)
         risk = self._evaluate(rows.columns(np.flatnonzero(chosen), now_us))
         late = (risk.code == ReasonCode.BREACHED.value) | (
             (risk.deadline != NOT_SET) & (risk.deadline - risk.cycles.now < self._lead_us)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sladaemon.model import SlaEvent, SlaEventKind
-from sladaemon.texttable import aligned, short_duration
+from sladaemon.texttable import aligned, percent, short_duration
 
 BASELINE_LABEL = "75%"
 MetricKey = tuple[str, str, int]  # (ticket, metric, cycle)
@@ -164,15 +164,11 @@ def format_quality(quality: PredictionQuality, *, groups: bool = True) -> str:
                     metric,
                     q.name,
                     str(q.alerts),
-                    _pct(q.precision),
+                    percent(q.precision),
                     str(q.breaches),
-                    _pct(q.share_30m),
-                    _pct(q.share_1h),
+                    percent(q.share_30m),
+                    percent(q.share_1h),
                     short_duration(q.median_lead_s),
                 )
             )
     return "\n".join(aligned(lines, left=(0, 1, 2)))
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.1f}%"

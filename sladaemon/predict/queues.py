@@ -25,6 +25,8 @@ from sladaemon.predict.columns import (
     OpenCycles,
     Registry,
     calendar_groups,
+    places,
+    queue_order,
 )
 from sladaemon.predict.results import QueueAlert, QueueForecast, ReasonCode, finite
 from sladaemon.predict.risk import CycleRisk
@@ -46,19 +48,7 @@ def places_in_queue(
 ) -> tuple[list[int], list[int]]:
     """Place in queue (by start, among open cycles of the same queue and metric; 1 = longest
     waiting) and the queue's backlog, for each (queue × metric, start)."""
-    capacity = cycles.capacity
-    used = np.flatnonzero(cycles.used[:capacity])
-    order = used[np.lexsort((cycles.start[used], cycles.queue_metric[used]))]
-    sorted_queue = cycles.queue_metric[order]
-    sorted_start = cycles.start[order]
-    positions = np.zeros(queue_metrics.size, np.int64)
-    backlogs = np.zeros(queue_metrics.size, np.int64)
-    for queue_metric in np.unique(queue_metrics):
-        lo = int(np.searchsorted(sorted_queue, queue_metric, side="left"))
-        hi = int(np.searchsorted(sorted_queue, queue_metric, side="right"))
-        mine = queue_metrics == queue_metric
-        backlogs[mine] = hi - lo
-        positions[mine] = np.searchsorted(sorted_start[lo:hi], starts[mine], side="left") + 1
+    positions, backlogs = places(queue_order(cycles), queue_metrics, starts)
     return positions.tolist(), backlogs.tolist()
 
 

@@ -96,11 +96,16 @@ class SnapshotBook:
         if not self._outcomes:
             return 0
         n = self._pending
-        serials = self._pending_serial[:n]
-        outcome = np.array([self._outcomes.get(int(s), -1) for s in serials.tolist()], object)
-        known = np.array([o is True or o is False for o in outcome], np.bool_)
-        gone = np.array([o is None for o in outcome], np.bool_)
-        labels = np.array([o is True for o in outcome], np.bool_)
+        codes = {True: 1, False: 0, None: -2}  # -1: still waiting
+        outcomes = self._outcomes
+        outcome = np.array(
+            [
+                codes[outcomes[s]] if s in outcomes else -1
+                for s in self._pending_serial[:n].tolist()
+            ],
+            np.int8,
+        )
+        known, gone, labels = outcome >= 0, outcome == -2, outcome == 1
         chosen = np.flatnonzero(known)
         for start in range(0, chosen.size, LABELLED):
             part = chosen[start : start + LABELLED]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 import sladaemon.predict.snapshots as snapshots_module
 from sladaemon.calendar import to_us
-from sladaemon.config import load_config
 from sladaemon.model import EventKind, Metric, StatusCategory, TicketEvent
 from sladaemon.predict.activity import DAY_US, RecentRates, TicketActivity
 from sladaemon.predict.boosted import BoostedTrees
@@ -41,6 +39,7 @@ from sladaemon.predict.snapshots import MIN_EACH, MIN_SNAPSHOTS, SnapshotBook, s
 from sladaemon.predict.training import TrainingSet, fit
 from sladaemon.sla.engine import TicketReplay
 from sladaemon.sla.policy import SlaPolicy
+from tests.unit.test_predict_estimators import policies as write_policies
 
 K = EventKind
 S = StatusCategory
@@ -48,23 +47,6 @@ BERLIN = ZoneInfo("Europe/Berlin")
 MINUTE_US = 60 * US
 HOUR_US = 3600 * US
 FRIDAY_1740 = 4 * 24 + 17 + 40 / 60  # hours into the local week
-
-
-def write_policies(tmp_path: Path, calendar: str, targets: str) -> tuple[SlaPolicy, ...]:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            calendars:
-              desk: {calendar}
-            policies:
-              - name: support
-                calendar: desk
-                targets: {targets}
-            """
-        )
-    )
-    return load_config(path, environ={}).policies
 
 
 def event(
