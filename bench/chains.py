@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.daemon import _free_port, _start_receiver, _wait_log
+from bench.timing import percentile, stamp
 
 TOKEN = "bench-api-token-0123456789"
 CONFIG = """
@@ -68,15 +69,6 @@ daemon:
   log_level: info
   http: {{listen: "127.0.0.1:{http_port}"}}
 """
-
-
-def _stamp(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
-def _pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(p * (len(values) - 1)))] if values else float("nan")
 
 
 def _ack(port: int, ticket: str) -> float:
@@ -131,7 +123,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             f.write("ticket_id,timestamp,event,status,priority,channel,queue\n")
             for ticket, breach in breaches.items():
                 created = breach - timedelta(seconds=60)
-                f.write(f"{ticket},{_stamp(created)},created,new,normal,email,support\n")
+                f.write(f"{ticket},{stamp(created)},created,new,normal,email,support\n")
         receiver, port = _start_receiver(received)
         http_port = _free_port()
         config = folder / "config.yaml"
@@ -192,20 +184,20 @@ def run(quick: bool = False) -> dict[str, Any]:
         "chains": n,
         "open_chains_at_acks": open_chains,
         "acks": len(acked),
-        "ack_p50_s": _pct(ack_s, 0.5),
-        "ack_p99_s": _pct(ack_s, 0.99),
+        "ack_p50_s": percentile(ack_s, 0.5),
+        "ack_p99_s": percentile(ack_s, 0.99),
         "ack_max_s": max(ack_s),
         "second_steps_of_acked": second_of_acked,
-        "posted_page1_p50_s": _pct(posted["page1"], 0.5),
-        "posted_page1_p99_s": _pct(posted["page1"], 0.99),
-        "posted_page2_p50_s": _pct(posted["page2"], 0.5),
-        "posted_page2_p99_s": _pct(posted["page2"], 0.99),
+        "posted_page1_p50_s": percentile(posted["page1"], 0.5),
+        "posted_page1_p99_s": percentile(posted["page1"], 0.99),
+        "posted_page2_p50_s": percentile(posted["page2"], 0.5),
+        "posted_page2_p99_s": percentile(posted["page2"], 0.99),
         "posted_page2_max_s": max(posted["page2"], default=float("nan")),
         "pages_posted": len(posted["page1"]) + len(posted["page2"]),
         "pages_expected": 2 * n - len(acked),
         "delivered": len(messages),
-        "delivered_p50_s": _pct(delivered, 0.5),
-        "delivered_p99_s": _pct(delivered, 0.99),
+        "delivered_p50_s": percentile(delivered, 0.5),
+        "delivered_p99_s": percentile(delivered, 0.99),
     }
 
 

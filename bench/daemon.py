@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.timing import percentile, stamp
 from tests.fakes.process import spawn_module
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -71,10 +72,6 @@ daemon:
 """
 
 
-def _stamp(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
 def write_fleet(path: Path, n: int, now: datetime, seed: int = 1) -> int:
     rng = random.Random(seed)
     rows = 0
@@ -84,16 +81,16 @@ def write_fleet(path: Path, n: int, now: datetime, seed: int = 1) -> int:
             created = now - timedelta(seconds=rng.randint(60, 3 * 86_400))
             span = (now - created).total_seconds()
             t = f"F{i}"
-            f.write(f"{t},{_stamp(created)},created,new,normal,email,support\n")
+            f.write(f"{t},{stamp(created)},created,new,normal,email,support\n")
             rows += 1
             if rng.random() < 0.7:
                 reply = created + timedelta(seconds=span * rng.uniform(0.05, 0.4))
                 status = "pending" if rng.random() < 0.4 else "open"
-                f.write(f"{t},{_stamp(reply)},agent_reply,{status},,,\n")
+                f.write(f"{t},{stamp(reply)},agent_reply,{status},,,\n")
                 rows += 1
                 if status == "pending" and rng.random() < 0.5:
                     answer = reply + (now - reply) * rng.random()
-                    f.write(f"{t},{_stamp(answer)},customer_reply,open,,,\n")
+                    f.write(f"{t},{stamp(answer)},customer_reply,open,,,\n")
                     rows += 1
     return rows
 
@@ -194,7 +191,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 live = 200
                 with events.open("a") as f:
                     for i in range(live):
-                        f.write(f"L{i},{_stamp(datetime.now(UTC))},created,new,,,live\n")
+                        f.write(f"L{i},{stamp(datetime.now(UTC))},created,new,,,live\n")
                         f.flush()
                         time.sleep(0.05)
                 deadline = time.monotonic() + 60
@@ -219,9 +216,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         delays.append((got - due).total_seconds())
     delays.sort()
 
-    def pct(p: float) -> float:
-        return delays[min(len(delays) - 1, int(p * (len(delays) - 1)))] if delays else float("nan")
-
     return {
         "tickets": n,
         "events": rows,
@@ -235,9 +229,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "scraped_cpu_share": scraped_cpu,
         "alerts_expected": 2 * live,
         "alerts_received": len(messages),
-        "lateness_p50_s": pct(0.5),
-        "lateness_p90_s": pct(0.9),
-        "lateness_p99_s": pct(0.99),
+        "lateness_p50_s": percentile(delays, 0.5),
+        "lateness_p90_s": percentile(delays, 0.9),
+        "lateness_p99_s": percentile(delays, 0.99),
         "lateness_max_s": delays[-1] if delays else float("nan"),
     }
 
