@@ -10,7 +10,9 @@ Measured
     * start-up: from process start until the first evaluation is done (``daemon_started``);
       then the KPI facts of every ticket, written in small steps after it
       (``kpi_facts_written``);
-    * resident memory (VmRSS) once the tickets are loaded — goal <= 400 MB;
+    * resident memory (VmRSS) once the tickets are loaded — goal <= 400 MB; and what a daemon
+      that has learnt for long adds to it: the predictor's snapshot book filled to capacity
+      (measured with tracemalloc in the bench process);
     * idle CPU between events: CPU time used over a quiet minute (polling the file every
       second, housekeeping every second), as a share of one core — goal <= 2 %;
     * /metrics: the time of a scrape that recomputes the SLA-state gauges and the KPIs, and
@@ -34,13 +36,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.timing import percentile, stamp
+from sladaemon.predict.features import FEATURES
+from sladaemon.predict.snapshots import LABELLED, PENDING, SnapshotBook
 from tests.fakes.process import spawn_module
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -141,6 +148,30 @@ def _wait_log(path: Path, event: str, timeout: float) -> None:
     raise RuntimeError(f"{event} not seen in {path}")
 
 
+def full_snapshot_book_mb() -> float:
+    """Memory of a snapshot book holding all it may: LABELLED labelled and PENDING waiting."""
+    rng = np.random.default_rng(0)
+    chunk, serial = 10_000, 0
+    tracemalloc.start()
+    book = SnapshotBook(len(FEATURES), half_life_us=1.0)
+
+    def offer(count: int) -> list[int]:
+        nonlocal serial
+        serials = np.arange(serial, serial + count, dtype=np.int64)
+        serial += count
+        book.note(serials, rng.random((count, len(FEATURES))), np.zeros(count, np.int64))
+        return serials.tolist()
+
+    while book.labelled < LABELLED:
+        for s in offer(chunk):
+            book.settle(s, s % 7 == 0)
+        book.harvest()
+    offer(PENDING)
+    used = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return used / 2**20
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 10_000 if quick else 100_000
     idle_window = 15.0 if quick else 60.0
@@ -223,6 +254,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "kpi_facts_s": kpi_facts_s,
         "rss_mb": rss_mb,
         "rss_after_alerts_mb": rss_after_mb,
+        "snapshot_book_mb": full_snapshot_book_mb(),
         "idle_cpu_share": idle_cpu,
         "idle_window_s": idle_window,
         "scrape_s": scrape_s,
@@ -248,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  KPI facts of every ticket, after it {f['kpi_facts_s']:.1f} s\n"
         f"  resident memory                     {f['rss_mb']:.0f} MB (goal <= 400 MB); "
         f"{f['rss_after_alerts_mb']:.0f} MB after the live alerts\n"
+        f"  + a full snapshot book, once learnt {f['snapshot_book_mb']:.1f} MB: "
+        f"{f['rss_after_alerts_mb'] + f['snapshot_book_mb']:.0f} MB\n"
         f"  idle CPU over {f['idle_window_s']:.0f} s                 "
         f"{100 * f['idle_cpu_share']:.2f} % of one core (goal <= 2 %)\n"
         f"  /metrics scrape (recomputing)       {f['scrape_s']:.2f} s; "

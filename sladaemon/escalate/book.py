@@ -202,7 +202,7 @@ def _rebuilt(
 ) -> TicketReplay:
     """A fresh replay of ``events`` in time order that remembers what ``old`` already reached."""
     replay = TicketReplay(old.ticket_id, old.policies if policies is None else policies)
-    replay.fired = list(old.fired)
+    replay.fired = old.fired
     ordered = sorted(events, key=lambda e: (to_us(e.at), e.kind is not EventKind.CREATED))
     for event in ordered:
         replay.feed(event)

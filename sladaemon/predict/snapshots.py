@@ -138,7 +138,7 @@ class SnapshotBook:
         age = np.maximum(0, now_us - at).astype(np.float64)
         weight = np.exp(-age * math.log(2.0) / self.half_life_us)
         return TrainingSet(
-            features=self._x[:count].astype(np.float64),
+            features=self._x[:count].copy(),
             breached=self._y[:count].copy(),
             weight=weight,
             at=at,

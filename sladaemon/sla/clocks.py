@@ -52,7 +52,7 @@ class MetricClock:
         self.calendar: BusinessCalendar = rule.calendar
         self.target = target
         self.levels = levels  # shared per policy and metric; includes the breach level
-        self.cycles: list[ClockCycle] = []
+        self.cycles: tuple[ClockCycle, ...] = ()  # mostly one: a tuple is half a list's size
         self.current: ClockCycle | None = None
         self.schedule: list[tuple[int, LadderLevel]] | None = None
 
@@ -60,7 +60,7 @@ class MetricClock:
 
     def start(self, t: int, running: bool) -> None:
         self.current = ClockCycle(len(self.cycles), t, running)
-        self.cycles.append(self.current)
+        self.cycles = (*self.cycles, self.current)
         self.schedule = None
 
     def _settle(self, c: ClockCycle, t: int) -> None:

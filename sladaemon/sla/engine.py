@@ -156,7 +156,7 @@ class TicketReplay:
         self._signature: tuple[object, ...] | None = None
         self.clocks: tuple[MetricClock, ...] = ()
         self.not_applicable: dict[Metric, str] | None = None
-        self.fired: list[LevelKey] = []  # a few keys: a list is smaller than a set
+        self.fired: tuple[LevelKey, ...] = ()  # a few keys: a tuple is smaller than a set
         self.timeline: list[SlaEvent] = []
         self._agent_replied = False
         self._last = -(2**62)
@@ -201,7 +201,7 @@ class TicketReplay:
             c.breached_at = clock.deadline_us(c) if c.since is not None else at
         if key in self.fired:
             return
-        self.fired.append(key)
+        self.fired = (*self.fired, key)
         if level.before_breach:
             kind = SlaEventKind.WARNING
         elif level.is_breach:
@@ -259,7 +259,7 @@ class TicketReplay:
         key = (metric, cycle, PREDICTED)
         if key in self.fired:
             return None
-        self.fired.append(key)
+        self.fired = (*self.fired, key)
         c = clock.cycles[cycle]
         notify = tuple(
             receiver
@@ -408,7 +408,7 @@ class TicketReplay:
         outcome = SlaEventKind.MET_LATE if late else SlaEventKind.MET
         key = (clock.metric, ended.number, outcome.value)
         if key not in self.fired:
-            self.fired.append(key)
+            self.fired = (*self.fired, key)
             deadline = self._deadline_of(clock, ended)
             self.timeline.append(self._sla_event(clock, ended, outcome, t, deadline, None))
 
