@@ -14,6 +14,7 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	@echo "sladaemon on a simulated helpdesk, 10 simulated minutes per second; Ctrl-C stops it"
 	@echo "and says what to try next."
+	@echo "The live board: http://127.0.0.1:9466/ (sign in as demo / demo-password)."
 	rm -rf .demo  # each demo starts from the same simulated Monday, with nothing sent yet
 	$(BIN)/sladaemon run --config config/demo.yaml
 

@@ -299,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
     _json_option(p, "the answers")
     p.set_defaults(func=cmd_oncall)
 
+    p = sub.add_parser(
+        "board-password",
+        help="print the argon2 hash of a password for board.accounts (read from stdin, or asked)",
+    )
+    p.set_defaults(func=cmd_board_password)
+
     p = sub.add_parser("init", help="write a commented starter config")
     _file_argument(p, "path", "where to write it (default: - for stdout)", nargs="?", default="-")
     p.add_argument("--force", action="store_true", help="replace PATH if it exists")
@@ -1189,6 +1195,25 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _shown(path: str) -> str:
     return "stdout" if path == STDIN else path
+
+
+def cmd_board_password(args: argparse.Namespace) -> int:
+    """The hash for ``board.accounts.NAME.password_hash``: the password is read from stdin
+    when it is not a terminal (first line), else asked twice without echo."""
+    import getpass
+
+    from sladaemon.board.access import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise UsageError("a board password has at least 8 characters")
+    print(hash_password(password))
+    return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:

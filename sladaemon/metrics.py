@@ -72,6 +72,13 @@ class DaemonMetrics:
             ["reason"],
             registry=r,
         )
+        self.board_requests = Counter(
+            "sladaemon_board_requests_total",
+            "Requests of the web board by outcome: signed_in, sign_in_failed, rate_limited, "
+            "csrf_refused, forbidden, acted",
+            ["outcome"],
+            registry=r,
+        )
         self.grouped = Counter(
             "sladaemon_notifications_grouped_total",
             "Notifications taken into a group (routing tree), sent as part of its digests",

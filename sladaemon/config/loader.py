@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 from sladaemon.calendar import BusinessCalendar, CalendarSpec
 from sladaemon.config import models
+from sladaemon.config.board import BoardConfig
 from sladaemon.config.chains import AckConfig, ChainConfig
 from sladaemon.config.models import (
     CalendarConfig,
@@ -105,6 +106,7 @@ class Settings(BaseSettings):
     route: RootRouteConfig | None = None
     inhibit_rules: list[InhibitRuleConfig] = []
     inhibit_defaults: bool = True  # the built-in inhibition rules (escalate/inhibition.py)
+    board: BoardConfig = BoardConfig()
 
     @classmethod
     def settings_customise_sources(

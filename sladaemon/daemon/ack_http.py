@@ -19,8 +19,6 @@ import hmac
 import html
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -32,30 +30,9 @@ from sladaemon.escalate.links import AckLinks, LinkClaim, LinkRefused
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
 from sladaemon.model import Metric
+from sladaemon.ratelimit import RateLimit
 
-MAX_CLIENTS = 10_000  # client addresses whose request budget is remembered
 MAX_FIELD = 500  # characters of `by`, `note`, `ticket`
-
-
-@dataclass
-class RateLimit:
-    """A token bucket per client address: ``rate`` a second, bursts of ``4 × rate``."""
-
-    rate: float
-    clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def allow(self, client: str) -> bool:
-        now, burst = self.clock(), max(1.0, 4 * self.rate)
-        tokens, last = self._buckets.get(client, (burst, now))
-        tokens = min(burst, tokens + (now - last) * self.rate)
-        if len(self._buckets) >= MAX_CLIENTS and client not in self._buckets:
-            self._buckets.clear()  # a flood of addresses: forget budgets rather than memory
-        if tokens < 1:
-            self._buckets[client] = (tokens, now)
-            return False
-        self._buckets[client] = (tokens - 1, now)
-        return True
 
 
 class AckPages:

@@ -21,6 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from sladaemon.board.access import Access
+from sladaemon.board.board import Board
+from sladaemon.board.web import BoardPages
 from sladaemon.calendar import to_us
 from sladaemon.clock import Clock, SystemClock
 from sladaemon.config import Config, load_config
@@ -156,6 +159,10 @@ class App:
                 listen or config.daemon.http.listen, self.metrics, self.pollers,
                 self.supervisor, self.tickets, routes=routes, monitoring=False,
             )  # fmt: skip
+        self.board: Board | None = None
+        self.board_http: HttpEndpoints | None = None
+        if serve_http and config.settings.board.enabled:
+            self._build_board()
         gauges = TicketGauges(self.tickets.replays, self.clock)
         self.metrics.add_collector(TicketCollector(gauges.open_tickets, gauges.open_clocks))
         self.metrics.add_collector(KpiCollector(self.kpis.figures))
@@ -166,6 +173,24 @@ class App:
         self._state_lost = False  # the state file was deleted and created afresh
         self.failed_sources: dict[str, str] = {}  # of ``once``: name -> error
 
+    def _build_board(self) -> None:
+        """The web board on its own listener (``board.listen``)."""
+        cfg = self.config
+        self.board = Board(
+            self.clock, cfg.report_timezone(None), self.store, self.chains.store,
+            _ticket_urls(cfg),
+        )  # fmt: skip
+        self.board_access = Access(cfg.settings.board)
+        pages = BoardPages(
+            self.board, self.board_access, lambda: self.config, self.tickets.replays,
+            self.chains, self.silences, self.ledger, self.clock, self.metrics,
+        )  # fmt: skip
+        self.board_http = HttpEndpoints(
+            cfg.settings.board.listen, self.metrics, self.pollers, self.supervisor,
+            self.tickets, routes=pages.routes(), monitoring=False,
+            purpose="(board.listen) for the web board",
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -174,14 +199,15 @@ class App:
         tell systemd READY=1. A long sync extends systemd's start timeout while it progresses
         (see ``_sync``)."""
         self._open()
-        for endpoints in (self.http, self.human_http):
+        for endpoints in (self.http, self.human_http, self.board_http):
             if endpoints is None:
                 continue
             try:  # before the sync, so that /healthz shows its progress
                 await endpoints.start()
             except ListenError:
-                if self.http is not None:
-                    await self.http.stop()
+                for started in (self.http, self.human_http):
+                    if started is not None:
+                        await started.stop()
                 await self._close()
                 raise
         await self._first_pass()
@@ -198,6 +224,8 @@ class App:
             "reloads": self._reload_queue,
             "ical": self.ical.run,
         }
+        if self.board is not None:
+            loops["board"] = self.board.feed.run
         for name, loop in loops.items():
             self.supervisor.start(name, loop)
         for poller in self.pollers.values():
@@ -222,7 +250,7 @@ class App:
         await self.prediction.stop()  # a training under way is abandoned, its worker ended
         await self.deliverer.stop(STOP_GRACE)
         await self.responders.stop()
-        for endpoints in (self.http, self.human_http):
+        for endpoints in (self.http, self.human_http, self.board_http):
             if endpoints is not None:
                 await endpoints.stop()
         await self._close()
@@ -437,6 +465,9 @@ class App:
         self.apply(changes)
         self.reports.reconfigure(new)
         self.ical.reconfigure(new)
+        if self.board is not None:
+            self.board.use(new.report_timezone(None), _ticket_urls(new))
+            self.board_access.use(new.settings.board)
 
     def _add_source(
         self, name: str, cfg: SourceConfig, source: Source | None = None
@@ -508,9 +539,13 @@ class App:
         self.kpis.note(changes.touched, changes.fired)
         self.kpis.write_closed(changes.closed)
         self.prediction.observe(changes.touched, changes.closed)
+        if self.board is not None:
+            self.board.apply(changes.touched, changes.closed)
 
     def route(self, fired: list[Fired]) -> None:
         self.router.sla_events(fired, self.clock.now())
+        if self.board is not None:
+            self.board.routed(fired)
 
     def queue_alerts(self, alerts: list[QueueAlert]) -> None:
         self.router.queue_alerts(alerts)
@@ -548,6 +583,10 @@ class App:
 def _inhibitor(config: Config) -> Inhibitor:
     settings = config.settings
     return Inhibitor.from_config(settings.inhibit_rules, settings.inhibit_defaults)
+
+
+def _ticket_urls(config: Config) -> dict[str, str | None]:
+    return {name: cfg.ticket_url for name, cfg in config.sources.items()}
 
 
 def _requests_of(poller: SourcePoller) -> int | None:

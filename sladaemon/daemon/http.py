@@ -91,6 +91,7 @@ class HttpEndpoints:
     tickets: Sized
     routes: list[web.RouteDef] = field(default_factory=list)  # more pages: acks, Slack
     monitoring: bool = True  # /healthz and /metrics (False: a listener for the routes only)
+    purpose: str = "(ack.listen) for the ack page, the ack API and Slack's buttons"
     _runner: web.AppRunner | None = field(default=None, init=False)
     _listener: asyncio.Server | None = field(default=None, init=False)
     _dropped_logged: float = field(default=-DROPPED_LOG_EVERY, init=False)
@@ -121,7 +122,7 @@ class HttpEndpoints:
             what = (
                 "(daemon.http.listen) for /healthz and /metrics"
                 if self.monitoring
-                else "(ack.listen) for the ack page, the ack API and Slack's buttons"
+                else self.purpose
             )
             raise ListenError(f"cannot listen on {self.listen} {what}: {reason}") from None
 

@@ -22,11 +22,11 @@ from aiohttp import web
 
 from sladaemon.clock import Clock
 from sladaemon.config.chains import AckConfig
-from sladaemon.daemon.ack_http import RateLimit
 from sladaemon.escalate.silence_store import SilenceStore, UnknownSilence
 from sladaemon.escalate.silences import MAX_TEXT, SilenceError, silence_from_request, silence_json
 from sladaemon.logs import get_logger
 from sladaemon.metrics import DaemonMetrics
+from sladaemon.ratelimit import RateLimit
 
 
 class SilenceApi:

@@ -121,6 +121,19 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class SentRow:
+    """A notification as the board shows it."""
+
+    key: str
+    receiver: str
+    kind: str
+    state: str  # pending, sending, delivered, failed
+    created_at: float
+    delivered_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
     key: str
@@ -440,6 +453,26 @@ class StateStore:
             (_like_prefix(key_prefix), kind),
         ).fetchall()
         return [json.loads(r[1]) for r in rows]
+
+    def sent_under(self, key_prefix: str) -> list[SentRow]:
+        """The outbox rows whose key starts with ``key_prefix``, oldest first (the key's unique
+        index makes this a range read)."""
+        rows = self._db.execute(
+            "SELECT key, receiver, kind, state, created_at, delivered_at, last_error FROM outbox "
+            "WHERE key >= ? AND key < ? ORDER BY created_at, id",
+            (key_prefix, key_prefix + "\U0010ffff"),
+        ).fetchall()
+        return [SentRow(*r) for r in rows]
+
+    def digests_with(self, item_prefix: str) -> list[SentRow]:
+        """The digests (kind ``group``) that carried an item whose key starts with
+        ``item_prefix`` (a scan of the digests: for one ticket's page)."""
+        rows = self._db.execute(
+            "SELECT key, receiver, kind, state, created_at, delivered_at, last_error FROM outbox "
+            "WHERE kind = 'group' AND instr(payload, ?) > 0 ORDER BY created_at, id",
+            (json.dumps(item_prefix)[1:-1],),
+        ).fetchall()
+        return [SentRow(*r) for r in rows]
 
 
 _INSERT_EVENT = (  # an event id already stored (an overlapping poll) is not stored twice

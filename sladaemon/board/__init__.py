@@ -1,0 +1,1 @@
+"""The live web board: what is at risk now, who was paged, who owns it (README, "Board")."""

@@ -1,0 +1,108 @@
+"""Per-queue figures at the top of the board: daily volume and compliance today.
+
+* Daily volume: tickets created per day over the last ``VOLUME_DAYS`` days, per queue, from
+  the first event of every ticket the daemon has seen (open or closed since).
+* Compliance today: of the SLA cycles decided since midnight in the report time zone, the share
+  met in time (met: a ``met`` event; not met: a ``breach``), per queue.
+
+Both are counted from what this run of the daemon saw: after a restart they start again from
+the tickets it loads (volume) and from the restart (compliance); the KPI report page has the
+durable figures. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sladaemon.calendar import to_us
+from sladaemon.model import SlaEvent, SlaEventKind, TicketKey
+from sladaemon.sla.engine import TicketReplay
+
+VOLUME_DAYS = 7
+BACKLOG_SHARE = 0.10  # a queue's backlog is fine up to this share of its daily volume
+DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    source: str
+    queue: str
+    backlog: int
+    daily_volume: float
+    met_today: int
+    breached_today: int
+
+    @property
+    def backlog_limit(self) -> float:
+        return BACKLOG_SHARE * self.daily_volume
+
+    @property
+    def over_limit(self) -> bool:
+        return self.daily_volume > 0 and self.backlog > self.backlog_limit
+
+    @property
+    def compliance(self) -> float | None:
+        decided = self.met_today + self.breached_today
+        return 100.0 * self.met_today / decided if decided else None
+
+
+@dataclass
+class QueueTally:
+    zone: ZoneInfo
+    created: dict[TicketKey, tuple[str, int]] = field(default_factory=dict)  # queue, µs
+    decided: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # met, breached
+    day_start: int = 0
+
+    def note_tickets(self, touched: Mapping[TicketKey, TicketReplay], now: datetime) -> None:
+        oldest = to_us(now) - VOLUME_DAYS * DAY_US
+        for key, replay in touched.items():
+            if key in self.created or not replay.events:
+                continue
+            created = to_us(replay.events[0].at)
+            if created >= oldest:
+                self.created[key] = (replay.fields.get("queue", ""), created)
+
+    def note_events(
+        self, fired: Iterable[tuple[str, SlaEvent]], queues: Mapping[TicketKey, str], now: datetime
+    ) -> None:
+        self._roll(now)
+        for source, event in fired:
+            if event.kind not in (SlaEventKind.MET, SlaEventKind.BREACH):
+                continue
+            if to_us(event.at) < self.day_start:
+                continue
+            queue = queues.get((source, event.ticket_id), "")
+            counts = self.decided.setdefault((source, queue), [0, 0])
+            counts[0 if event.kind is SlaEventKind.MET else 1] += 1
+
+    def _roll(self, now: datetime) -> None:
+        local = now.astimezone(self.zone)
+        start = to_us(local.replace(hour=0, minute=0, second=0, microsecond=0))
+        if start != self.day_start:
+            self.day_start = start
+            self.decided.clear()
+
+    def figures(self, backlog: Mapping[tuple[str, str], int], now: datetime) -> list[QueueFigures]:
+        """Every queue with a backlog or a figure, by source and queue."""
+        self._roll(now)
+        oldest = to_us(now) - VOLUME_DAYS * DAY_US
+        arrivals: dict[tuple[str, str], int] = {}
+        for key, (queue, created) in list(self.created.items()):
+            if created < oldest:
+                del self.created[key]
+            else:
+                arrivals[(key[0], queue)] = arrivals.get((key[0], queue), 0) + 1
+        queues = sorted(set(backlog) | set(arrivals) | set(self.decided))
+        return [
+            QueueFigures(
+                source,
+                queue,
+                backlog.get((source, queue), 0),
+                arrivals.get((source, queue), 0) / VOLUME_DAYS,
+                *self.decided.get((source, queue), [0, 0]),
+            )
+            for source, queue in queues
+        ]
