@@ -106,9 +106,8 @@ class Board:
         queues = {}
         for f in fired:
             key = (f.source, f.event.ticket_id)
-            for slot in self.index.slots.get(key, ())[:1]:
-                row = self.index.rows[slot]
-                queues[key] = row.fields.get("queue", "") if row else ""
+            for slot in self.index.slots_of(key)[:1]:
+                queues[key] = self.index.row(slot).fields["queue"]
             if f.event.kind is SlaEventKind.PREDICTED_BREACH:
                 details = f.event.details
                 probability = details.get("probability")
@@ -149,8 +148,7 @@ class Board:
 
     def _row(self, slot: int, state: str, left_us: int) -> BoardRow:
         index = self.index
-        row = index.rows[slot]
-        assert row is not None
+        row = index.row(slot)
         source, ticket_id = row.key
         fields = row.fields
         prediction = index.predictions.get((row.key, row.metric, row.cycle))

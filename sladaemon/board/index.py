@@ -5,18 +5,20 @@ to warning (``warn_at``) and to breached (``breach_at``) — both fixed while it
 running clock's deadline depends only on when it started running and what it had counted —
 and the business time it had left when it was paused. State at any ``now`` is then two
 comparisons per row, filters are masks over small integer codes, and the first page is one
-``argpartition``: no ticket is evaluated again for a page view (100,000 tickets: a few ms).
+``argpartition``: no ticket is evaluated again for a page view.
 
-``update`` replaces the rows of the tickets a step touched (their calendars' vectorised look-ups
-once per step); ``next_change`` is the earliest instant a row changes state, so the live feed
-wakes exactly then. Warning is the policy's first ladder level before the breach (75 % of the
-target where the ladder has none). Pure: replays in, arrays out.
+There is no Python object per row (about 50 bytes a row: 15 MB for 100,000 tickets): the
+ticket, its fields, policy, metric and calendar are codes, decoded for the rows a page shows
+(``row``). ``update`` replaces the rows of the tickets a step touched (their calendars'
+vectorised look-ups once per step); ``next_change`` is the earliest instant a row changes
+state, so the live feed wakes exactly then. Warning is the policy's first ladder level before
+the breach (75 % of the target where the ladder has none). Pure: replays in, arrays out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -31,6 +33,7 @@ NEVER = np.iinfo(np.int64).max
 ALWAYS = np.iinfo(np.int64).min
 DEFAULT_WARNING = 0.75  # share of the target where a ladder has no level before the breach
 PAUSED_KEY = NEVER // 2  # paused rows sort after running ones, by business time left
+GROWTH = 1.5  # the columns grow by half when full
 
 OK, WARNING, PREDICTED, BREACHED = 0, 1, 2, 3
 STATE_NAMES = ("ok", "warning", "predicted", "breached")
@@ -38,10 +41,11 @@ FILTERS = ("source", "queue", "policy", "priority", "channel", "assignee", "metr
 _FIELDS = ("queue", "priority", "channel", "assignee")
 
 Int64s = npt.NDArray[np.int64]
+Slots = npt.NDArray[np.intp]
 
 
 class Codes:
-    """Strings as small integers, for one filter column."""
+    """Strings as small integers, for one column."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -60,15 +64,14 @@ class Codes:
 
 @dataclass(frozen=True, slots=True)
 class ClockRow:
-    """What a row shows besides its columns."""
+    """One row, decoded for a page."""
 
     key: TicketKey
     metric: Metric
     cycle: int
-    target_us: int
     calendar: BusinessCalendar
-    fields: Mapping[str, str]
     policy: str
+    fields: Mapping[str, str]  # queue, priority, channel, assignee
 
 
 @dataclass(frozen=True)
@@ -88,35 +91,32 @@ class Selection:
     per_state: dict[str, int]
 
 
-@dataclass
 class BoardIndex:
-    capacity: int = 1024
-    rows: list[ClockRow | None] = field(default_factory=list, init=False)
-    slots: dict[TicketKey, list[int]] = field(default_factory=dict, init=False)
-    codes: dict[str, Codes] = field(default_factory=dict, init=False)
-    predictions: dict[tuple[TicketKey, Metric, int], Prediction] = field(
-        default_factory=dict, init=False
-    )
-    version: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, capacity: int = 1024) -> None:
+        self.codes = {name: Codes() for name in FILTERS}
+        self.calendars: list[BusinessCalendar] = []
+        self.tickets: list[TicketKey | None] = []  # by ticket number
+        self.number: dict[TicketKey, int] = {}
+        self.predictions: dict[tuple[TicketKey, Metric, int], Prediction] = {}
+        self.version = 0
+        self._free_tickets: list[int] = []
         self._free: list[int] = []
         self._used = 0  # slots ever handed out (high-water mark)
-        n = self.capacity
+        n = capacity
         self.warn_at: Int64s = np.full(n, NEVER, np.int64)
         self.breach_at: Int64s = np.full(n, NEVER, np.int64)
         self.left_paused: Int64s = np.zeros(n, np.int64)  # business µs left, while paused
+        self.ticket = np.full(n, -1, np.int32)
+        self.cycle = np.zeros(n, np.int32)
+        self.calendar = np.zeros(n, np.int16)
         self.running = np.zeros(n, bool)
         self.alive = np.zeros(n, bool)
         self.predicted = np.zeros(n, bool)
         self.head = np.zeros(n, bool)  # the first row of its ticket (counts tickets)
-        self.coded: dict[str, npt.NDArray[np.int32]] = {}
-        for name in FILTERS:
-            self.codes[name] = Codes()
-            self.coded[name] = np.full(n, -1, np.int32)
+        self.coded = {name: np.full(n, -1, np.int32) for name in FILTERS}
 
     def __len__(self) -> int:
-        return int(self.alive.sum())
+        return int(self.alive[: self._used].sum())
 
     # ------------------------------------------------------------------ changes
 
@@ -125,40 +125,89 @@ class BoardIndex:
     ) -> None:
         """The rows of every touched ticket built again (none for a closed one)."""
         gone = set(closed)
-        for key in list(touched) + list(gone):
-            for slot in self.slots.pop(key, ()):
-                self._release(slot)
+        numbers = [self.number[k] for k in (*touched, *gone) if k in self.number]
+        if numbers:
+            n = self._used
+            old = np.flatnonzero(self.alive[:n] & np.isin(self.ticket[:n], numbers))
+            self.alive[old] = False
+            self.predicted[old] = False
+            self.head[old] = False
+            self._free.extend(old.tolist())
+        for key in gone:
+            number = self.number.pop(key, None)
+            if number is not None:
+                self.tickets[number] = None
+                self._free_tickets.append(number)
+            for done in [p for p in self.predictions if p[0] == key]:
+                del self.predictions[done]
         new: list[tuple[int, MetricClock]] = []
         for key, replay in touched.items():
-            if key in gone:
-                continue
-            for clock in replay.clocks:
-                c = clock.current
-                if c is None or c.ended is not None:
-                    continue
-                slot = self._take()
-                mine = self.slots.setdefault(key, [])
-                self.head[slot] = not mine
-                mine.append(slot)
-                policy = replay.policy.name if replay.policy else ""
-                self.rows[slot] = ClockRow(
-                    key, clock.metric, c.number, clock.target, clock.calendar, replay.fields,
-                    policy,
-                )  # fmt: skip
-                self._code(slot, key[0], replay.fields, policy, clock.metric)
-                self.predicted[slot] = (key, clock.metric, c.number) in self.predictions
-                new.append((slot, clock))
+            if key not in gone:
+                self._add(key, replay, new)
         self._instants(new)
         self.version += 1
+
+    def _add(
+        self, key: TicketKey, replay: TicketReplay, new: list[tuple[int, MetricClock]]
+    ) -> None:
+        open_clocks = [
+            c for c in replay.clocks if c.current is not None and c.current.ended is None
+        ]
+        if not open_clocks:
+            return
+        number = self._ticket_number(key)
+        values = {name: replay.fields.get(name, "") for name in _FIELDS}
+        values.update(source=key[0], policy=replay.policy.name if replay.policy else "")
+        codes = {name: self.codes[name].code(value) for name, value in values.items()}
+        for i, clock in enumerate(open_clocks):
+            assert clock.current is not None
+            slot = self._take()
+            self.ticket[slot] = number
+            self.cycle[slot] = clock.current.number
+            self.calendar[slot] = self._calendar_code(clock.calendar)
+            for name, code in codes.items():
+                self.coded[name][slot] = code
+            self.coded["metric"][slot] = self.codes["metric"].code(clock.metric.value)
+            self.head[slot] = i == 0
+            self.alive[slot] = True
+            self.predicted[slot] = (key, clock.metric, clock.current.number) in self.predictions
+            new.append((slot, clock))
+
+    def _ticket_number(self, key: TicketKey) -> int:
+        number = self.number.get(key)
+        if number is None:
+            if self._free_tickets:
+                number = self._free_tickets.pop()
+                self.tickets[number] = key
+            else:
+                number = len(self.tickets)
+                self.tickets.append(key)
+            self.number[key] = number
+        return number
+
+    def _calendar_code(self, calendar: BusinessCalendar) -> int:
+        for i, known in enumerate(self.calendars):
+            if known is calendar:
+                return i
+        self.calendars.append(calendar)
+        return len(self.calendars) - 1
 
     def predict(self, key: TicketKey, metric: Metric, cycle: int, prediction: Prediction) -> None:
         """A predicted breach of one ticket metric's cycle (kept while the cycle is open)."""
         self.predictions[(key, metric, cycle)] = prediction
-        for slot in self.slots.get(key, ()):
-            row = self.rows[slot]
-            if row is not None and row.metric is metric and row.cycle == cycle:
-                self.predicted[slot] = True
-                self.version += 1
+        number = self.number.get(key)
+        if number is None:
+            return
+        n = self._used
+        hit = (
+            self.alive[:n]
+            & (self.ticket[:n] == number)
+            & (self.coded["metric"][:n] == self.codes["metric"].find(metric.value))
+            & (self.cycle[:n] == cycle)
+        )
+        if hit.any():
+            self.predicted[:n][hit] = True
+            self.version += 1
 
     def _take(self) -> int:
         if self._free:
@@ -166,39 +215,18 @@ class BoardIndex:
         if self._used == len(self.alive):
             self._grow()
         self._used += 1
-        self.rows.append(None)
         return self._used - 1
 
-    def _release(self, slot: int) -> None:
-        row = self.rows[slot]
-        if row is not None:
-            self.predictions.pop((row.key, row.metric, row.cycle), None)
-        self.rows[slot] = None
-        self.alive[slot] = False
-        self.predicted[slot] = False
-        self.head[slot] = False
-        self._free.append(slot)
-
     def _grow(self) -> None:
-        n = len(self.alive)
-        self.warn_at = np.concatenate([self.warn_at, np.full(n, NEVER, np.int64)])
-        self.breach_at = np.concatenate([self.breach_at, np.full(n, NEVER, np.int64)])
-        self.left_paused = np.concatenate([self.left_paused, np.zeros(n, np.int64)])
-        self.running = np.concatenate([self.running, np.zeros(n, bool)])
-        self.alive = np.concatenate([self.alive, np.zeros(n, bool)])
-        self.predicted = np.concatenate([self.predicted, np.zeros(n, bool)])
-        self.head = np.concatenate([self.head, np.zeros(n, bool)])
-        for name, column in self.coded.items():
-            self.coded[name] = np.concatenate([column, np.full(n, -1, np.int32)])
-
-    def _code(
-        self, slot: int, source: str, fields: Mapping[str, str], policy: str, metric: Metric
-    ) -> None:
-        values = {name: fields.get(name, "") for name in _FIELDS}
-        values.update(source=source, policy=policy, metric=metric.value)
-        for name, value in values.items():
-            self.coded[name][slot] = self.codes[name].code(value)
-        self.alive[slot] = True
+        more = int(len(self.alive) * (GROWTH - 1)) + 1
+        columns = ("warn_at", "breach_at", "left_paused", "ticket", "cycle", "calendar",
+                   "running", "alive", "predicted", "head")  # fmt: skip
+        for name in columns:
+            column = getattr(self, name)
+            fill = {"warn_at": NEVER, "breach_at": NEVER, "ticket": -1}.get(name, 0)
+            setattr(self, name, np.concatenate([column, np.full(more, fill, column.dtype)]))
+        for name, coded in self.coded.items():
+            self.coded[name] = np.concatenate([coded, np.full(more, -1, np.int32)])
 
     def _instants(self, new: list[tuple[int, MetricClock]]) -> None:
         """Warning and breach instants of new rows, by calendar (vectorised)."""
@@ -213,7 +241,6 @@ class BoardIndex:
             elapsed = np.array([c.elapsed if c else 0 for c in currents], np.int64)
             target = np.array([c.target for _, c in members], np.int64)
             warn = np.array([_warning_threshold(c) for _, c in members], np.int64)
-            breached = np.array([c.breached_at if c else None for c in currents], object)
             running = since != ALWAYS
             self.running[slots] = running
             self.left_paused[slots] = target - elapsed
@@ -229,15 +256,37 @@ class BoardIndex:
                 due[ahead] = calendar.add_many(s[ahead], left[ahead])
                 self.breach_at[slots[r]] = due
                 self.warn_at[slots[r]] = calendar.reach_many(s, np.maximum(warn[r] - elapsed[r], 0))
-            for i, at in enumerate(breached):  # breached already: sorted by when
-                if at is not None and self.breach_at[slots[i]] == ALWAYS:
-                    self.breach_at[slots[i]] = at
+            for i, c in enumerate(currents):  # breached already: sorted by when
+                if (
+                    c is not None
+                    and c.breached_at is not None
+                    and self.breach_at[slots[i]] == ALWAYS
+                ):
+                    self.breach_at[slots[i]] = c.breached_at
 
     # ------------------------------------------------------------------ reading
 
-    def states(
-        self, now_us: int, rows: npt.NDArray[np.intp] | slice = slice(None)
-    ) -> npt.NDArray[np.int8]:
+    def row(self, slot: int) -> ClockRow:
+        key = self.tickets[int(self.ticket[slot])]
+        assert key is not None and self.alive[slot]
+        fields = {name: self.codes[name].names[self.coded[name][slot]] for name in _FIELDS}
+        return ClockRow(
+            key,
+            Metric(self.codes["metric"].names[self.coded["metric"][slot]]),
+            int(self.cycle[slot]),
+            self.calendars[int(self.calendar[slot])],
+            self.codes["policy"].names[self.coded["policy"][slot]],
+            fields,
+        )
+
+    def slots_of(self, key: TicketKey) -> list[int]:
+        number = self.number.get(key)
+        if number is None:
+            return []
+        n = self._used
+        return np.flatnonzero(self.alive[:n] & (self.ticket[:n] == number)).tolist()
+
+    def states(self, now_us: int, rows: Slots | slice = slice(None)) -> npt.NDArray[np.int8]:
         breach = self.breach_at[rows]
         state = np.where(self.predicted[rows], PREDICTED, OK).astype(np.int8)
         state[(self.warn_at[rows] <= now_us) & (state == OK)] = WARNING
@@ -281,35 +330,23 @@ class BoardIndex:
 
     def left_us(self, slots: list[int], now_us: int) -> list[int]:
         """Business µs left at ``now`` (negative: overdue by), per slot."""
-        out = np.zeros(len(slots), np.int64)
-        by_calendar: dict[int, list[int]] = {}
-        for i, slot in enumerate(slots):
-            row = self.rows[slot]
-            if row is not None:
-                by_calendar.setdefault(id(row.calendar), []).append(i)
-        for members in by_calendar.values():
-            idx = np.array(members, np.intp)
-            picked = np.array([slots[i] for i in members], np.intp)
-            calendar = self._row(int(picked[0])).calendar
+        picked_all = np.array(slots, np.intp)
+        out: Int64s = self.left_paused[picked_all].copy()
+        for code in np.unique(self.calendar[picked_all]):
+            idx = np.flatnonzero(self.calendar[picked_all] == code)
+            picked = picked_all[idx]
+            calendar = self.calendars[int(code)]
             due = self.breach_at[picked]
-            running = self.running[picked]
-            out[idx] = self.left_paused[picked]
-            timed = running & (due != ALWAYS) & (due != NEVER)
+            timed = self.running[picked] & (due != ALWAYS) & (due != NEVER)
             if timed.any():
                 at = np.full(int(timed.sum()), now_us, np.int64)
                 ahead = due[timed] >= now_us
-                left = np.where(
+                out[idx[timed]] = np.where(
                     ahead,
                     calendar.elapsed_many(at, due[timed]),
                     -calendar.elapsed_many(due[timed], at),
                 )
-                out[idx[timed]] = left
-        return out.tolist()
-
-    def _row(self, slot: int) -> ClockRow:
-        row = self.rows[slot]
-        assert row is not None
-        return row
+        return [int(x) for x in out]
 
     def next_change(self, after_us: int) -> int | None:
         """The earliest instant after ``after_us`` at which some row changes state."""

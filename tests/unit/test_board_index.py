@@ -81,8 +81,7 @@ def test_states_and_time_left_agree_with_the_engine_at_every_instant(cfg: Config
         selection = index.select(to_us(now), {}, None, 10_000)
         left = index.left_us(selection.rows, to_us(now))
         for slot, state, left_us in zip(selection.rows, selection.states, left, strict=True):
-            row = index.rows[slot]
-            assert row is not None
+            row = index.row(slot)
             events = [e for e in histories[row.key] if e.at <= now]
             if len(events) < len(histories[row.key]):
                 continue  # the index holds the whole history: later events are not yet known
@@ -90,7 +89,8 @@ def test_states_and_time_left_agree_with_the_engine_at_every_instant(cfg: Config
             assert status.state in (MetricState.RUNNING, MetricState.PAUSED, MetricState.BREACHED)
             assert (state == BREACHED) == (status.state is MetricState.BREACHED), (row, now)
             levels = [lv for lv in _levels(cfg, row.policy) if lv < 1.0] or [0.75]
-            warned = status.business_elapsed >= min(levels) * row_target(row.target_us)
+            assert status.target is not None
+            warned = status.business_elapsed >= min(levels) * status.target
             if state != BREACHED:
                 assert (state == WARNING) == warned, (row, now, status)
             assert status.remaining is not None
@@ -104,10 +104,6 @@ def _levels(cfg: Config, policy: str) -> list[float]:
     return [level.fraction for level in found.ladder if not level.predicted]
 
 
-def row_target(target_us: int) -> timedelta:
-    return timedelta(microseconds=target_us)
-
-
 def test_rows_follow_their_ticket_and_leave_when_it_closes(cfg: Config) -> None:
     events = [
         TicketEvent("A", MON + timedelta(hours=4), K.CREATED, category=StatusCategory.NEW,
@@ -115,18 +111,18 @@ def test_rows_follow_their_ticket_and_leave_when_it_closes(cfg: Config) -> None:
     ]  # fmt: skip
     index = BoardIndex()
     index.update({("desk", "A"): replay_of(events, cfg)}, [])
-    assert {index.rows[s].metric for s in index.slots[("desk", "A")]} == {  # type: ignore[union-attr]
+    assert {index.row(s).metric for s in index.slots_of(("desk", "A"))} == {
         Metric.FIRST_RESPONSE,
         Metric.RESOLUTION,
     }
     events.append(TicketEvent("A", MON + timedelta(hours=5), K.AGENT_REPLY,
                               category=StatusCategory.OPEN))  # fmt: skip
     index.update({("desk", "A"): replay_of(events, cfg)}, [])
-    metrics = {index.rows[s].metric for s in index.slots[("desk", "A")]}  # type: ignore[union-attr]
+    metrics = {index.row(s).metric for s in index.slots_of(("desk", "A"))}
     assert Metric.FIRST_RESPONSE not in metrics and Metric.RESOLUTION in metrics
     assert len(index) == len(metrics)
     index.update({}, [("desk", "A")])
-    assert len(index) == 0 and ("desk", "A") not in index.slots
+    assert len(index) == 0 and ("desk", "A") not in index.number
     assert index.next_change(to_us(MON)) is None
 
 
@@ -145,10 +141,10 @@ def test_soonest_breach_first_with_filters_counts_and_predictions(cfg: Config) -
     now = to_us(MON + timedelta(hours=4))  # T1 and T2 have breached their first response
     first = index.select(now, {}, None, 2)
     assert first.matching == 6 and len(first.rows) == 2
-    tickets = [index.rows[s].key[1] for s in first.rows]  # type: ignore[union-attr]
+    tickets = [index.row(s).key[1] for s in first.rows]
     assert tickets == ["T1", "T2"]  # both first responses, the earlier-created first
     billing = index.select(now, {"queue": "billing", "metric": "first_response"}, None, 10)
-    assert [index.rows[s].key[1] for s in billing.rows] == ["T2", "T0"]  # type: ignore[union-attr]
+    assert [index.row(s).key[1] for s in billing.rows] == ["T2", "T0"]
     index.predict(("desk", "T0"), Metric.FIRST_RESPONSE, 0, Prediction(0.8, "queue rising"))
     predicted = index.select(now, {}, "predicted", 10)
     assert predicted.per_state["predicted"] == 1 and len(predicted.rows) == 1
