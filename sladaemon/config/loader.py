@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from sladaemon.calendar import BusinessCalendar, CalendarSpec
-from sladaemon.config import models
+from sladaemon.config import board, chains, models, oncall, routing
 from sladaemon.config.board import BoardConfig
 from sladaemon.config.chains import AckConfig, ChainConfig
 from sladaemon.config.models import (
@@ -339,9 +339,10 @@ def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 
 def _known_keys() -> set[str]:
     keys: set[str] = set(Settings.model_fields)
-    for obj in vars(models).values():
-        if isinstance(obj, type) and issubclass(obj, BaseModel):
-            keys.update(obj.model_fields)
+    for module in (models, chains, board, routing, oncall):
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, BaseModel):
+                keys.update(obj.model_fields)
     keys.update(m.value for m in Metric)
     return keys
 
