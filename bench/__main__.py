@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from bench import calendar, chains, connectors, daemon, kpi, predict, sla
+from bench import board, calendar, chains, connectors, daemon, kpi, predict, sla
 
 # Each entry is a bench module's ``main(argv)``; add new benchmarks here.
 BENCHES: list[tuple[str, Callable[[Sequence[str] | None], int]]] = [
@@ -16,6 +16,7 @@ BENCHES: list[tuple[str, Callable[[Sequence[str] | None], int]]] = [
     ("chains", chains.main),
     ("kpi", kpi.main),
     ("connectors", connectors.main),
+    ("board", board.main),
 ]
 
 

@@ -95,9 +95,19 @@ class Board:
     def apply(self, touched: Mapping[TicketKey, TicketReplay], closed: Iterable[TicketKey]) -> None:
         if not touched and not closed:
             return
+        self.tally.note_tickets(touched, self.index.number, self.clock.now())
         self.index.update(touched, closed)
-        self.tally.note_tickets(touched, self.clock.now())
         self.feed.changed()
+
+    def forget(self, keys: Iterable[TicketKey]) -> None:
+        """Tickets that left the daemon's memory (idle and solved, or their source removed)."""
+        gone = [k for k in keys if k in self.index.number]
+        if gone:
+            self.index.update({}, gone)
+            self.feed.changed()
+
+    def forget_source(self, source: str) -> None:
+        self.forget([k for k in self.index.number if k[0] == source])
 
     def routed(self, fired: list[Fired]) -> None:
         """SLA events as they are routed: decided cycles counted, predictions noted."""

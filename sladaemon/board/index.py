@@ -7,12 +7,13 @@ and the business time it had left when it was paused. State at any ``now`` is th
 comparisons per row, filters are masks over small integer codes, and the first page is one
 ``argpartition``: no ticket is evaluated again for a page view.
 
-There is no Python object per row (about 50 bytes a row: 15 MB for 100,000 tickets): the
-ticket, its fields, policy, metric and calendar are codes, decoded for the rows a page shows
-(``row``). ``update`` replaces the rows of the tickets a step touched (their calendars'
-vectorised look-ups once per step); ``next_change`` is the earliest instant a row changes
-state, so the live feed wakes exactly then. Warning is the policy's first ladder level before
-the breach (75 % of the target where the ladder has none). Pure: replays in, arrays out.
+There is no Python object per row (40 bytes a row, 24 more per ticket: 15 MB for 100,000
+tickets): the ticket, its fields, policy, metric and calendar are codes — a ticket's in columns
+by ticket number — decoded for the rows a page shows (``row``). ``update`` replaces the rows of
+the tickets a step touched (their calendars' vectorised look-ups once per step);
+``next_change`` is the earliest instant a row changes state, so the live feed wakes exactly
+then. Warning is the policy's first ladder level before the breach (75 % of the target where
+the ladder has none). Pure: replays in, arrays out.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ OK, WARNING, PREDICTED, BREACHED = 0, 1, 2, 3
 STATE_NAMES = ("ok", "warning", "predicted", "breached")
 FILTERS = ("source", "queue", "policy", "priority", "channel", "assignee", "metric")
 _FIELDS = ("queue", "priority", "channel", "assignee")
+_PER_TICKET = ("source", "policy", *_FIELDS)
 
 Int64s = npt.NDArray[np.int64]
 Slots = npt.NDArray[np.intp]
@@ -109,11 +111,12 @@ class BoardIndex:
         self.ticket = np.full(n, -1, np.int32)
         self.cycle = np.zeros(n, np.int32)
         self.calendar = np.zeros(n, np.int16)
+        self.metric = np.full(n, -1, np.int8)
         self.running = np.zeros(n, bool)
         self.alive = np.zeros(n, bool)
         self.predicted = np.zeros(n, bool)
         self.head = np.zeros(n, bool)  # the first row of its ticket (counts tickets)
-        self.coded = {name: np.full(n, -1, np.int32) for name in FILTERS}
+        self.of_ticket = {name: np.full(n, -1, np.int32) for name in _PER_TICKET}
 
     def __len__(self) -> int:
         return int(self.alive[: self._used].sum())
@@ -141,36 +144,34 @@ class BoardIndex:
             for done in [p for p in self.predictions if p[0] == key]:
                 del self.predictions[done]
         new: list[tuple[int, MetricClock]] = []
-        for key, replay in touched.items():
-            if key not in gone:
-                self._add(key, replay, new)
+        adding = {k: r for k, r in touched.items() if k not in gone}
+        self._reserve(sum(len(r.clocks) for r in adding.values()) - len(self._free))
+        for key, replay in adding.items():
+            self._add(key, replay, new)
         self._instants(new)
         self.version += 1
 
     def _add(
         self, key: TicketKey, replay: TicketReplay, new: list[tuple[int, MetricClock]]
     ) -> None:
-        open_clocks = [
-            c for c in replay.clocks if c.current is not None and c.current.ended is None
-        ]
-        if not open_clocks:
-            return
-        number = self._ticket_number(key)
+        number = self._ticket_number(key)  # known while open, with a running clock or not
         values = {name: replay.fields.get(name, "") for name in _FIELDS}
         values.update(source=key[0], policy=replay.policy.name if replay.policy else "")
-        codes = {name: self.codes[name].code(value) for name, value in values.items()}
-        for i, clock in enumerate(open_clocks):
-            assert clock.current is not None
+        for name, value in values.items():
+            self.of_ticket[name][number] = self.codes[name].code(value)
+        first = True
+        for clock in replay.clocks:
+            c = clock.current
+            if c is None or c.ended is not None:
+                continue
             slot = self._take()
             self.ticket[slot] = number
-            self.cycle[slot] = clock.current.number
+            self.cycle[slot] = c.number
             self.calendar[slot] = self._calendar_code(clock.calendar)
-            for name, code in codes.items():
-                self.coded[name][slot] = code
-            self.coded["metric"][slot] = self.codes["metric"].code(clock.metric.value)
-            self.head[slot] = i == 0
+            self.metric[slot] = self.codes["metric"].code(clock.metric.value)
+            self.head[slot], first = first, False
             self.alive[slot] = True
-            self.predicted[slot] = (key, clock.metric, clock.current.number) in self.predictions
+            self.predicted[slot] = (key, clock.metric, c.number) in self.predictions
             new.append((slot, clock))
 
     def _ticket_number(self, key: TicketKey) -> int:
@@ -182,6 +183,10 @@ class BoardIndex:
             else:
                 number = len(self.tickets)
                 self.tickets.append(key)
+                if number == len(self.of_ticket["source"]):
+                    more = int(number * (GROWTH - 1)) + 1
+                    for name, column in self.of_ticket.items():
+                        self.of_ticket[name] = np.concatenate([column, np.full(more, -1, np.int32)])
             self.number[key] = number
         return number
 
@@ -202,7 +207,7 @@ class BoardIndex:
         hit = (
             self.alive[:n]
             & (self.ticket[:n] == number)
-            & (self.coded["metric"][:n] == self.codes["metric"].find(metric.value))
+            & (self.metric[:n] == self.codes["metric"].find(metric.value))
             & (self.cycle[:n] == cycle)
         )
         if hit.any():
@@ -212,21 +217,23 @@ class BoardIndex:
     def _take(self) -> int:
         if self._free:
             return self._free.pop()
-        if self._used == len(self.alive):
-            self._grow()
+        self._reserve(1)
         self._used += 1
         return self._used - 1
 
-    def _grow(self) -> None:
-        more = int(len(self.alive) * (GROWTH - 1)) + 1
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` more rows: the columns grow by half, or by what a big step (the
+        first load) needs, no more."""
+        short = self._used + rows - len(self.alive)
+        if short <= 0:
+            return
+        more = max(short, int(len(self.alive) * (GROWTH - 1)) + 1)
         columns = ("warn_at", "breach_at", "left_paused", "ticket", "cycle", "calendar",
-                   "running", "alive", "predicted", "head")  # fmt: skip
+                   "metric", "running", "alive", "predicted", "head")  # fmt: skip
         for name in columns:
             column = getattr(self, name)
-            fill = {"warn_at": NEVER, "breach_at": NEVER, "ticket": -1}.get(name, 0)
+            fill = {"warn_at": NEVER, "breach_at": NEVER, "ticket": -1, "metric": -1}.get(name, 0)
             setattr(self, name, np.concatenate([column, np.full(more, fill, column.dtype)]))
-        for name, coded in self.coded.items():
-            self.coded[name] = np.concatenate([coded, np.full(more, -1, np.int32)])
 
     def _instants(self, new: list[tuple[int, MetricClock]]) -> None:
         """Warning and breach instants of new rows, by calendar (vectorised)."""
@@ -267,16 +274,17 @@ class BoardIndex:
     # ------------------------------------------------------------------ reading
 
     def row(self, slot: int) -> ClockRow:
-        key = self.tickets[int(self.ticket[slot])]
+        number = int(self.ticket[slot])
+        key = self.tickets[number]
         assert key is not None and self.alive[slot]
-        fields = {name: self.codes[name].names[self.coded[name][slot]] for name in _FIELDS}
+        names = {n: self.codes[n].names[self.of_ticket[n][number]] for n in _PER_TICKET}
         return ClockRow(
             key,
-            Metric(self.codes["metric"].names[self.coded["metric"][slot]]),
+            Metric(self.codes["metric"].names[self.metric[slot]]),
             int(self.cycle[slot]),
             self.calendars[int(self.calendar[slot])],
-            self.codes["policy"].names[self.coded["policy"][slot]],
-            fields,
+            names["policy"],
+            {name: names[name] for name in _FIELDS},
         )
 
     def slots_of(self, key: TicketKey) -> list[int]:
@@ -300,9 +308,14 @@ class BoardIndex:
         soonest (breached ones first, longest overdue first; paused ones last)."""
         n = self._used
         mask = self.alive[:n].copy()
-        for name, value in filters.items():
-            if value and name in self.coded:
-                mask &= self.coded[name][:n] == self.codes[name].find(value)
+        per_ticket = [(k, v) for k, v in filters.items() if v and k in self.of_ticket]
+        if per_ticket:
+            tickets = np.ones(len(self.tickets), bool)
+            for name, value in per_ticket:
+                tickets &= self.of_ticket[name][: len(self.tickets)] == self.codes[name].find(value)
+            mask &= tickets[np.maximum(self.ticket[:n], 0)]
+        if filters.get("metric"):
+            mask &= self.metric[:n] == self.codes["metric"].find(filters["metric"])
         all_states = self.states(now_us, slice(0, n))
         per_state = {
             STATE_NAMES[s]: int(c)
@@ -362,8 +375,8 @@ class BoardIndex:
     def queue_backlog(self) -> dict[tuple[str, str], int]:
         """Open tickets per (source, queue): tickets with an open SLA clock."""
         n = self._used
-        heads = self.alive[:n] & self.head[:n]
-        sources, queues = self.coded["source"][:n][heads], self.coded["queue"][:n][heads]
+        numbers = self.ticket[:n][self.alive[:n] & self.head[:n]]
+        sources, queues = self.of_ticket["source"][numbers], self.of_ticket["queue"][numbers]
         width = max(len(self.codes["queue"].names), 1)
         counts = np.bincount(sources.astype(np.int64) * width + queues)
         source_names, queue_names = self.codes["source"].names, self.codes["queue"].names

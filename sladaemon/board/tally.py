@@ -1,7 +1,8 @@
 """Per-queue figures at the top of the board: daily volume and compliance today.
 
 * Daily volume: tickets created per day over the last ``VOLUME_DAYS`` days, per queue, from
-  the first event of every ticket the daemon has seen (open or closed since).
+  the first event of every ticket the daemon has seen, counted once — when the board first
+  sees it — in the hour it was created (no memory per ticket: a queue's counts per hour).
 * Compliance today: of the SLA cycles decided since midnight in the report time zone, the share
   met in time (met: a ``met`` event; not met: a ``breach``), per queue.
 
@@ -12,7 +13,7 @@ durable figures. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -23,7 +24,8 @@ from sladaemon.sla.engine import TicketReplay
 
 VOLUME_DAYS = 7
 BACKLOG_SHARE = 0.10  # a queue's backlog is fine up to this share of its daily volume
-DAY_US = 86_400_000_000
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,23 @@ class QueueFigures:
 @dataclass
 class QueueTally:
     zone: ZoneInfo
-    created: dict[TicketKey, tuple[str, int]] = field(default_factory=dict)  # queue, µs
+    arrivals: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # hour: n
     decided: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # met, breached
     day_start: int = 0
 
-    def note_tickets(self, touched: Mapping[TicketKey, TicketReplay], now: datetime) -> None:
+    def note_tickets(
+        self, touched: Mapping[TicketKey, TicketReplay], known: Container[TicketKey], now: datetime
+    ) -> None:
+        """Count the tickets not ``known`` yet (to the board) in their hour of creation."""
         oldest = to_us(now) - VOLUME_DAYS * DAY_US
         for key, replay in touched.items():
-            if key in self.created or not replay.events:
+            if key in known or not replay.events:
                 continue
             created = to_us(replay.events[0].at)
             if created >= oldest:
-                self.created[key] = (replay.fields.get("queue", ""), created)
+                hours = self.arrivals.setdefault((key[0], replay.fields.get("queue", "")), {})
+                hour = created // HOUR_US
+                hours[hour] = hours.get(hour, 0) + 1
 
     def note_events(
         self, fired: Iterable[tuple[str, SlaEvent]], queues: Mapping[TicketKey, str], now: datetime
@@ -88,13 +95,12 @@ class QueueTally:
     def figures(self, backlog: Mapping[tuple[str, str], int], now: datetime) -> list[QueueFigures]:
         """Every queue with a backlog or a figure, by source and queue."""
         self._roll(now)
-        oldest = to_us(now) - VOLUME_DAYS * DAY_US
+        oldest = (to_us(now) - VOLUME_DAYS * DAY_US) // HOUR_US
         arrivals: dict[tuple[str, str], int] = {}
-        for key, (queue, created) in list(self.created.items()):
-            if created < oldest:
-                del self.created[key]
-            else:
-                arrivals[(key[0], queue)] = arrivals.get((key[0], queue), 0) + 1
+        for queue, hours in self.arrivals.items():
+            for hour in [h for h in hours if h < oldest]:
+                del hours[hour]
+            arrivals[queue] = sum(hours.values())
         queues = sorted(set(backlog) | set(arrivals) | set(self.decided))
         return [
             QueueFigures(

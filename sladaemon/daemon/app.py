@@ -498,6 +498,8 @@ class App:
             await poller.close()
         self.tickets.forget_source(name)
         self.prediction.forget_source(name)
+        if self.board is not None:
+            self.board.forget_source(name)
         self.overdue.forget(name)
 
     def _watch_overdue(self, name: str) -> None:
@@ -568,6 +570,8 @@ class App:
         persistent = {name for name, p in self.pollers.items() if p.source.persistent}
         evicted = self.tickets.evict_idle(now, self.config.daemon.retention, persistent)
         self.prediction.forget(evicted)
+        if self.board is not None:
+            self.board.forget(evicted)
         self.tickets.prune_learnt(now - LEARNT_HALF_LIVES * self.config.predict.half_life)
         self.kpis.prune()
 
