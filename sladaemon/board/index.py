@@ -19,7 +19,7 @@ the ladder has none). Pure: replays in, arrays out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -29,6 +29,7 @@ from sladaemon.calendar import BusinessCalendar, from_us
 from sladaemon.model import Metric, TicketKey
 from sladaemon.sla.clocks import MetricClock
 from sladaemon.sla.engine import TicketReplay
+from sladaemon.sla.policy import LadderLevel
 
 NEVER = np.iinfo(np.int64).max
 ALWAYS = np.iinfo(np.int64).min
@@ -93,6 +94,19 @@ class Selection:
     per_state: dict[str, int]
 
 
+@dataclass
+class _NewRows:
+    """What one update adds, gathered before it is written into the columns."""
+
+    tickets: list[int] = field(default_factory=list)
+    codes: dict[str, list[int]] = field(default_factory=lambda: {n: [] for n in _PER_TICKET})
+    slots: list[int] = field(default_factory=list)
+    clocks: list[MetricClock] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    heads: list[bool] = field(default_factory=list)
+    predicted: list[bool] = field(default_factory=list)
+
+
 class BoardIndex:
     def __init__(self, capacity: int = 1024) -> None:
         self.codes = {name: Codes() for name in FILTERS}
@@ -102,6 +116,7 @@ class BoardIndex:
         self.predictions: dict[tuple[TicketKey, Metric, int], Prediction] = {}
         self.version = 0
         self._free_tickets: list[int] = []
+        self._thresholds: dict[tuple[int, int], tuple[tuple[LadderLevel, ...], int]] = {}
         self._free: list[int] = []
         self._used = 0  # slots ever handed out (high-water mark)
         n = capacity
@@ -141,38 +156,55 @@ class BoardIndex:
             if number is not None:
                 self.tickets[number] = None
                 self._free_tickets.append(number)
-            for done in [p for p in self.predictions if p[0] == key]:
+        if gone and self.predictions:
+            for done in [p for p in self.predictions if p[0] in gone]:
                 del self.predictions[done]
-        new: list[tuple[int, MetricClock]] = []
         adding = {k: r for k, r in touched.items() if k not in gone}
         self._reserve(sum(len(r.clocks) for r in adding.values()) - len(self._free))
+        new = _NewRows()
         for key, replay in adding.items():
             self._add(key, replay, new)
-        self._instants(new)
+        self._write(new)
         self.version += 1
 
-    def _add(
-        self, key: TicketKey, replay: TicketReplay, new: list[tuple[int, MetricClock]]
-    ) -> None:
+    def _add(self, key: TicketKey, replay: TicketReplay, new: _NewRows) -> None:
         number = self._ticket_number(key)  # known while open, with a running clock or not
-        values = {name: replay.fields.get(name, "") for name in _FIELDS}
-        values.update(source=key[0], policy=replay.policy.name if replay.policy else "")
-        for name, value in values.items():
-            self.of_ticket[name][number] = self.codes[name].code(value)
+        fields = replay.fields
+        new.tickets.append(number)
+        for name in _FIELDS:
+            new.codes[name].append(self.codes[name].code(fields.get(name, "")))
+        new.codes["source"].append(self.codes["source"].code(key[0]))
+        new.codes["policy"].append(
+            self.codes["policy"].code(replay.policy.name if replay.policy else "")
+        )
         first = True
         for clock in replay.clocks:
             c = clock.current
             if c is None or c.ended is not None:
                 continue
-            slot = self._take()
-            self.ticket[slot] = number
-            self.cycle[slot] = c.number
-            self.calendar[slot] = self._calendar_code(clock.calendar)
-            self.metric[slot] = self.codes["metric"].code(clock.metric.value)
-            self.head[slot], first = first, False
-            self.alive[slot] = True
-            self.predicted[slot] = (key, clock.metric, c.number) in self.predictions
-            new.append((slot, clock))
+            new.slots.append(self._take())
+            new.clocks.append(clock)
+            new.numbers.append(number)
+            new.heads.append(first)
+            new.predicted.append(
+                bool(self.predictions) and (key, clock.metric, c.number) in self.predictions
+            )
+            first = False
+
+    def _write(self, new: _NewRows) -> None:
+        """The new rows' columns, at once."""
+        numbers = np.array(new.tickets, np.intp)
+        for name, codes in new.codes.items():
+            self.of_ticket[name][numbers] = codes
+        slots = np.array(new.slots, np.intp)
+        self.ticket[slots] = new.numbers
+        self.cycle[slots] = [c.current.number if c.current else 0 for c in new.clocks]
+        self.calendar[slots] = [self._calendar_code(c.calendar) for c in new.clocks]
+        self.metric[slots] = [self.codes["metric"].code(c.metric.value) for c in new.clocks]
+        self.head[slots] = new.heads
+        self.predicted[slots] = new.predicted
+        self.alive[slots] = True
+        self._instants(list(zip(new.slots, new.clocks, strict=True)))
 
     def _ticket_number(self, key: TicketKey) -> int:
         number = self.number.get(key)
@@ -235,6 +267,17 @@ class BoardIndex:
             fill = {"warn_at": NEVER, "breach_at": NEVER, "ticket": -1, "metric": -1}.get(name, 0)
             setattr(self, name, np.concatenate([column, np.full(more, fill, column.dtype)]))
 
+    def _warning_threshold(self, clock: MetricClock) -> int:
+        """Of a clock's ladder and target (both shared by many clocks: remembered)."""
+        key = (id(clock.levels), clock.target)
+        found = self._thresholds.get(key)
+        if found is None or found[0] is not clock.levels:
+            found = self._thresholds[key] = (
+                clock.levels,
+                warning_threshold(clock.levels, clock.target),
+            )
+        return found[1]
+
     def _instants(self, new: list[tuple[int, MetricClock]]) -> None:
         """Warning and breach instants of new rows, by calendar (vectorised)."""
         groups: dict[int, list[tuple[int, MetricClock]]] = {}
@@ -247,7 +290,7 @@ class BoardIndex:
             since = np.array([c.since if c and c.since is not None else ALWAYS for c in currents])
             elapsed = np.array([c.elapsed if c else 0 for c in currents], np.int64)
             target = np.array([c.target for _, c in members], np.int64)
-            warn = np.array([_warning_threshold(c) for _, c in members], np.int64)
+            warn = np.array([self._warning_threshold(c) for _, c in members], np.int64)
             running = since != ALWAYS
             self.running[slots] = running
             self.left_paused[slots] = target - elapsed
@@ -390,9 +433,9 @@ class BoardIndex:
         return None if at_us in (NEVER, ALWAYS) else from_us(at_us)
 
 
-def _warning_threshold(clock: MetricClock) -> int:
-    """Business µs of elapsed time at which the clock turns to warning."""
-    early = [level for level in clock.levels if level.before_breach]
+def warning_threshold(levels: tuple[LadderLevel, ...], target: int) -> int:
+    """Business µs of elapsed time at which a clock turns to warning."""
+    early = [level for level in levels if level.before_breach]
     if early:
-        return min(level.threshold_us(clock.target) for level in early)
-    return round(clock.target * DEFAULT_WARNING)
+        return min(level.threshold_us(target) for level in early)
+    return round(target * DEFAULT_WARNING)
