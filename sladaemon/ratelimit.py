@@ -11,14 +11,16 @@ MAX_CLIENTS = 10_000  # client addresses whose request budget is remembered
 
 @dataclass
 class RateLimit:
-    """A token bucket per client address: ``rate`` a second, bursts of ``4 × rate``."""
+    """A token bucket per client address: ``rate`` a second, bursts of ``burst`` (default
+    ``4 × rate``, at least 1)."""
 
     rate: float
     clock: Callable[[], float] = time.monotonic
+    burst: float | None = None
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def allow(self, client: str) -> bool:
-        now, burst = self.clock(), max(1.0, 4 * self.rate)
+        now, burst = self.clock(), self.burst or max(1.0, 4 * self.rate)
         tokens, last = self._buckets.get(client, (burst, now))
         tokens = min(burst, tokens + (now - last) * self.rate)
         if len(self._buckets) >= MAX_CLIENTS and client not in self._buckets:

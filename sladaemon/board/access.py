@@ -3,7 +3,8 @@
 * Accounts sign in with a password checked against their argon2 hash (in a thread: a check
   takes tens of ms by design). A session is a random token in a cookie — ``HttpOnly``,
   ``SameSite=Strict``, ``Secure`` behind TLS — held in memory only: a restart signs everyone
-  out. Sign-in attempts are limited per client address (``board.login_rate``).
+  out. Sign-in attempts are limited per client address: ``LOGIN_BURST`` in a row, then
+  ``board.login_rate`` a second.
 * A reverse proxy that authenticated the user passes the name in ``board.user_header``; the
   header counts only when the request comes from an address of ``board.trusted_proxies``.
 * Every POST carries the identity's CSRF token (a form field); the sign-in form, which has no
@@ -32,6 +33,7 @@ SESSION_COOKIE = "sladaemon_board"
 LOGIN_COOKIE = "sladaemon_board_login"  # the sign-in form's CSRF token
 LOGIN_TTL = 3600  # seconds a sign-in form's token is good for
 MAX_SESSIONS = 10_000
+LOGIN_BURST = 5  # sign-in attempts in a row before ``login_rate`` applies
 CSRF_FIELD = "csrf"
 _HASHER = PasswordHasher()
 # A hash to check against for unknown names, so that they take as long as known ones.
@@ -72,7 +74,7 @@ class Access:
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
-        self.limit = RateLimit(self.config.login_rate, self.clock)
+        self.limit = RateLimit(self.config.login_rate, self.clock, LOGIN_BURST)
 
     def use(self, config: BoardConfig) -> None:
         """A reloaded config: sessions of removed accounts (or changed roles) end."""

@@ -4,7 +4,8 @@ The board changes when a step of the book touched tickets (``changed``) and when
 its warning or breach instant, which the feed's own loop waits for (``run``: the index says
 which instant is next). Each open page holds one event stream and is told the board's new
 version at most ``MAX_RATE`` times a second; it then fetches the rows it shows. A comment every
-``HEARTBEAT`` seconds keeps proxies from closing an idle stream.
+``HEARTBEAT`` seconds keeps proxies from closing an idle stream. When the feed's loop is
+cancelled (the daemon stops) every stream ends, so that open pages do not hold up the stop.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class LiveFeed:
         self.wake = asyncio.Event()  # the index changed: its next instant may have too
         self._changed = asyncio.Condition()
         self.streams = 0
+        self.closing = False  # the loop was cancelled: streams end
 
     def changed(self) -> None:
         """Something on the board changed now (called on the event loop)."""
@@ -45,7 +47,13 @@ class LiveFeed:
 
     async def run(self) -> None:
         """Bump the version whenever a row's warning or breach instant comes."""
-        await run_at_instants(self.clock, self.wake, self._next_instant, self._passed)
+        self.closing = False
+        try:
+            await run_at_instants(self.clock, self.wake, self._next_instant, self._passed)
+        except asyncio.CancelledError:
+            self.closing = True
+            asyncio.get_running_loop().create_task(self._notify())
+            raise
 
     def _next_instant(self) -> datetime | None:
         at = self.next_change(to_us(self.clock.now()))
@@ -71,7 +79,7 @@ class LiveFeed:
         sent = -1
         try:
             await response.write(b"retry: 2000\n\n")
-            while True:
+            while not self.closing:
                 if self.version != sent:
                     sent = self.version
                     await response.write(f"data: {sent}\n\n".encode())
@@ -79,10 +87,10 @@ class LiveFeed:
                     if self.version != sent:
                         continue
                 async with self._changed:
-                    if self.version == sent:
+                    if self.version == sent and not self.closing:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._changed.wait(), HEARTBEAT)
-                if self.version == sent:
+                if self.version == sent and not self.closing:
                     await response.write(b": idle\n\n")
         except ConnectionResetError:  # the page was closed
             pass

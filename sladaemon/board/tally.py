@@ -1,6 +1,7 @@
 """Per-queue figures at the top of the board: daily volume and compliance today.
 
-* Daily volume: tickets created per day over the last ``VOLUME_DAYS`` days, per queue, from
+* Daily volume: tickets created per day over the last ``VOLUME_DAYS`` days (or the days since
+  the earliest creation seen, when fewer, and at least one), per queue, from
   the first event of every ticket the daemon has seen, counted once — when the board first
   sees it — in the hour it was created (no memory per ticket: a queue's counts per hour).
 * Compliance today: of the SLA cycles decided since midnight in the report time zone, the share
@@ -95,19 +96,23 @@ class QueueTally:
     def figures(self, backlog: Mapping[tuple[str, str], int], now: datetime) -> list[QueueFigures]:
         """Every queue with a backlog or a figure, by source and queue."""
         self._roll(now)
-        oldest = (to_us(now) - VOLUME_DAYS * DAY_US) // HOUR_US
+        this_hour = to_us(now) // HOUR_US
+        oldest = this_hour - VOLUME_DAYS * 24
         arrivals: dict[tuple[str, str], int] = {}
+        first = this_hour
         for queue, hours in self.arrivals.items():
             for hour in [h for h in hours if h < oldest]:
                 del hours[hour]
             arrivals[queue] = sum(hours.values())
+            first = min([first, *hours])
+        days = max(1.0, (this_hour - first + 1) / 24)  # less than a week seen: what was seen
         queues = sorted(set(backlog) | set(arrivals) | set(self.decided))
         return [
             QueueFigures(
                 source,
                 queue,
                 backlog.get((source, queue), 0),
-                arrivals.get((source, queue), 0) / VOLUME_DAYS,
+                arrivals.get((source, queue), 0) / days,
                 *self.decided.get((source, queue), [0, 0]),
             )
             for source, queue in queues

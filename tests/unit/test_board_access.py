@@ -138,11 +138,12 @@ def test_the_sign_in_form_token_is_a_double_submitted_signed_cookie() -> None:
 def test_sign_in_attempts_are_limited_per_client_address() -> None:
     clock = Clock()
     access = Access(config(login_rate=0.5), clock)
-    allowed = [access.allowed(request("192.0.2.1")) for _ in range(5)]
-    assert allowed == [True, True, False, False, False]  # a burst of 4 × 0.5
+    allowed = [access.allowed(request("192.0.2.1")) for _ in range(7)]
+    assert allowed == [True] * 5 + [False] * 2  # a burst of 5, then one every 2 s
     assert access.allowed(request("192.0.2.2"))
     clock.now += 2
     assert access.allowed(request("192.0.2.1"))
+    assert not access.allowed(request("192.0.2.1"))
 
 
 def test_cookies_are_http_only_strict_and_secure_behind_tls() -> None:
