@@ -75,11 +75,13 @@ class Access:
 
     def __post_init__(self) -> None:
         self.limit = RateLimit(self.config.login_rate, self.clock, LOGIN_BURST)
+        self._proxies = _networks(self.config.trusted_proxies)
 
     def use(self, config: BoardConfig) -> None:
         """A reloaded config: sessions of removed accounts (or changed roles) end."""
         self.config = config
         self.limit.rate = config.login_rate
+        self._proxies = _networks(config.trusted_proxies)
         for token, s in list(self.sessions.items()):
             account = config.accounts.get(s.user)
             if account is None or account.role != s.role:
@@ -177,15 +179,13 @@ class Access:
 
     def _trusted(self, request: web.Request) -> bool:
         """The request comes from a configured reverse proxy."""
-        if not self.config.trusted_proxies:
+        if not self._proxies:
             return False
         try:
             address = ipaddress.ip_address(request.remote or "")
         except ValueError:
             return False
-        return any(
-            address in ipaddress.ip_network(n, strict=False) for n in self.config.trusted_proxies
-        )
+        return any(address in network for network in self._proxies)
 
     def set_cookie(self, response: web.StreamResponse, request: web.Request, name: str,
                    value: str, max_age: int) -> None:  # fmt: skip
@@ -193,6 +193,10 @@ class Access:
             name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
             secure=self.secure(request),
         )  # fmt: skip
+
+
+def _networks(texts: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(text, strict=False) for text in texts]
 
 
 def _verify(stored: str, password: str) -> bool:

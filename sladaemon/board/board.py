@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sladaemon.board.index import STATE_NAMES, BoardIndex, Prediction
@@ -116,8 +116,7 @@ class Board:
         queues = {}
         for f in fired:
             key = (f.source, f.event.ticket_id)
-            for slot in self.index.slots_of(key)[:1]:
-                queues[key] = self.index.row(slot).fields["queue"]
+            queues[key] = self.index.queue_of(key)
             if f.event.kind is SlaEventKind.PREDICTED_BREACH:
                 details = f.event.details
                 probability = details.get("probability")
@@ -203,7 +202,9 @@ class Board:
                 acked_by = ""
         for sent in self.store.sent_under(prefix):
             if "/page" not in sent.key[len(prefix) :]:  # chain pages are in the audit already
-                told.append(Paged(sent.receiver, sent.kind, _utc(sent.created_at)))
+                told.append(
+                    Paged(sent.receiver, sent.kind, datetime.fromtimestamp(sent.created_at, UTC))
+                )
         told.sort(key=lambda p: p.at)
         return tuple(told[-3:]), acked_by
 
@@ -211,7 +212,3 @@ class Board:
 def _signed(us: int) -> str:
     text = format_duration(timedelta(microseconds=abs(us)), exact=False)
     return text if us >= 0 else f"-{text}"
-
-
-def _utc(stamp: float) -> datetime:
-    return from_us(int(stamp * 1_000_000))

@@ -330,6 +330,11 @@ class BoardIndex:
             {name: names[name] for name in _FIELDS},
         )
 
+    def queue_of(self, key: TicketKey) -> str:
+        """The queue of an open ticket ("" when unknown), without looking at its rows."""
+        number = self.number.get(key)
+        return "" if number is None else self.codes["queue"].names[self.of_ticket["queue"][number]]
+
     def slots_of(self, key: TicketKey) -> list[int]:
         number = self.number.get(key)
         if number is None:
